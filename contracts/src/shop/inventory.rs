@@ -1,0 +1,129 @@
+//! The `inventory` service: stock levels and reservations.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{DOMAIN, OWNER, OrderId, StockLine};
+use crate::catalog::{ContractBuilder, OperationSpec};
+use crate::document::ContractDocument;
+use crate::names::NameError;
+
+/// Reserve stock for an order. Idempotent per order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReserveStock {
+    /// The order the stock is for.
+    pub order_id: OrderId,
+    /// What to reserve.
+    #[schemars(length(min = 1, max = 100))]
+    pub items: Vec<StockLine>,
+}
+
+/// Stock held for an order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Reservation {
+    /// The reservation.
+    pub reservation_id: String,
+    /// The order it is for.
+    pub order_id: OrderId,
+    /// What is held.
+    pub items: Vec<StockLine>,
+}
+
+/// Give back the stock held for an order. Idempotent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseStock {
+    /// The order whose stock goes back.
+    pub order_id: OrderId,
+}
+
+/// The answer to a release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct StockReleased {
+    /// The order.
+    pub order_id: OrderId,
+    /// False when nothing was held (already released, or never reserved).
+    pub released: bool,
+}
+
+/// Ask how much of a product is in stock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GetStock {
+    /// Stock keeping unit.
+    #[schemars(length(min = 1, max = 64))]
+    pub sku: String,
+}
+
+/// How much of a product there is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct StockLevel {
+    /// Stock keeping unit.
+    pub sku: String,
+    /// Units free to reserve.
+    pub available: u64,
+    /// Units held for orders.
+    pub reserved: u64,
+}
+
+/// Stock was reserved for an order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct StockReserved {
+    /// The order.
+    pub order_id: OrderId,
+    /// The reservation.
+    pub reservation_id: String,
+    /// What is held.
+    pub items: Vec<StockLine>,
+}
+
+/// An order asked for more than there is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct StockShortage {
+    /// The order.
+    pub order_id: OrderId,
+    /// The product that ran short.
+    pub sku: String,
+    /// Units asked for.
+    pub requested: u64,
+    /// Units free.
+    pub available: u64,
+}
+
+/// The `inventory@1` contract.
+pub fn contract() -> Result<ContractDocument, NameError> {
+    Ok(ContractBuilder::new(DOMAIN, "inventory", "1.0.0", "Stock levels and reservations", OWNER)?
+        .tags(&["shop", "stock"])
+        .operation::<ReserveStock, Reservation>(
+            "reserve",
+            OperationSpec {
+                description: "Reserve stock for an order",
+                errors: &["OUT_OF_STOCK"],
+                idempotent: true,
+            },
+        )?
+        .operation::<ReleaseStock, StockReleased>(
+            "release",
+            OperationSpec {
+                description: "Give back the stock reserved for an order",
+                idempotent: true,
+                ..Default::default()
+            },
+        )?
+        .operation::<GetStock, StockLevel>(
+            "stock",
+            OperationSpec {
+                description: "How much of a product is free and reserved",
+                idempotent: true,
+                ..Default::default()
+            },
+        )?
+        .event::<StockReserved>("reserved", "Stock was reserved for an order")?
+        .event::<StockShortage>("out-of-stock", "An order asked for more stock than there is")?
+        .event::<StockReleased>("released", "Stock reserved for an order was given back")?
+        .consumes("orders@1#placed")?
+        .consumes("payments@1#declined")?
+        .consumes("shipping@1#failed")?
+        .build())
+}

@@ -1,0 +1,115 @@
+//! The `payments` service: charges and refunds.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{DOMAIN, Money, OWNER, OrderId};
+use crate::catalog::{ContractBuilder, OperationSpec};
+use crate::document::ContractDocument;
+use crate::names::NameError;
+
+/// Charge a customer for an order. Idempotent per order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChargePayment {
+    /// The order paid for.
+    pub order_id: OrderId,
+    /// Who pays.
+    #[schemars(length(min = 1, max = 64))]
+    pub customer_id: String,
+    /// How much.
+    pub amount: Money,
+}
+
+/// Proof of a charge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PaymentReceipt {
+    /// The payment.
+    pub payment_id: String,
+    /// The order paid for.
+    pub order_id: OrderId,
+    /// How much was charged.
+    pub amount: Money,
+}
+
+/// Give an order's money back. Idempotent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefundPayment {
+    /// The order to refund.
+    pub order_id: OrderId,
+}
+
+/// Proof of a refund.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RefundReceipt {
+    /// The refund.
+    pub refund_id: String,
+    /// The order refunded.
+    pub order_id: OrderId,
+    /// How much went back; zero when nothing had been charged.
+    pub amount: Money,
+}
+
+/// A customer was charged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PaymentCharged {
+    /// The order paid for.
+    pub order_id: OrderId,
+    /// Who paid.
+    pub customer_id: String,
+    /// The payment.
+    pub payment_id: String,
+    /// How much.
+    pub amount: Money,
+}
+
+/// A charge was declined.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PaymentDeclined {
+    /// The order.
+    pub order_id: OrderId,
+    /// Why, in words.
+    pub reason: String,
+}
+
+/// Money went back to a customer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PaymentRefunded {
+    /// The order refunded.
+    pub order_id: OrderId,
+    /// Who got the money back.
+    pub customer_id: String,
+    /// The refund.
+    pub refund_id: String,
+    /// How much.
+    pub amount: Money,
+}
+
+/// The `payments@1` contract.
+pub fn contract() -> Result<ContractDocument, NameError> {
+    Ok(ContractBuilder::new(DOMAIN, "payments", "1.0.0", "Charges customers and refunds them", OWNER)?
+        .tags(&["shop", "money"])
+        .operation::<ChargePayment, PaymentReceipt>(
+            "charge",
+            OperationSpec {
+                description: "Charge a customer for an order",
+                errors: &["PAYMENT_DECLINED"],
+                idempotent: true,
+            },
+        )?
+        .operation::<RefundPayment, RefundReceipt>(
+            "refund",
+            OperationSpec {
+                description: "Refund what was charged for an order",
+                idempotent: true,
+                ..Default::default()
+            },
+        )?
+        .event::<PaymentCharged>("charged", "A customer was charged for an order")?
+        .event::<PaymentDeclined>("declined", "A charge for an order was declined")?
+        .event::<PaymentRefunded>("refunded", "A charge for an order was refunded")?
+        .consumes("inventory@1#reserved")?
+        .consumes("shipping@1#failed")?
+        .build())
+}

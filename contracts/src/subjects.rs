@@ -1,0 +1,85 @@
+//! Every subject string the system uses is spelled here and nowhere else.
+
+use crate::names::{MemberName, ServiceName, Subject};
+
+/// The prefix of the registry's request-reply API.
+pub const REGISTRY_API_PREFIX: &str = "soa.registry.v1";
+
+/// The prefix of the registry's change notifications.
+pub const REGISTRY_EVENTS_PREFIX: &str = "soa.registry.v1.events";
+
+/// The queue group registry replicas share.
+pub const REGISTRY_QUEUE_GROUP: &str = "soa-registry";
+
+/// NATS micro (ADR-32) discovery verbs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DiscoveryVerb {
+    /// `$SRV.PING`: who is there.
+    Ping,
+    /// `$SRV.INFO`: name, version, endpoints and metadata.
+    Info,
+    /// `$SRV.STATS`: per-endpoint counters.
+    Stats,
+}
+
+impl DiscoveryVerb {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Ping => "PING",
+            Self::Info => "INFO",
+            Self::Stats => "STATS",
+        }
+    }
+}
+
+/// `$SRV.<VERB>`, `$SRV.<VERB>.<service>` or `$SRV.<VERB>.<service>.<id>`:
+/// the discovery subjects a service answers on.
+pub fn discovery(verb: DiscoveryVerb, service: Option<&str>, instance_id: Option<&str>) -> String {
+    let mut subject = format!("$SRV.{}", verb.as_str());
+    if let Some(service) = service {
+        subject.push('.');
+        subject.push_str(service);
+        if let Some(id) = instance_id {
+            subject.push('.');
+            subject.push_str(id);
+        }
+    }
+    subject
+}
+
+/// The registry API subject of one verb: `soa.registry.v1.<verb>`.
+pub fn registry_api(verb: &str) -> String {
+    format!("{REGISTRY_API_PREFIX}.{verb}")
+}
+
+/// The subject a registry change of one kind is published on:
+/// `soa.registry.v1.events.<kind>`.
+pub fn registry_event(kind: &str) -> String {
+    format!("{REGISTRY_EVENTS_PREFIX}.{kind}")
+}
+
+/// The subject of an operation or event: `<domain>.<service>.v<major>.<name>`.
+pub fn member(domain: &str, service: &ServiceName, major: u64, name: &MemberName) -> Result<Subject, crate::names::NameError> {
+    Subject::parse(&format!("{domain}.{service}.v{major}.{name}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spells_subjects() {
+        assert_eq!(discovery(DiscoveryVerb::Ping, None, None), "$SRV.PING");
+        assert_eq!(discovery(DiscoveryVerb::Info, Some("inventory"), Some("abc")), "$SRV.INFO.inventory.abc");
+        assert_eq!(registry_api("register"), "soa.registry.v1.register");
+        assert_eq!(registry_event("registered"), "soa.registry.v1.events.registered");
+        let subject = member(
+            "shop",
+            &ServiceName::parse("inventory").unwrap(),
+            1,
+            &MemberName::parse("reserve").unwrap(),
+        )
+        .unwrap();
+        assert_eq!(subject.as_str(), "shop.inventory.v1.reserve");
+    }
+}

@@ -1,0 +1,1 @@
+//! Validating messages against compiled contracts.
