@@ -222,7 +222,7 @@ mod tests {
         assert_eq!(locate(TEXT, ""), at(1, 1));
         assert_eq!(locate(TEXT, "/a"), at(2, 8));
         assert_eq!(locate(TEXT, "/a/b/0"), at(2, 15));
-        assert_eq!(locate(TEXT, "/a/b/1/c"), at(2, 26));
+        assert_eq!(locate(TEXT, "/a/b/1/c"), at(2, 25));
         assert_eq!(locate(TEXT, "/x~1y"), at(3, 10));
         assert_eq!(locate(TEXT, "/q"), at(4, 13));
         assert_eq!(locate(TEXT, "/z"), at(5, 16));

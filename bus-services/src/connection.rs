@@ -1,0 +1,535 @@
+//! Connecting to the NATS server, and refusing a server too old for soabus.
+//!
+//! Every component connects through [`connect`], so every component checks the
+//! server's version the same way: async-nats cannot create key-value buckets on
+//! nats-server 2.9 (Debian's package), and the failure it gives then does not
+//! say why. Refusing such a server up front, with a message that names the
+//! version found and the fix, saves that hunt.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use semver::Version;
+
+/// The oldest nats-server that soabus works with.
+///
+/// 2.10 brought what the key-value store and the service API need here; 2.11+
+/// adds per-message TTL, which features may ask for on their own.
+pub const MIN_SERVER_VERSION: Version = Version::new(2, 10, 0);
+
+/// The server URL used when nothing else is configured.
+///
+/// Reading `$NATS_URL` is the command line's job, not this library's.
+pub const DEFAULT_URL: &str = "nats://127.0.0.1:4222";
+
+/// How to reach and authenticate with the NATS server.
+///
+/// `Debug` is written by hand so that the token and the password never end up
+/// in a log line.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ConnectConfig {
+    /// The server URL, such as `nats://127.0.0.1:4222`.
+    pub url: String,
+    /// The connection name the server shows in its monitoring, if any.
+    pub name: Option<String>,
+    /// A `.creds` file holding a user JWT and its nkey seed.
+    pub credentials_file: Option<PathBuf>,
+    /// A token for token authentication.
+    pub token: Option<String>,
+    /// The user for user-and-password authentication; needs [`Self::password`].
+    pub user: Option<String>,
+    /// The password for user-and-password authentication; needs [`Self::user`].
+    pub password: Option<String>,
+    /// Refuse to talk to the server without TLS.
+    pub tls_required: bool,
+    /// A PEM file with the root certificates that the server's certificate must chain to.
+    pub root_certificates: Option<PathBuf>,
+    /// A PEM client certificate for mutual TLS; needs [`Self::client_key`].
+    pub client_certificate: Option<PathBuf>,
+    /// The PEM private key of [`Self::client_certificate`].
+    pub client_key: Option<PathBuf>,
+    /// How long one attempt to connect may take before it fails.
+    pub connect_timeout: Duration,
+}
+
+impl Default for ConnectConfig {
+    fn default() -> Self {
+        Self {
+            url: DEFAULT_URL.to_owned(),
+            name: None,
+            credentials_file: None,
+            token: None,
+            user: None,
+            password: None,
+            tls_required: false,
+            root_certificates: None,
+            client_certificate: None,
+            client_key: None,
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl ConnectConfig {
+    /// A configuration for the server at `url` with everything else left at its default.
+    pub fn for_url(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            ..Self::default()
+        }
+    }
+}
+
+impl fmt::Debug for ConnectConfig {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let redacted = |secret: &Option<String>| secret.as_ref().map(|_| "<redacted>");
+        formatter
+            .debug_struct("ConnectConfig")
+            .field("url", &self.url)
+            .field("name", &self.name)
+            .field("credentials_file", &self.credentials_file)
+            .field("token", &redacted(&self.token))
+            .field("user", &self.user)
+            .field("password", &redacted(&self.password))
+            .field("tls_required", &self.tls_required)
+            .field("root_certificates", &self.root_certificates)
+            .field("client_certificate", &self.client_certificate)
+            .field("client_key", &self.client_key)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish()
+    }
+}
+
+/// Why a connection to the NATS server could not be made or was refused.
+///
+/// The messages name the server and say what to do; the underlying async-nats
+/// or I/O error is kept as the source, for a caller that prints the chain.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The server is older than [`MIN_SERVER_VERSION`].
+    #[error(
+        "nats-server {found}{} is too old: soabus needs nats-server {MIN_SERVER_VERSION} or newer \
+         (Debian's nats-server 2.9 package is too old); run `scripts/install-nats-server` to \
+         install the project's pinned server",
+        at_url(url.as_deref())
+    )]
+    ServerTooOld {
+        /// The version the server reported.
+        found: Version,
+        /// The server's URL, when the check was made on a live connection.
+        url: Option<String>,
+    },
+
+    /// The server reported a version that is not a semantic version.
+    #[error(
+        "nats-server{} reported the version {reported:?}, which is not a version number; soabus \
+         needs nats-server {MIN_SERVER_VERSION} or newer (run `scripts/install-nats-server`)",
+        at_url(url.as_deref())
+    )]
+    UnparsableServerVersion {
+        /// What the server reported.
+        reported: String,
+        /// The server's URL, when the check was made on a live connection.
+        url: Option<String>,
+        /// Why it does not parse.
+        #[source]
+        source: semver::Error,
+    },
+
+    /// Only one of `user` and `password` was given.
+    #[error("a NATS user and password must be given together, but only the {given} was given")]
+    IncompleteUserAndPassword {
+        /// `"user"` or `"password"`: the one that was given.
+        given: &'static str,
+    },
+
+    /// Only one of `client_certificate` and `client_key` was given.
+    #[error(
+        "a TLS client certificate and its key must be given together, but only the {given} was given"
+    )]
+    IncompleteClientCertificate {
+        /// `"certificate"` or `"key"`: the one that was given.
+        given: &'static str,
+    },
+
+    /// The credentials file could not be read or does not hold credentials.
+    #[error("could not read the NATS credentials file {}", path.display())]
+    CredentialsFile {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong reading it.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The URL is not a NATS server address.
+    #[error("{url:?} is not a NATS server URL; write it like nats://127.0.0.1:4222")]
+    InvalidUrl {
+        /// The URL as given.
+        url: String,
+        /// What async-nats found wrong with it.
+        #[source]
+        source: async_nats::ConnectError,
+    },
+
+    /// Nothing answered at the URL in time, or the connection broke while it was made.
+    #[error(
+        "could not reach a NATS server at {url}; check that nats-server {MIN_SERVER_VERSION}+ \
+         is running there (`scripts/install-nats-server` installs one) or use another URL"
+    )]
+    Unreachable {
+        /// The URL.
+        url: String,
+        /// What async-nats saw.
+        #[source]
+        source: async_nats::ConnectError,
+    },
+
+    /// The server refused the credentials.
+    #[error(
+        "the NATS server at {url} refused the connection's credentials; check the credentials \
+         file, token or user and password"
+    )]
+    NotAuthorized {
+        /// The URL.
+        url: String,
+        /// What async-nats saw.
+        #[source]
+        source: async_nats::ConnectError,
+    },
+
+    /// TLS could not be set up or negotiated.
+    #[error(
+        "could not set up TLS with the NATS server at {url}; check the certificate files and \
+         whether the server speaks TLS"
+    )]
+    Tls {
+        /// The URL.
+        url: String,
+        /// What async-nats saw.
+        #[source]
+        source: async_nats::ConnectError,
+    },
+
+    /// Any other failure to connect.
+    #[error("could not connect to the NATS server at {url}")]
+    Other {
+        /// The URL.
+        url: String,
+        /// What async-nats saw.
+        #[source]
+        source: async_nats::ConnectError,
+    },
+
+    /// The connection was made but the server never said who it is.
+    #[error("the NATS server at {url} sent no INFO message, so its version is unknown")]
+    NoServerInfo {
+        /// The URL.
+        url: String,
+    },
+}
+
+/// Formats " at URL" for the version errors, or nothing when there is no URL.
+fn at_url(url: Option<&str>) -> String {
+    url.map(|url| format!(" at {url}")).unwrap_or_default()
+}
+
+impl ConnectError {
+    /// Names the server's URL in a version error that was found without one.
+    fn at(self, server_url: &str) -> Self {
+        match self {
+            Self::ServerTooOld { found, url: None } => Self::ServerTooOld {
+                found,
+                url: Some(server_url.to_owned()),
+            },
+            Self::UnparsableServerVersion {
+                reported,
+                url: None,
+                source,
+            } => Self::UnparsableServerVersion {
+                reported,
+                url: Some(server_url.to_owned()),
+                source,
+            },
+            other => other,
+        }
+    }
+}
+
+/// Parses the version a nats-server reports and refuses one older than [`MIN_SERVER_VERSION`].
+///
+/// Takes versions as the server's INFO message or `nats-server --version`
+/// spell them, with or without a leading `v`: `2.15.1`, `v2.10.0-beta.3`.
+///
+/// Pre-release versions are compared by their release number, so
+/// `2.10.0-beta.3` passes: nats-server builds from its main branch call
+/// themselves `2.x.0-dev` and already have that release's features, while
+/// semver would rank them below `2.x.0`.
+pub fn check_server_version(reported: &str) -> Result<Version, ConnectError> {
+    let trimmed = reported.trim();
+    let without_prefix = trimmed
+        .strip_prefix('v')
+        .or_else(|| trimmed.strip_prefix('V'))
+        .unwrap_or(trimmed);
+    let version =
+        Version::parse(without_prefix).map_err(|source| ConnectError::UnparsableServerVersion {
+            reported: reported.to_owned(),
+            url: None,
+            source,
+        })?;
+    let release = Version::new(version.major, version.minor, version.patch);
+    if release < MIN_SERVER_VERSION {
+        return Err(ConnectError::ServerTooOld {
+            found: version,
+            url: None,
+        });
+    }
+    Ok(version)
+}
+
+/// Connects to the NATS server that `config` names and checks that it is new enough.
+///
+/// The connection attempt is made once and fails after
+/// [`ConnectConfig::connect_timeout`]; once connected, async-nats reconnects
+/// by itself whenever the connection drops.
+pub async fn connect(config: &ConnectConfig) -> Result<async_nats::Client, ConnectError> {
+    let options = connect_options(config).await?;
+    let client = options
+        .connect(config.url.as_str())
+        .await
+        .map_err(|source| classify_connect_error(&config.url, source))?;
+    let info = client
+        .try_server_info()
+        .ok_or_else(|| ConnectError::NoServerInfo {
+            url: config.url.clone(),
+        })?;
+    match check_server_version(&info.version) {
+        Ok(version) => {
+            tracing::debug!(
+                url = %config.url,
+                server_version = %version,
+                server_name = %info.server_name,
+                "Connected to the NATS server."
+            );
+            Ok(client)
+        }
+        Err(error) => {
+            // Closing the connection is best effort: the version error is what the caller needs.
+            if let Err(drain_error) = client.drain().await {
+                tracing::debug!(error = %drain_error, "Could not drain the refused connection.");
+            }
+            Err(error.at(&config.url))
+        }
+    }
+}
+
+/// Turns the configuration into async-nats options, checking that paired fields come in pairs.
+async fn connect_options(
+    config: &ConnectConfig,
+) -> Result<async_nats::ConnectOptions, ConnectError> {
+    let mut options = match &config.credentials_file {
+        Some(path) => async_nats::ConnectOptions::with_credentials_file(path)
+            .await
+            .map_err(|source| ConnectError::CredentialsFile {
+                path: path.clone(),
+                source,
+            })?,
+        None => async_nats::ConnectOptions::new(),
+    };
+    options = options.connection_timeout(config.connect_timeout);
+    if let Some(name) = &config.name {
+        options = options.name(name);
+    }
+    if let Some(token) = &config.token {
+        options = options.token(token.clone());
+    }
+    match (&config.user, &config.password) {
+        (Some(user), Some(password)) => {
+            options = options.user_and_password(user.clone(), password.clone());
+        }
+        (Some(_), None) => return Err(ConnectError::IncompleteUserAndPassword { given: "user" }),
+        (None, Some(_)) => {
+            return Err(ConnectError::IncompleteUserAndPassword { given: "password" });
+        }
+        (None, None) => {}
+    }
+    options = options.require_tls(config.tls_required);
+    if let Some(path) = &config.root_certificates {
+        options = options.add_root_certificates(path.clone());
+    }
+    match (&config.client_certificate, &config.client_key) {
+        (Some(certificate), Some(key)) => {
+            options = options.add_client_certificate(certificate.clone(), key.clone());
+        }
+        (Some(_), None) => {
+            return Err(ConnectError::IncompleteClientCertificate {
+                given: "certificate",
+            });
+        }
+        (None, Some(_)) => return Err(ConnectError::IncompleteClientCertificate { given: "key" }),
+        (None, None) => {}
+    }
+    Ok(options)
+}
+
+/// Sorts an async-nats connect error by what the user should do about it.
+fn classify_connect_error(url: &str, source: async_nats::ConnectError) -> ConnectError {
+    use async_nats::ConnectErrorKind;
+
+    let url = url.to_owned();
+    match source.kind() {
+        ConnectErrorKind::ServerParse => ConnectError::InvalidUrl { url, source },
+        ConnectErrorKind::Dns | ConnectErrorKind::TimedOut | ConnectErrorKind::Io => {
+            ConnectError::Unreachable { url, source }
+        }
+        ConnectErrorKind::Authentication | ConnectErrorKind::AuthorizationViolation => {
+            ConnectError::NotAuthorized { url, source }
+        }
+        ConnectErrorKind::Tls => ConnectError::Tls { url, source },
+        ConnectErrorKind::MaxReconnects => ConnectError::Other { url, source },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_current_and_minimum_versions() {
+        assert_eq!(
+            check_server_version("2.15.1").unwrap(),
+            Version::new(2, 15, 1)
+        );
+        assert_eq!(
+            check_server_version("2.10.0").unwrap(),
+            Version::new(2, 10, 0)
+        );
+        assert_eq!(
+            check_server_version("3.0.0").unwrap(),
+            Version::new(3, 0, 0)
+        );
+    }
+
+    #[test]
+    fn accepts_a_leading_v_and_surrounding_whitespace() {
+        assert_eq!(
+            check_server_version(" v2.11.4\n").unwrap(),
+            Version::new(2, 11, 4)
+        );
+    }
+
+    #[test]
+    fn accepts_pre_releases_of_a_new_enough_release() {
+        let version = check_server_version("v2.10.0-beta.3").unwrap();
+        assert_eq!(version, Version::parse("2.10.0-beta.3").unwrap());
+        assert!(check_server_version("2.12.0-dev").is_ok());
+    }
+
+    #[test]
+    fn refuses_debians_2_9_with_a_message_that_says_what_to_do() {
+        let error = check_server_version("2.9.10").unwrap_err();
+        assert!(
+            matches!(&error, ConnectError::ServerTooOld { found, url: None } if *found == Version::new(2, 9, 10)),
+            "{error:?}"
+        );
+        let message = error.to_string();
+        for expected in [
+            "2.9.10",
+            "2.10.0 or newer",
+            "Debian",
+            "scripts/install-nats-server",
+        ] {
+            assert!(message.contains(expected), "{message:?} lacks {expected:?}");
+        }
+    }
+
+    #[test]
+    fn refuses_older_versions_and_their_pre_releases() {
+        for reported in ["v2.9.25", "2.2.0", "1.4.1", "2.9.99-beta.1"] {
+            assert!(
+                matches!(
+                    check_server_version(reported),
+                    Err(ConnectError::ServerTooOld { .. })
+                ),
+                "{reported} should be refused"
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_version() {
+        for reported in ["", "2.10", "nats-server", "v"] {
+            let error = check_server_version(reported).unwrap_err();
+            assert!(
+                matches!(&error, ConnectError::UnparsableServerVersion { reported: r, .. } if r == reported),
+                "{reported:?}: {error:?}"
+            );
+            assert!(error.to_string().contains("scripts/install-nats-server"));
+        }
+    }
+
+    #[test]
+    fn version_errors_name_the_url_once_connected() {
+        let error = check_server_version("2.9.10")
+            .unwrap_err()
+            .at("nats://127.0.0.1:4222");
+        assert!(
+            error
+                .to_string()
+                .starts_with("nats-server 2.9.10 at nats://127.0.0.1:4222 is too old"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let config = ConnectConfig {
+            token: Some("s3cret-token".to_owned()),
+            user: Some("alice".to_owned()),
+            password: Some("s3cret-password".to_owned()),
+            ..ConnectConfig::default()
+        };
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("s3cret"), "{debug}");
+        assert!(debug.contains("alice"), "{debug}");
+    }
+
+    #[test]
+    fn default_points_at_the_local_server() {
+        let config = ConnectConfig::default();
+        assert_eq!(config.url, "nats://127.0.0.1:4222");
+        assert_eq!(config.connect_timeout, Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn unpaired_user_and_password_are_refused_before_connecting() {
+        let config = ConnectConfig {
+            user: Some("alice".to_owned()),
+            ..ConnectConfig::default()
+        };
+        let error = connect(&config).await.unwrap_err();
+        assert!(
+            matches!(
+                error,
+                ConnectError::IncompleteUserAndPassword { given: "user" }
+            ),
+            "{error:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_server_names_the_url() {
+        // Port 1 on loopback is privileged and has nothing listening in a test environment.
+        let config = ConnectConfig {
+            connect_timeout: Duration::from_secs(2),
+            ..ConnectConfig::for_url("nats://127.0.0.1:1")
+        };
+        let error = connect(&config).await.unwrap_err();
+        assert!(
+            matches!(&error, ConnectError::Unreachable { url, .. } if url == "nats://127.0.0.1:1"),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains("nats://127.0.0.1:1"));
+    }
+}

@@ -1,0 +1,660 @@
+//! A real nats-server per test: spawned on a free port with its own JetStream store, killed and cleaned up on drop.
+//!
+//! Tests never rely on a server someone else started. Each [`NatsServer`]
+//! runs its own process on `127.0.0.1` with `-p -1` (the OS picks the port,
+//! so tests run in parallel without clashing) and learns the port from the
+//! file the server writes into `--ports_file_dir`. The binary comes from
+//! `$NATS_SERVER_BIN`, then the project's pinned install
+//! (`scripts/install-nats-server`), then `PATH`, and must be 2.10 or newer.
+//!
+//! The server's log goes to a file in its temporary directory. It is thrown
+//! away with the directory unless `SOA_TEST_LOG` is set; then the log is echoed
+//! to the test's output when the server is dropped and the directory is kept.
+
+use std::ffi::OsStr;
+use std::fmt;
+use std::fs::{self, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Once;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bus_services::connection::{self, ConnectConfig, ConnectError};
+use semver::Version;
+use tempfile::TempDir;
+
+/// The environment variable that turns on test logs: the servers' logs and tracing output.
+pub const LOG_ENV_VAR: &str = "SOA_TEST_LOG";
+
+/// The environment variable that names the nats-server binary to use, ahead of any other.
+pub const BINARY_ENV_VAR: &str = "NATS_SERVER_BIN";
+
+/// The installed binary's path relative to the workspace root, as `scripts/install-nats-server` puts it.
+const INSTALLED_BINARY: &str = ".tools/nats-venv/bin/nats-server";
+
+/// The log file's name inside the server's temporary directory.
+const LOG_FILE_NAME: &str = "nats-server.log";
+
+/// How long a freshly spawned server may take to write its ports file.
+///
+/// Generous because the machine may be busy compiling or running other tests.
+const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How long [`NatsServer::restart`] keeps trying while the old port is still held.
+const PORT_REUSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often the ports file is looked for.
+const POLL_INTERVAL: Duration = Duration::from_millis(20);
+
+/// How much of the server's log goes into an error message.
+const LOG_TAIL_BYTES: usize = 4_000;
+
+/// Why a test server could not be found, started or reached.
+///
+/// `Debug` prints the message and its causes, so that a test's `unwrap()`
+/// shows a readable explanation rather than a struct dump.
+#[derive(thiserror::Error)]
+pub enum HarnessError {
+    /// No nats-server binary was found anywhere the harness looks.
+    #[error(
+        "no nats-server binary found (looked at ${BINARY_ENV_VAR}, {}, and PATH); run \
+         `scripts/install-nats-server` to install the project's pinned server, or set \
+         {BINARY_ENV_VAR}=$(scripts/install-nats-server)",
+        installed.display()
+    )]
+    NoBinary {
+        /// Where the project's installed binary would be.
+        installed: PathBuf,
+    },
+
+    /// `$NATS_SERVER_BIN` names a file that does not exist.
+    #[error(
+        "{BINARY_ENV_VAR} is {}, which does not exist; run `scripts/install-nats-server` and \
+         set {BINARY_ENV_VAR} to the path it prints",
+        path.display()
+    )]
+    BinaryFromEnvMissing {
+        /// The value of `$NATS_SERVER_BIN`.
+        path: PathBuf,
+    },
+
+    /// `<binary> --version` could not be run.
+    #[error("could not run `{} --version`", binary.display())]
+    VersionCommand {
+        /// The binary.
+        binary: PathBuf,
+        /// Why it could not run.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The binary is not a nats-server new enough for soabus.
+    ///
+    /// The reason is part of the message rather than the source chain, so it
+    /// shows wherever the error is printed.
+    #[error("cannot use {}: {reason}", binary.display())]
+    UnusableBinary {
+        /// The binary.
+        binary: PathBuf,
+        /// What its `--version` revealed.
+        reason: ConnectError,
+    },
+
+    /// A file or directory the harness needs could not be made or read.
+    #[error("could not {action}")]
+    Io {
+        /// What the harness was doing, such as "create the server's temporary directory".
+        action: String,
+        /// Why it failed.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The server process could not be spawned.
+    #[error("could not start {}", binary.display())]
+    Spawn {
+        /// The binary.
+        binary: PathBuf,
+        /// Why it could not start.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The server exited before it was ready.
+    #[error("nats-server exited ({status}) before it was ready; the end of its log:\n{log}")]
+    ExitedEarly {
+        /// How it exited.
+        status: ExitStatus,
+        /// The end of its log.
+        log: String,
+    },
+
+    /// The server did not say which port it listens on in time.
+    #[error(
+        "nats-server did not write its ports file within {timeout:?} ({problem}); the end of its \
+         log:\n{log}"
+    )]
+    StartupTimeout {
+        /// How long the harness waited.
+        timeout: Duration,
+        /// What was last wrong with the ports file.
+        problem: String,
+        /// The end of its log.
+        log: String,
+    },
+
+    /// A client was asked for while the server is stopped.
+    #[error("the test nats-server on port {port} is stopped; call restart() first")]
+    Stopped {
+        /// The port it listened on.
+        port: u16,
+    },
+
+    /// The server is running but a client could not connect to it.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+}
+
+impl fmt::Debug for HarnessError {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "{self}")?;
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            write!(formatter, "\n  caused by: {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
+/// Options for a [`NatsServer`], made by [`NatsServer::builder`].
+#[derive(Debug, Clone, Default)]
+pub struct NatsServerBuilder {
+    binary: Option<PathBuf>,
+    name: Option<String>,
+    startup_timeout: Option<Duration>,
+}
+
+impl NatsServerBuilder {
+    /// Uses this nats-server binary instead of looking one up.
+    pub fn binary(mut self, binary: impl Into<PathBuf>) -> Self {
+        self.binary = Some(binary.into());
+        self
+    }
+
+    /// Names the server (`-n`); by default each gets a unique `soabus-test-…` name.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// How long to wait for the server to be ready; 20 seconds by default.
+    pub fn startup_timeout(mut self, timeout: Duration) -> Self {
+        self.startup_timeout = Some(timeout);
+        self
+    }
+
+    /// Checks the binary's version, then starts the server and waits until it listens.
+    pub async fn start(self) -> Result<NatsServer, HarnessError> {
+        let binary = match self.binary {
+            Some(binary) => binary,
+            None => find_binary()?,
+        };
+        check_binary_version(&binary).await?;
+
+        let temp_dir = tempfile::Builder::new()
+            .prefix("soabus-nats-")
+            .tempdir()
+            .map_err(|source| HarnessError::Io {
+                action: "create the server's temporary directory".to_owned(),
+                source,
+            })?;
+        let name = self.name.unwrap_or_else(unique_server_name);
+        let mut server = NatsServer {
+            binary,
+            name,
+            startup_timeout: self.startup_timeout.unwrap_or(DEFAULT_STARTUP_TIMEOUT),
+            dir: temp_dir.path().to_owned(),
+            temp_dir: Some(temp_dir),
+            child: None,
+            port: 0,
+        };
+        server.spawn_and_wait(None).await?;
+        Ok(server)
+    }
+}
+
+/// A nats-server process of the test's own, with JetStream on and a temporary store.
+///
+/// Dropping it kills the process and removes its directory, store included.
+#[derive(Debug)]
+pub struct NatsServer {
+    binary: PathBuf,
+    name: String,
+    startup_timeout: Duration,
+    /// The temporary directory holding the store, the log and the ports files.
+    dir: PathBuf,
+    /// Owns `dir`; `None` only in `drop`, which may keep the directory.
+    temp_dir: Option<TempDir>,
+    /// `None` while stopped.
+    child: Option<Child>,
+    port: u16,
+}
+
+impl NatsServer {
+    /// Options for a server; `NatsServer::builder().start().await` is [`NatsServer::start`].
+    pub fn builder() -> NatsServerBuilder {
+        NatsServerBuilder::default()
+    }
+
+    /// Starts a server with the default options.
+    pub async fn start() -> Result<Self, HarnessError> {
+        Self::builder().start().await
+    }
+
+    /// The URL clients connect to, such as `nats://127.0.0.1:34567`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// The client port, which stays the same across [`NatsServer::restart`].
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The server's name (`-n`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The JetStream store directory, which survives [`NatsServer::stop`].
+    pub fn store_dir(&self) -> PathBuf {
+        self.dir.join("jetstream")
+    }
+
+    /// The file the server logs to.
+    pub fn log_file(&self) -> PathBuf {
+        self.dir.join(LOG_FILE_NAME)
+    }
+
+    /// Whether the process is running (it has not been stopped and has not exited).
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+
+    /// A client connected through [`bus_services::connection::connect`], as components connect.
+    pub async fn client(&self) -> Result<async_nats::Client, HarnessError> {
+        if self.child.is_none() {
+            return Err(HarnessError::Stopped { port: self.port });
+        }
+        let config = ConnectConfig {
+            name: Some(format!("{}-client", self.name)),
+            ..ConnectConfig::for_url(self.url())
+        };
+        Ok(connection::connect(&config).await?)
+    }
+
+    /// Kills the server and waits for it to exit, keeping its store for [`NatsServer::restart`].
+    ///
+    /// Stopping a stopped server does nothing.
+    pub fn stop(&mut self) -> Result<(), HarnessError> {
+        if let Some(mut child) = self.child.take() {
+            kill_and_wait(&mut child).map_err(|source| HarnessError::Io {
+                action: format!("kill nats-server (pid {})", child.id()),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Starts the server again on the same port with the same store, stopping it first if it runs.
+    ///
+    /// Clients connected before keep working: async-nats reconnects by itself.
+    pub async fn restart(&mut self) -> Result<(), HarnessError> {
+        self.stop()?;
+        let port = self.port;
+        let deadline = Instant::now() + PORT_REUSE_TIMEOUT;
+        loop {
+            match self.spawn_and_wait(Some(port)).await {
+                // The old socket may linger for a moment after the kill.
+                Err(HarnessError::ExitedEarly { log, .. })
+                    if log.contains("address already in use") && Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Spawns the process on `port` (or a free one) and waits until its ports file names the client port.
+    async fn spawn_and_wait(&mut self, port: Option<u16>) -> Result<(), HarnessError> {
+        let log_file = self.log_file();
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_file)
+            .map_err(|source| HarnessError::Io {
+                action: format!("open the server log {}", log_file.display()),
+                source,
+            })?;
+        let log_for_stdout = log.try_clone().map_err(|source| HarnessError::Io {
+            action: "duplicate the server log's file handle".to_owned(),
+            source,
+        })?;
+        let port_argument = port.map_or_else(|| "-1".to_owned(), |port| port.to_string());
+        let child = Command::new(&self.binary)
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &port_argument,
+                "-js",
+                "-n",
+                &self.name,
+            ])
+            .arg("-sd")
+            .arg(self.store_dir())
+            .arg("--ports_file_dir")
+            .arg(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(log_for_stdout)
+            .stderr(log)
+            .spawn()
+            .map_err(|source| HarnessError::Spawn {
+                binary: self.binary.clone(),
+                source,
+            })?;
+        let pid = child.id();
+        self.child = Some(child);
+
+        let deadline = Instant::now() + self.startup_timeout;
+        loop {
+            let problem = match read_ports_file(&self.dir, pid) {
+                Ok(found) => {
+                    self.port = found;
+                    tracing::debug!(name = %self.name, port = found, pid, "Test nats-server is ready.");
+                    return Ok(());
+                }
+                Err(not_yet) => not_yet,
+            };
+            let exited = self
+                .child
+                .as_mut()
+                .and_then(|child| child.try_wait().ok().flatten());
+            if let Some(status) = exited {
+                self.child = None;
+                return Err(HarnessError::ExitedEarly {
+                    status,
+                    log: log_tail(&log_file),
+                });
+            }
+            if Instant::now() >= deadline {
+                if let Some(mut child) = self.child.take() {
+                    // Best effort: the timeout is the error worth reporting.
+                    let _ = kill_and_wait(&mut child);
+                }
+                return Err(HarnessError::StartupTimeout {
+                    timeout: self.startup_timeout,
+                    problem,
+                    log: log_tail(&log_file),
+                });
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // Nothing can be reported from `drop`; a process that will not die is the OS's problem.
+            let _ = kill_and_wait(&mut child);
+        }
+        if std::env::var_os(LOG_ENV_VAR).is_some() {
+            let log_file = self.log_file();
+            let log = fs::read_to_string(&log_file).unwrap_or_default();
+            eprintln!(
+                "--- log of nats-server {} (port {}), kept at {} ---\n{log}--- end of log ---",
+                self.name,
+                self.port,
+                log_file.display()
+            );
+            if let Some(temp_dir) = self.temp_dir.take() {
+                let _ = temp_dir.keep();
+            }
+        }
+        // Otherwise `temp_dir` drops here and removes the store and the log.
+    }
+}
+
+/// Installs a tracing subscriber that writes to the test output, only when `SOA_TEST_LOG` is set.
+///
+/// The variable's value is a `tracing` filter such as `debug` or
+/// `bus_services=trace`; `1` or an unparsable value means `info`. Calling it
+/// again, from any test, does nothing.
+pub fn init_tracing() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        let Some(value) = std::env::var_os(LOG_ENV_VAR) else {
+            return;
+        };
+        let value = value.to_string_lossy();
+        let filter = match value.trim() {
+            "" | "1" | "true" => None,
+            directives => tracing_subscriber::EnvFilter::try_new(directives).ok(),
+        }
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
+        // Another subscriber may already be installed by the test itself; that one wins.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    });
+}
+
+/// Finds the nats-server binary: `$NATS_SERVER_BIN`, the project's installed one, then `PATH`.
+pub fn find_binary() -> Result<PathBuf, HarnessError> {
+    if let Some(from_env) = std::env::var_os(BINARY_ENV_VAR).filter(|value| !value.is_empty()) {
+        let path = PathBuf::from(from_env);
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(HarnessError::BinaryFromEnvMissing { path })
+        };
+    }
+    let installed = workspace_root().join(INSTALLED_BINARY);
+    if installed.is_file() {
+        return Ok(installed);
+    }
+    find_on_path(OsStr::new("nats-server")).ok_or(HarnessError::NoBinary { installed })
+}
+
+/// The workspace root: the parent of this crate's directory.
+pub fn workspace_root() -> PathBuf {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir.parent().unwrap_or(manifest_dir).to_path_buf()
+}
+
+/// Runs `<binary> --version` and refuses a server older than soabus needs.
+pub async fn check_binary_version(binary: &Path) -> Result<Version, HarnessError> {
+    let mut attempts_left = 20;
+    let output = loop {
+        let result = tokio::process::Command::new(binary)
+            .arg("--version")
+            .stdin(Stdio::null())
+            .output()
+            .await;
+        match result {
+            // A binary written just now (a test's fake server) may still be open for writing
+            // in a process that another thread forked; that clears within moments.
+            Err(error)
+                if error.kind() == std::io::ErrorKind::ExecutableFileBusy && attempts_left > 0 =>
+            {
+                attempts_left -= 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            result => {
+                break result.map_err(|source| HarnessError::VersionCommand {
+                    binary: binary.to_owned(),
+                    source,
+                })?;
+            }
+        }
+    };
+    // nats-server prints `nats-server: v2.15.1`; the version is the last word.
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let reported = stdout.split_whitespace().last().unwrap_or_default();
+    connection::check_server_version(reported).map_err(|reason| HarnessError::UnusableBinary {
+        binary: binary.to_owned(),
+        reason,
+    })
+}
+
+/// A unique server name, so that logs of parallel tests can be told apart.
+fn unique_server_name() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "soabus-test-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Looks for an executable file called `program` in the directories of `PATH`.
+fn find_on_path(program: &OsStr) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|directory| directory.join(program))
+        .find(|candidate| is_executable(candidate))
+}
+
+/// Whether `path` is a file someone may execute.
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+
+    fs::metadata(path)
+        .is_ok_and(|metadata| metadata.is_file() && metadata.permissions().mode() & 0o111 != 0)
+}
+
+/// Reads the client port from the ports file of the server with process id `pid`.
+///
+/// nats-server writes `<dir>/<program>_<pid>.ports` holding JSON like
+/// `{"nats": ["nats://127.0.0.1:4222"], ...}`. A killed server leaves its file
+/// behind, hence the match on the pid. The error says what is missing yet.
+fn read_ports_file(dir: &Path, pid: u32) -> Result<u16, String> {
+    #[derive(serde::Deserialize)]
+    struct Ports {
+        #[serde(default)]
+        nats: Vec<String>,
+    }
+
+    let suffix = format!("_{pid}.ports");
+    let entries =
+        fs::read_dir(dir).map_err(|error| format!("cannot list {}: {error}", dir.display()))?;
+    let path = entries
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .find(|path| {
+            path.file_name()
+                .is_some_and(|name| name.to_string_lossy().ends_with(&suffix))
+        })
+        .ok_or_else(|| format!("no *{suffix} file in {}", dir.display()))?;
+    // The server may be halfway through writing it; the caller tries again.
+    let text = fs::read_to_string(&path)
+        .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+    let ports: Ports = serde_json::from_str(&text)
+        .map_err(|error| format!("{} is not complete JSON yet: {error}", path.display()))?;
+    ports
+        .nats
+        .iter()
+        .find_map(|url| url.rsplit(':').next()?.parse::<u16>().ok())
+        .ok_or_else(|| format!("{} names no client port: {text}", path.display()))
+}
+
+/// Kills the process and reaps it.
+fn kill_and_wait(child: &mut Child) -> std::io::Result<()> {
+    // `kill` fails only if the process is gone already, which is what we want anyway.
+    let _ = child.kill();
+    child.wait().map(|_| ())
+}
+
+/// The last few kilobytes of the log, for an error message.
+fn log_tail(log_file: &Path) -> String {
+    let bytes = match fs::read(log_file) {
+        Ok(bytes) => bytes,
+        Err(error) => return format!("(could not read {}: {error})", log_file.display()),
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    if text.trim().is_empty() {
+        return "(empty)".to_owned();
+    }
+    let start = text.len().saturating_sub(LOG_TAIL_BYTES);
+    let start = (start..text.len())
+        .find(|&index| text.is_char_boundary(index))
+        .unwrap_or(text.len());
+    text[start..].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ports_file_of_the_right_process_names_the_client_port() {
+        let dir = tempfile::tempdir().unwrap();
+        // A killed server leaves its file behind; only the one with our pid counts.
+        fs::write(
+            dir.path().join("nats-server_100.ports"),
+            r#"{"nats":["nats://127.0.0.1:1111"]}"#,
+        )
+        .unwrap();
+        fs::write(
+            dir.path().join("nats-server_200.ports"),
+            r#"{"nats":["nats://127.0.0.1:2222"],"monitoring":["http://127.0.0.1:8222"]}"#,
+        )
+        .unwrap();
+        assert_eq!(read_ports_file(dir.path(), 200), Ok(2222));
+    }
+
+    #[test]
+    fn a_missing_or_half_written_ports_file_is_not_ready_yet() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = read_ports_file(dir.path(), 300).unwrap_err();
+        assert!(missing.contains("_300.ports"), "{missing}");
+
+        fs::write(
+            dir.path().join("nats-server_300.ports"),
+            r#"{"nats":["nats:"#,
+        )
+        .unwrap();
+        let partial = read_ports_file(dir.path(), 300).unwrap_err();
+        assert!(partial.contains("not complete JSON"), "{partial}");
+    }
+
+    #[test]
+    fn the_log_tail_keeps_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let log_file = dir.path().join(LOG_FILE_NAME);
+        assert!(log_tail(&log_file).contains("could not read"));
+        fs::write(&log_file, "").unwrap();
+        assert_eq!(log_tail(&log_file), "(empty)");
+        let long = format!("{}the end\n", "é".repeat(LOG_TAIL_BYTES));
+        fs::write(&log_file, &long).unwrap();
+        let tail = log_tail(&log_file);
+        assert!(tail.ends_with("the end\n"));
+        assert!(tail.len() <= LOG_TAIL_BYTES);
+    }
+
+    #[test]
+    fn the_workspace_root_holds_the_install_script() {
+        assert!(
+            workspace_root()
+                .join("scripts/install-nats-server")
+                .is_file()
+        );
+    }
+}

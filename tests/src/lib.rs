@@ -1,0 +1,8 @@
+//! Helpers for the end-to-end tests of soabus, which run against real nats-server processes.
+//!
+//! [`harness`] starts a nats-server of the test's own; the tests themselves
+//! live in one integration-test binary, `tests/e2e`, one module per feature.
+
+pub mod harness;
+
+pub use harness::{HarnessError, NatsServer, NatsServerBuilder, init_tracing};
