@@ -4,7 +4,8 @@
 //! `soa contract export` writes what this builds to `contracts/catalog/`, and
 //! a test fails when the checked-in documents drift from the code.
 
-use schemars::{JsonSchema, SchemaGenerator, generate::SchemaSettings};
+use schemars::transform::{Transform, transform_subschemas};
+use schemars::{JsonSchema, Schema, SchemaGenerator, generate::SchemaSettings};
 use serde_json::Value;
 
 use crate::document::{CompatibilityPolicy, ContractDocument, Event, FormatTag, Operation};
@@ -33,6 +34,7 @@ impl ContractBuilder {
     pub fn new(domain: &str, service: &str, version: &str, description: &str, owner: &str) -> Result<Self, NameError> {
         let generator = SchemaSettings::draft2020_12()
             .with(|settings| settings.meta_schema = None)
+            .with_transform(ConstantsAsEnum)
             .into_generator();
         Ok(Self {
             document: ContractDocument {
@@ -124,6 +126,45 @@ impl ContractBuilder {
 /// and the schema refers to them as `#/$defs/<Name>`.
 fn message_schema<T: JsonSchema>(generator: &mut SchemaGenerator) -> Value {
     generator.subschema_for::<T>().to_value()
+}
+
+/// Rewrites a `oneOf` whose arms are all documented constants (what schemars
+/// derives for a unit enum with doc comments) as one `enum`, with the arms'
+/// descriptions folded into the schema's description.
+///
+/// The two mean the same, but `enum` is one lookup where `oneOf` tries every
+/// arm, and it reads better in a contract and in a compatibility diff.
+#[derive(Debug, Clone)]
+struct ConstantsAsEnum;
+
+impl Transform for ConstantsAsEnum {
+    fn transform(&mut self, schema: &mut Schema) {
+        transform_subschemas(self, schema);
+        let Some(object) = schema.as_object_mut() else { return };
+        let Some(Value::Array(arms)) = object.get("oneOf") else { return };
+        let mut values: Vec<Value> = Vec::with_capacity(arms.len());
+        let mut notes = Vec::with_capacity(arms.len());
+        for arm in arms {
+            let Some(arm) = arm.as_object() else { return };
+            let plain = arm.keys().all(|key| matches!(key.as_str(), "const" | "description" | "type"));
+            let (Some(Value::String(value)), true) = (arm.get("const"), plain) else { return };
+            if arm.get("type").is_some_and(|kind| kind != "string") || values.iter().any(|seen| seen == value.as_str()) {
+                return;
+            }
+            values.push(Value::String(value.clone()));
+            if let Some(Value::String(description)) = arm.get("description") {
+                notes.push(format!("`{value}`: {}", description.trim_end_matches('.')));
+            }
+        }
+        object.remove("oneOf");
+        object.insert("type".to_owned(), Value::String("string".to_owned()));
+        object.insert("enum".to_owned(), Value::Array(values));
+        if !notes.is_empty() {
+            let lead = object.get("description").and_then(Value::as_str).unwrap_or_default().trim_end_matches('.');
+            let description = if lead.is_empty() { notes.join("; ") } else { format!("{lead}: {}.", notes.join("; ")) };
+            object.insert("description".to_owned(), Value::String(description));
+        }
+    }
 }
 
 /// The file name a document is exported to: `<service>.v<major>.json`.
