@@ -101,7 +101,7 @@ impl ContractBuilder {
 
     /// Declares an event of another service this one consumes (`orders@1#placed`).
     pub fn consumes(mut self, reference: &str) -> Result<Self, NameError> {
-        self.document.consumes.push(ContractRef::parse(reference)?);
+        self.document.consumes.push(ContractRef::parse(reference)?.into());
         Ok(self)
     }
 

@@ -42,9 +42,10 @@ pub struct ContractDocument {
     /// Events the service publishes, by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub events: BTreeMap<MemberName, Event>,
-    /// Events of other services this service consumes.
+    /// Events of other services this service consumes, each with the
+    /// schema it expects of them when declared.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub consumes: Vec<ContractRef>,
+    pub consumes: Vec<Consumption>,
     /// Operations of other services this service calls.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub calls: Vec<ContractRef>,
@@ -131,6 +132,59 @@ pub enum CompatibilityPolicy {
     ForwardTransitive,
     /// Full, against every earlier version of the major.
     FullTransitive,
+}
+
+/// An event this service consumes: `"orders@1#placed"`, or
+/// `{"event": "orders@1#placed", "expects": {schema}}` when the consumer
+/// declares what it relies on, so the registry can tell the producer when a
+/// change would break it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Consumption {
+    /// The event consumed.
+    pub event: ContractRef,
+    /// The schema the consumer expects the event to satisfy, if declared;
+    /// `$ref`s in it resolve against the consumer's document.
+    pub expects: Option<Value>,
+}
+
+/// The two spellings of a consumption on the wire.
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum ConsumptionForm {
+    Plain(ContractRef),
+    Declared {
+        event: ContractRef,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expects: Option<Value>,
+    },
+}
+
+impl Serialize for Consumption {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match &self.expects {
+            None => ConsumptionForm::Plain(self.event.clone()),
+            Some(expects) => ConsumptionForm::Declared {
+                event: self.event.clone(),
+                expects: Some(expects.clone()),
+            },
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Consumption {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(match ConsumptionForm::deserialize(deserializer)? {
+            ConsumptionForm::Plain(event) => Self { event, expects: None },
+            ConsumptionForm::Declared { event, expects } => Self { event, expects },
+        })
+    }
+}
+
+impl From<ContractRef> for Consumption {
+    fn from(event: ContractRef) -> Self {
+        Self { event, expects: None }
+    }
 }
 
 /// Which message of a contract a schema belongs to.

@@ -8,6 +8,7 @@
 pub mod cache;
 pub mod canonical;
 pub mod catalog;
+pub mod compat;
 pub mod document;
 pub mod envelope;
 pub mod lint;

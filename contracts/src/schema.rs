@@ -164,6 +164,11 @@ pub(crate) fn schema_roots(root: &Value) -> Vec<(String, &Value)> {
             roots.push((format!("/events/{name}/payload"), schema));
         }
     }
+    for (index, consumption) in root.get("consumes").and_then(Value::as_array).into_iter().flatten().enumerate() {
+        if let Some(schema) = consumption.get("expects") {
+            roots.push((format!("/consumes/{index}/expects"), schema));
+        }
+    }
     for (name, schema) in members("$defs") {
         roots.push((format!("/$defs/{}", crate::parse::escape_pointer(name)), schema));
     }

@@ -64,7 +64,7 @@ fn every_catalog_document_parses_lints_clean_and_compiles() {
 fn consumed_events_and_called_operations_exist_in_the_catalog() {
     let documents = shop::contracts().unwrap();
     for document in &documents {
-        for reference in &document.consumes {
+        for reference in document.consumes.iter().map(|consumption| &consumption.event) {
             let producer = documents
                 .iter()
                 .find(|other| other.service == reference.service && other.version.major() == reference.major)

@@ -1,6 +1,7 @@
 //! Integration tests of the `contracts` crate: one binary, one module per feature.
 
 mod catalog;
+mod compat_contracts;
 mod documents;
 mod validation;
 
