@@ -145,9 +145,7 @@ pub enum ConnectError {
     },
 
     /// Only one of `client_certificate` and `client_key` was given.
-    #[error(
-        "a TLS client certificate and its key must be given together, but only the {given} was given"
-    )]
+    #[error("a TLS client certificate and its key must be given together, but only the {given} was given")]
     IncompleteClientCertificate {
         /// `"certificate"` or `"key"`: the one that was given.
         given: &'static str,
@@ -272,12 +270,11 @@ pub fn check_server_version(reported: &str) -> Result<Version, ConnectError> {
         .strip_prefix('v')
         .or_else(|| trimmed.strip_prefix('V'))
         .unwrap_or(trimmed);
-    let version =
-        Version::parse(without_prefix).map_err(|source| ConnectError::UnparsableServerVersion {
-            reported: reported.to_owned(),
-            url: None,
-            source,
-        })?;
+    let version = Version::parse(without_prefix).map_err(|source| ConnectError::UnparsableServerVersion {
+        reported: reported.to_owned(),
+        url: None,
+        source,
+    })?;
     let release = Version::new(version.major, version.minor, version.patch);
     if release < MIN_SERVER_VERSION {
         return Err(ConnectError::ServerTooOld {
@@ -299,11 +296,9 @@ pub async fn connect(config: &ConnectConfig) -> Result<async_nats::Client, Conne
         .connect(config.url.as_str())
         .await
         .map_err(|source| classify_connect_error(&config.url, source))?;
-    let info = client
-        .try_server_info()
-        .ok_or_else(|| ConnectError::NoServerInfo {
-            url: config.url.clone(),
-        })?;
+    let info = client.try_server_info().ok_or_else(|| ConnectError::NoServerInfo {
+        url: config.url.clone(),
+    })?;
     match check_server_version(&info.version) {
         Ok(version) => {
             tracing::debug!(
@@ -325,9 +320,7 @@ pub async fn connect(config: &ConnectConfig) -> Result<async_nats::Client, Conne
 }
 
 /// Turns the configuration into async-nats options, checking that paired fields come in pairs.
-async fn connect_options(
-    config: &ConnectConfig,
-) -> Result<async_nats::ConnectOptions, ConnectError> {
+async fn connect_options(config: &ConnectConfig) -> Result<async_nats::ConnectOptions, ConnectError> {
     let mut options = match &config.credentials_file {
         Some(path) => async_nats::ConnectOptions::with_credentials_file(path)
             .await
@@ -363,9 +356,7 @@ async fn connect_options(
             options = options.add_client_certificate(certificate.clone(), key.clone());
         }
         (Some(_), None) => {
-            return Err(ConnectError::IncompleteClientCertificate {
-                given: "certificate",
-            });
+            return Err(ConnectError::IncompleteClientCertificate { given: "certificate" });
         }
         (None, Some(_)) => return Err(ConnectError::IncompleteClientCertificate { given: "key" }),
         (None, None) => {}
@@ -397,26 +388,14 @@ mod tests {
 
     #[test]
     fn accepts_current_and_minimum_versions() {
-        assert_eq!(
-            check_server_version("2.15.1").unwrap(),
-            Version::new(2, 15, 1)
-        );
-        assert_eq!(
-            check_server_version("2.10.0").unwrap(),
-            Version::new(2, 10, 0)
-        );
-        assert_eq!(
-            check_server_version("3.0.0").unwrap(),
-            Version::new(3, 0, 0)
-        );
+        assert_eq!(check_server_version("2.15.1").unwrap(), Version::new(2, 15, 1));
+        assert_eq!(check_server_version("2.10.0").unwrap(), Version::new(2, 10, 0));
+        assert_eq!(check_server_version("3.0.0").unwrap(), Version::new(3, 0, 0));
     }
 
     #[test]
     fn accepts_a_leading_v_and_surrounding_whitespace() {
-        assert_eq!(
-            check_server_version(" v2.11.4\n").unwrap(),
-            Version::new(2, 11, 4)
-        );
+        assert_eq!(check_server_version(" v2.11.4\n").unwrap(), Version::new(2, 11, 4));
     }
 
     #[test]
@@ -434,12 +413,7 @@ mod tests {
             "{error:?}"
         );
         let message = error.to_string();
-        for expected in [
-            "2.9.10",
-            "2.10.0 or newer",
-            "Debian",
-            "scripts/install-nats-server",
-        ] {
+        for expected in ["2.9.10", "2.10.0 or newer", "Debian", "scripts/install-nats-server"] {
             assert!(message.contains(expected), "{message:?} lacks {expected:?}");
         }
     }
@@ -448,10 +422,7 @@ mod tests {
     fn refuses_older_versions_and_their_pre_releases() {
         for reported in ["v2.9.25", "2.2.0", "1.4.1", "2.9.99-beta.1"] {
             assert!(
-                matches!(
-                    check_server_version(reported),
-                    Err(ConnectError::ServerTooOld { .. })
-                ),
+                matches!(check_server_version(reported), Err(ConnectError::ServerTooOld { .. })),
                 "{reported} should be refused"
             );
         }
@@ -471,9 +442,7 @@ mod tests {
 
     #[test]
     fn version_errors_name_the_url_once_connected() {
-        let error = check_server_version("2.9.10")
-            .unwrap_err()
-            .at("nats://127.0.0.1:4222");
+        let error = check_server_version("2.9.10").unwrap_err().at("nats://127.0.0.1:4222");
         assert!(
             error
                 .to_string()
@@ -510,10 +479,7 @@ mod tests {
         };
         let error = connect(&config).await.unwrap_err();
         assert!(
-            matches!(
-                error,
-                ConnectError::IncompleteUserAndPassword { given: "user" }
-            ),
+            matches!(error, ConnectError::IncompleteUserAndPassword { given: "user" }),
             "{error:?}"
         );
     }

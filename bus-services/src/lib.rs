@@ -1,6 +1,13 @@
 //! Services on the soabus: the runtime that connects them to NATS.
 //!
-//! [`connection`] connects a component to the NATS server and refuses a
-//! server too old for soabus.
+//! - [`connection`] connects a component to the NATS server and refuses a
+//!   server too old for soabus.
+//! - [`server_binary`] finds the nats-server binary and checks its version.
+//! - [`local_server`] runs that binary as a child process when no server is
+//!   reachable (`soa demo`, `soa up`).
+//! - [`wire`] writes and reads the soabus and NATS micro headers.
 
 pub mod connection;
+pub mod local_server;
+pub mod server_binary;
+pub mod wire;

@@ -5,13 +5,18 @@
 //! so tests run in parallel without clashing) and learns the port from the
 //! file the server writes into `--ports_file_dir`. The binary comes from
 //! `$NATS_SERVER_BIN`, then the project's pinned install
-//! (`scripts/install-nats-server`), then `PATH`, and must be 2.10 or newer.
+//! (`scripts/install-nats-server`), then `PATH`, and must be 2.10 or newer;
+//! [`bus_services::server_binary`] finds and checks it, as it does for `soa`.
+//!
+//! The arguments, the ports file and the log tail are shared with
+//! [`bus_services::local_server`]; the process handling is not: the harness
+//! holds a synchronous child so that `Drop` can kill it, and restarts it on
+//! the same port.
 //!
 //! The server's log goes to a file in its temporary directory. It is thrown
 //! away with the directory unless `SOA_TEST_LOG` is set; then the log is echoed
 //! to the test's output when the server is dropped and the directory is kept.
 
-use std::ffi::OsStr;
 use std::fmt;
 use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -21,6 +26,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bus_services::connection::{self, ConnectConfig, ConnectError};
+use bus_services::local_server::{LOG_FILE_NAME, ServerLaunch, StartupWaitError, log_tail, wait_for_client_port};
+use bus_services::server_binary::{self, ServerBinaryError};
 use semver::Version;
 use tempfile::TempDir;
 
@@ -28,13 +35,7 @@ use tempfile::TempDir;
 pub const LOG_ENV_VAR: &str = "SOA_TEST_LOG";
 
 /// The environment variable that names the nats-server binary to use, ahead of any other.
-pub const BINARY_ENV_VAR: &str = "NATS_SERVER_BIN";
-
-/// The installed binary's path relative to the workspace root, as `scripts/install-nats-server` puts it.
-const INSTALLED_BINARY: &str = ".tools/nats-venv/bin/nats-server";
-
-/// The log file's name inside the server's temporary directory.
-const LOG_FILE_NAME: &str = "nats-server.log";
+pub const BINARY_ENV_VAR: &str = server_binary::BINARY_ENV_VAR;
 
 /// How long a freshly spawned server may take to write its ports file.
 ///
@@ -44,62 +45,15 @@ const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long [`NatsServer::restart`] keeps trying while the old port is still held.
 const PORT_REUSE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How often the ports file is looked for.
-const POLL_INTERVAL: Duration = Duration::from_millis(20);
-
-/// How much of the server's log goes into an error message.
-const LOG_TAIL_BYTES: usize = 4_000;
-
 /// Why a test server could not be found, started or reached.
 ///
 /// `Debug` prints the message and its causes, so that a test's `unwrap()`
 /// shows a readable explanation rather than a struct dump.
 #[derive(thiserror::Error)]
 pub enum HarnessError {
-    /// No nats-server binary was found anywhere the harness looks.
-    #[error(
-        "no nats-server binary found (looked at ${BINARY_ENV_VAR}, {}, and PATH); run \
-         `scripts/install-nats-server` to install the project's pinned server, or set \
-         {BINARY_ENV_VAR}=$(scripts/install-nats-server)",
-        installed.display()
-    )]
-    NoBinary {
-        /// Where the project's installed binary would be.
-        installed: PathBuf,
-    },
-
-    /// `$NATS_SERVER_BIN` names a file that does not exist.
-    #[error(
-        "{BINARY_ENV_VAR} is {}, which does not exist; run `scripts/install-nats-server` and \
-         set {BINARY_ENV_VAR} to the path it prints",
-        path.display()
-    )]
-    BinaryFromEnvMissing {
-        /// The value of `$NATS_SERVER_BIN`.
-        path: PathBuf,
-    },
-
-    /// `<binary> --version` could not be run.
-    #[error("could not run `{} --version`", binary.display())]
-    VersionCommand {
-        /// The binary.
-        binary: PathBuf,
-        /// Why it could not run.
-        #[source]
-        source: std::io::Error,
-    },
-
-    /// The binary is not a nats-server new enough for soabus.
-    ///
-    /// The reason is part of the message rather than the source chain, so it
-    /// shows wherever the error is printed.
-    #[error("cannot use {}: {reason}", binary.display())]
-    UnusableBinary {
-        /// The binary.
-        binary: PathBuf,
-        /// What its `--version` revealed.
-        reason: ConnectError,
-    },
+    /// No usable nats-server binary: none found, or one too old for soabus.
+    #[error(transparent)]
+    Binary(#[from] ServerBinaryError),
 
     /// A file or directory the harness needs could not be made or read.
     #[error("could not {action}")]
@@ -345,21 +299,14 @@ impl NatsServer {
             action: "duplicate the server log's file handle".to_owned(),
             source,
         })?;
-        let port_argument = port.map_or_else(|| "-1".to_owned(), |port| port.to_string());
+        let launch = ServerLaunch {
+            port,
+            name: Some(self.name.clone()),
+            store_dir: self.store_dir(),
+            ports_file_dir: self.dir.clone(),
+        };
         let child = Command::new(&self.binary)
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &port_argument,
-                "-js",
-                "-n",
-                &self.name,
-            ])
-            .arg("-sd")
-            .arg(self.store_dir())
-            .arg("--ports_file_dir")
-            .arg(&self.dir)
+            .args(launch.arguments())
             .stdin(Stdio::null())
             .stdout(log_for_stdout)
             .stderr(log)
@@ -369,41 +316,34 @@ impl NatsServer {
                 source,
             })?;
         let pid = child.id();
-        self.child = Some(child);
+        let child = self.child.insert(child);
 
-        let deadline = Instant::now() + self.startup_timeout;
-        loop {
-            let problem = match read_ports_file(&self.dir, pid) {
-                Ok(found) => {
-                    self.port = found;
-                    tracing::debug!(name = %self.name, port = found, pid, "Test nats-server is ready.");
-                    return Ok(());
-                }
-                Err(not_yet) => not_yet,
-            };
-            let exited = self
-                .child
-                .as_mut()
-                .and_then(|child| child.try_wait().ok().flatten());
-            if let Some(status) = exited {
+        let waited =
+            wait_for_client_port(&self.dir, pid, self.startup_timeout, || child.try_wait().ok().flatten()).await;
+        match waited {
+            Ok(port) => {
+                self.port = port;
+                tracing::debug!(name = %self.name, port, pid, "Test nats-server is ready.");
+                Ok(())
+            }
+            Err(StartupWaitError::Exited(status)) => {
                 self.child = None;
-                return Err(HarnessError::ExitedEarly {
+                Err(HarnessError::ExitedEarly {
                     status,
                     log: log_tail(&log_file),
-                });
+                })
             }
-            if Instant::now() >= deadline {
+            Err(StartupWaitError::TimedOut { timeout, problem }) => {
                 if let Some(mut child) = self.child.take() {
                     // Best effort: the timeout is the error worth reporting.
                     let _ = kill_and_wait(&mut child);
                 }
-                return Err(HarnessError::StartupTimeout {
-                    timeout: self.startup_timeout,
+                Err(HarnessError::StartupTimeout {
+                    timeout,
                     problem,
                     log: log_tail(&log_file),
-                });
+                })
             }
-            tokio::time::sleep(POLL_INTERVAL).await;
         }
     }
 }
@@ -457,61 +397,22 @@ pub fn init_tracing() {
 }
 
 /// Finds the nats-server binary: `$NATS_SERVER_BIN`, the project's installed one, then `PATH`.
+///
+/// See [`bus_services::server_binary::find_binary`].
 pub fn find_binary() -> Result<PathBuf, HarnessError> {
-    if let Some(from_env) = std::env::var_os(BINARY_ENV_VAR).filter(|value| !value.is_empty()) {
-        let path = PathBuf::from(from_env);
-        return if path.is_file() {
-            Ok(path)
-        } else {
-            Err(HarnessError::BinaryFromEnvMissing { path })
-        };
-    }
-    let installed = workspace_root().join(INSTALLED_BINARY);
-    if installed.is_file() {
-        return Ok(installed);
-    }
-    find_on_path(OsStr::new("nats-server")).ok_or(HarnessError::NoBinary { installed })
+    Ok(server_binary::find_binary()?)
 }
 
-/// The workspace root: the parent of this crate's directory.
+/// The workspace root, where `scripts/` and `.tools/` live.
 pub fn workspace_root() -> PathBuf {
-    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest_dir.parent().unwrap_or(manifest_dir).to_path_buf()
+    server_binary::workspace_root()
 }
 
 /// Runs `<binary> --version` and refuses a server older than soabus needs.
+///
+/// See [`bus_services::server_binary::check_binary_version`].
 pub async fn check_binary_version(binary: &Path) -> Result<Version, HarnessError> {
-    let mut attempts_left = 20;
-    let output = loop {
-        let result = tokio::process::Command::new(binary)
-            .arg("--version")
-            .stdin(Stdio::null())
-            .output()
-            .await;
-        match result {
-            // A binary written just now (a test's fake server) may still be open for writing
-            // in a process that another thread forked; that clears within moments.
-            Err(error)
-                if error.kind() == std::io::ErrorKind::ExecutableFileBusy && attempts_left > 0 =>
-            {
-                attempts_left -= 1;
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            result => {
-                break result.map_err(|source| HarnessError::VersionCommand {
-                    binary: binary.to_owned(),
-                    source,
-                })?;
-            }
-        }
-    };
-    // nats-server prints `nats-server: v2.15.1`; the version is the last word.
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let reported = stdout.split_whitespace().last().unwrap_or_default();
-    connection::check_server_version(reported).map_err(|reason| HarnessError::UnusableBinary {
-        binary: binary.to_owned(),
-        reason,
-    })
+    Ok(server_binary::check_binary_version(binary).await?)
 }
 
 /// A unique server name, so that logs of parallel tests can be told apart.
@@ -524,57 +425,6 @@ fn unique_server_name() -> String {
     )
 }
 
-/// Looks for an executable file called `program` in the directories of `PATH`.
-fn find_on_path(program: &OsStr) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|directory| directory.join(program))
-        .find(|candidate| is_executable(candidate))
-}
-
-/// Whether `path` is a file someone may execute.
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-
-    fs::metadata(path)
-        .is_ok_and(|metadata| metadata.is_file() && metadata.permissions().mode() & 0o111 != 0)
-}
-
-/// Reads the client port from the ports file of the server with process id `pid`.
-///
-/// nats-server writes `<dir>/<program>_<pid>.ports` holding JSON like
-/// `{"nats": ["nats://127.0.0.1:4222"], ...}`. A killed server leaves its file
-/// behind, hence the match on the pid. The error says what is missing yet.
-fn read_ports_file(dir: &Path, pid: u32) -> Result<u16, String> {
-    #[derive(serde::Deserialize)]
-    struct Ports {
-        #[serde(default)]
-        nats: Vec<String>,
-    }
-
-    let suffix = format!("_{pid}.ports");
-    let entries =
-        fs::read_dir(dir).map_err(|error| format!("cannot list {}: {error}", dir.display()))?;
-    let path = entries
-        .filter_map(Result::ok)
-        .map(|entry| entry.path())
-        .find(|path| {
-            path.file_name()
-                .is_some_and(|name| name.to_string_lossy().ends_with(&suffix))
-        })
-        .ok_or_else(|| format!("no *{suffix} file in {}", dir.display()))?;
-    // The server may be halfway through writing it; the caller tries again.
-    let text = fs::read_to_string(&path)
-        .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
-    let ports: Ports = serde_json::from_str(&text)
-        .map_err(|error| format!("{} is not complete JSON yet: {error}", path.display()))?;
-    ports
-        .nats
-        .iter()
-        .find_map(|url| url.rsplit(':').next()?.parse::<u16>().ok())
-        .ok_or_else(|| format!("{} names no client port: {text}", path.display()))
-}
-
 /// Kills the process and reaps it.
 fn kill_and_wait(child: &mut Child) -> std::io::Result<()> {
     // `kill` fails only if the process is gone already, which is what we want anyway.
@@ -582,79 +432,12 @@ fn kill_and_wait(child: &mut Child) -> std::io::Result<()> {
     child.wait().map(|_| ())
 }
 
-/// The last few kilobytes of the log, for an error message.
-fn log_tail(log_file: &Path) -> String {
-    let bytes = match fs::read(log_file) {
-        Ok(bytes) => bytes,
-        Err(error) => return format!("(could not read {}: {error})", log_file.display()),
-    };
-    let text = String::from_utf8_lossy(&bytes);
-    if text.trim().is_empty() {
-        return "(empty)".to_owned();
-    }
-    let start = text.len().saturating_sub(LOG_TAIL_BYTES);
-    let start = (start..text.len())
-        .find(|&index| text.is_char_boundary(index))
-        .unwrap_or(text.len());
-    text[start..].to_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn the_ports_file_of_the_right_process_names_the_client_port() {
-        let dir = tempfile::tempdir().unwrap();
-        // A killed server leaves its file behind; only the one with our pid counts.
-        fs::write(
-            dir.path().join("nats-server_100.ports"),
-            r#"{"nats":["nats://127.0.0.1:1111"]}"#,
-        )
-        .unwrap();
-        fs::write(
-            dir.path().join("nats-server_200.ports"),
-            r#"{"nats":["nats://127.0.0.1:2222"],"monitoring":["http://127.0.0.1:8222"]}"#,
-        )
-        .unwrap();
-        assert_eq!(read_ports_file(dir.path(), 200), Ok(2222));
-    }
-
-    #[test]
-    fn a_missing_or_half_written_ports_file_is_not_ready_yet() {
-        let dir = tempfile::tempdir().unwrap();
-        let missing = read_ports_file(dir.path(), 300).unwrap_err();
-        assert!(missing.contains("_300.ports"), "{missing}");
-
-        fs::write(
-            dir.path().join("nats-server_300.ports"),
-            r#"{"nats":["nats:"#,
-        )
-        .unwrap();
-        let partial = read_ports_file(dir.path(), 300).unwrap_err();
-        assert!(partial.contains("not complete JSON"), "{partial}");
-    }
-
-    #[test]
-    fn the_log_tail_keeps_the_end() {
-        let dir = tempfile::tempdir().unwrap();
-        let log_file = dir.path().join(LOG_FILE_NAME);
-        assert!(log_tail(&log_file).contains("could not read"));
-        fs::write(&log_file, "").unwrap();
-        assert_eq!(log_tail(&log_file), "(empty)");
-        let long = format!("{}the end\n", "é".repeat(LOG_TAIL_BYTES));
-        fs::write(&log_file, &long).unwrap();
-        let tail = log_tail(&log_file);
-        assert!(tail.ends_with("the end\n"));
-        assert!(tail.len() <= LOG_TAIL_BYTES);
-    }
-
-    #[test]
     fn the_workspace_root_holds_the_install_script() {
-        assert!(
-            workspace_root()
-                .join("scripts/install-nats-server")
-                .is_file()
-        );
+        assert!(workspace_root().join("scripts/install-nats-server").is_file());
     }
 }

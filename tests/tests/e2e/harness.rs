@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use async_nats::jetstream::{self, kv};
+use bus_services::server_binary::ServerBinaryError;
 use futures::StreamExt;
 use tests::harness::{HarnessError, NatsServer};
 
@@ -16,16 +17,10 @@ async fn a_client_receives_what_it_publishes() {
     let client = server.client().await.unwrap();
 
     let mut subscriber = client.subscribe("harness.greeting").await.unwrap();
-    client
-        .publish("harness.greeting", "hello".into())
-        .await
-        .unwrap();
+    client.publish("harness.greeting", "hello".into()).await.unwrap();
     client.flush().await.unwrap();
 
-    let message = tokio::time::timeout(WAIT, subscriber.next())
-        .await
-        .unwrap()
-        .unwrap();
+    let message = tokio::time::timeout(WAIT, subscriber.next()).await.unwrap().unwrap();
     assert_eq!(message.subject.as_str(), "harness.greeting");
     assert_eq!(message.payload.as_ref(), b"hello");
 }
@@ -48,10 +43,7 @@ async fn key_value_buckets_store_and_watch_values() {
     let mut watcher = store.watch("colour").await.unwrap();
     store.put("colour", "blue".into()).await.unwrap();
 
-    assert_eq!(
-        store.get("colour").await.unwrap().unwrap().as_ref(),
-        b"blue"
-    );
+    assert_eq!(store.get("colour").await.unwrap().unwrap().as_ref(), b"blue");
     let entry = tokio::time::timeout(WAIT, watcher.next())
         .await
         .unwrap()
@@ -79,10 +71,7 @@ async fn a_restarted_server_keeps_its_port_and_its_store() {
 
     server.stop().unwrap();
     assert!(!server.is_running());
-    assert!(matches!(
-        server.client().await,
-        Err(HarnessError::Stopped { .. })
-    ));
+    assert!(matches!(server.client().await, Err(HarnessError::Stopped { .. })));
     server.restart().await.unwrap();
     assert_eq!(server.port(), port);
     assert!(server.is_running());
@@ -92,10 +81,7 @@ async fn a_restarted_server_keeps_its_port_and_its_store() {
         .get_key_value("durable")
         .await
         .unwrap();
-    assert_eq!(
-        new_store.get("answer").await.unwrap().unwrap().as_ref(),
-        b"42"
-    );
+    assert_eq!(new_store.get("answer").await.unwrap().unwrap().as_ref(), b"42");
 
     // The old client reconnects by itself and sees the same value.
     tokio::time::timeout(WAIT, async {
@@ -120,20 +106,11 @@ async fn parallel_servers_get_their_own_ports() {
     let first_client = first.client().await.unwrap();
     let second_client = second.client().await.unwrap();
     let mut on_second = second_client.subscribe("harness.where").await.unwrap();
-    first_client
-        .publish("harness.where", "first".into())
-        .await
-        .unwrap();
+    first_client.publish("harness.where", "first".into()).await.unwrap();
     first_client.flush().await.unwrap();
-    second_client
-        .publish("harness.where", "second".into())
-        .await
-        .unwrap();
+    second_client.publish("harness.where", "second".into()).await.unwrap();
     second_client.flush().await.unwrap();
-    let message = tokio::time::timeout(WAIT, on_second.next())
-        .await
-        .unwrap()
-        .unwrap();
+    let message = tokio::time::timeout(WAIT, on_second.next()).await.unwrap().unwrap();
     assert_eq!(message.payload.as_ref(), b"second");
 }
 
@@ -147,20 +124,14 @@ async fn a_server_older_than_2_10_is_refused_with_a_clear_message() {
     let fake = dir.path().join("nats-server");
     {
         let mut file = std::fs::File::create(&fake).unwrap();
-        file.write_all(b"#!/bin/sh\necho 'nats-server: v2.9.10'\n")
-            .unwrap();
-        file.set_permissions(std::fs::Permissions::from_mode(0o755))
-            .unwrap();
+        file.write_all(b"#!/bin/sh\necho 'nats-server: v2.9.10'\n").unwrap();
+        file.set_permissions(std::fs::Permissions::from_mode(0o755)).unwrap();
     }
 
-    let error = NatsServer::builder()
-        .binary(&fake)
-        .start()
-        .await
-        .unwrap_err();
+    let error = NatsServer::builder().binary(&fake).start().await.unwrap_err();
 
     assert!(
-        matches!(error, HarnessError::UnusableBinary { .. }),
+        matches!(error, HarnessError::Binary(ServerBinaryError::UnusableBinary { .. })),
         "{error:?}"
     );
     let message = error.to_string();

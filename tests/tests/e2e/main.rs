@@ -2,4 +2,5 @@
 //!
 //! One binary links once and lets the tests run in parallel within it.
 
+mod cli;
 mod harness;

@@ -1,0 +1,278 @@
+//! The `soa` command line: the arguments, the exit codes, and the dispatch to
+//! each command's module.
+//!
+//! [`run`] is the whole program minus the process: it takes the arguments,
+//! writers for standard output and error, and a cancellation token that `main`
+//! cancels on Ctrl-C or SIGTERM, and returns the exit code. Tests call it
+//! directly and read what it wrote.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::PathBuf;
+
+use bus_services::connection::{self, ConnectConfig};
+use clap::{Args, Parser, Subcommand};
+
+pub use tokio_util::sync::CancellationToken;
+
+mod contract;
+mod demo;
+
+pub use contract::{CheckArgs, CheckFormat, ContractCommand, ExportArgs};
+pub use demo::DemoArgs;
+
+/// How `soa` ended, as its exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// 0: everything checked out.
+    Success,
+    /// 1: a check failed (an invalid document, drift), or the command could not do its job.
+    Failure,
+    /// 2: the command line or its input was wrong (a bad flag, a missing path).
+    Usage,
+}
+
+impl Exit {
+    /// The process exit code.
+    pub fn code(self) -> u8 {
+        match self {
+            Self::Success => 0,
+            Self::Failure => 1,
+            Self::Usage => 2,
+        }
+    }
+}
+
+impl From<Exit> for std::process::ExitCode {
+    fn from(exit: Exit) -> Self {
+        Self::from(exit.code())
+    }
+}
+
+/// The input given to a command is wrong (as opposed to a failed check or a
+/// broken server): exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// Contracts, services and the registry of a soabus on NATS.
+#[derive(Debug, Parser)]
+#[command(name = "soa", version)]
+pub struct Cli {
+    /// How to reach the NATS server; accepted by every command.
+    #[command(flatten)]
+    pub nats: NatsOptions,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands of `soa`.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check and export contract documents.
+    #[command(subcommand)]
+    Contract(ContractCommand),
+    /// Serve and call the shop's orders.place on NATS, validated against its contract.
+    ///
+    /// Uses the server at --nats-url, or starts the installed nats-server
+    /// when none answers there.
+    Demo(DemoArgs),
+}
+
+/// How to reach and authenticate with the NATS server.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "NATS connection")]
+pub struct NatsOptions {
+    /// The NATS server URL.
+    #[arg(
+        long,
+        global = true,
+        env = "NATS_URL",
+        default_value = connection::DEFAULT_URL,
+        value_name = "URL"
+    )]
+    pub nats_url: String,
+    /// A credentials file (user JWT and nkey seed).
+    #[arg(long, global = true, env = "NATS_CREDS", value_name = "FILE")]
+    pub creds: Option<PathBuf>,
+    /// A token for token authentication.
+    #[arg(
+        long,
+        global = true,
+        env = "NATS_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
+    /// The user for user-and-password authentication.
+    #[arg(long, global = true, env = "NATS_USER", value_name = "USER")]
+    pub user: Option<String>,
+    /// The password for user-and-password authentication.
+    #[arg(
+        long,
+        global = true,
+        env = "NATS_PASSWORD",
+        hide_env_values = true,
+        value_name = "PASSWORD"
+    )]
+    pub password: Option<String>,
+    /// A PEM file with the root certificates the server's certificate must chain to; implies TLS.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// A PEM client certificate for mutual TLS; needs --tls-key.
+    #[arg(long, global = true, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, global = true, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+impl NatsOptions {
+    /// The connection configuration these options describe, with `name` as
+    /// the connection name the server shows.
+    ///
+    /// TLS is required when any TLS file is given or the URL says `tls://`,
+    /// so a certificate is never silently ignored by a plain connection.
+    pub fn connect_config(&self, name: &str) -> ConnectConfig {
+        let tls_required =
+            self.tls_ca.is_some() || self.tls_cert.is_some() || self.nats_url.trim_start().starts_with("tls://");
+        ConnectConfig {
+            name: Some(name.to_owned()),
+            credentials_file: self.creds.clone(),
+            token: self.token.clone(),
+            user: self.user.clone(),
+            password: self.password.clone(),
+            tls_required,
+            root_certificates: self.tls_ca.clone(),
+            client_certificate: self.tls_cert.clone(),
+            client_key: self.tls_key.clone(),
+            ..ConnectConfig::for_url(self.nats_url.clone())
+        }
+    }
+}
+
+/// Runs `soa` with `args` (the program name first, as in `std::env::args_os`),
+/// writing its output to `stdout` and its errors to `stderr`.
+///
+/// `shutdown` is cancelled by `main` on Ctrl-C or SIGTERM; long-running
+/// commands stop cleanly when it is. Errors are printed with their whole
+/// chain; the returned [`Exit`] is the process's exit code.
+pub async fn run<I, T>(args: I, stdout: &mut dyn Write, stderr: &mut dyn Write, shutdown: CancellationToken) -> Exit
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(error) => {
+            // Help and --version are not errors and go to standard output.
+            // Nothing sensible is left to do if the terminal is gone.
+            return if error.use_stderr() {
+                let _ = write!(stderr, "{}", error.render());
+                Exit::Usage
+            } else {
+                let _ = write!(stdout, "{}", error.render());
+                Exit::Success
+            };
+        }
+    };
+    let result = match &cli.command {
+        Command::Contract(command) => contract::run(command, stdout),
+        Command::Demo(args) => demo::run(&cli.nats, args, stdout, shutdown).await,
+    };
+    // Whatever was written must reach the terminal before the error does.
+    let _ = stdout.flush();
+    match result {
+        Ok(exit) => exit,
+        Err(error) => {
+            let _ = writeln!(stderr, "error: {error:#}");
+            // Found whether the usage error is the root cause or a context.
+            if error.downcast_ref::<UsageError>().is_some() {
+                Exit::Usage
+            } else {
+                Exit::Failure
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(args).unwrap()
+    }
+
+    #[test]
+    fn nats_options_are_accepted_after_the_command() {
+        let cli = parse(&[
+            "soa",
+            "demo",
+            "--nats-url",
+            "nats://example:4333",
+            "--user",
+            "alice",
+            "--password",
+            "secret",
+        ]);
+        let config = cli.nats.connect_config("test");
+        assert_eq!(config.url, "nats://example:4333");
+        assert_eq!(config.user.as_deref(), Some("alice"));
+        assert_eq!(config.password.as_deref(), Some("secret"));
+        assert_eq!(config.name.as_deref(), Some("test"));
+        assert!(!config.tls_required);
+    }
+
+    #[test]
+    fn tls_files_require_tls() {
+        let cli = parse(&["soa", "--tls-ca", "ca.pem", "contract", "check", "contracts/catalog"]);
+        let config = cli.nats.connect_config("test");
+        assert!(config.tls_required);
+        assert_eq!(config.root_certificates, Some(PathBuf::from("ca.pem")));
+    }
+
+    #[test]
+    fn a_certificate_without_its_key_is_a_usage_error() {
+        let error = Cli::try_parse_from(["soa", "demo", "--tls-cert", "client.pem"]).unwrap_err();
+        assert_eq!(error.exit_code(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_user_without_a_password_is_a_usage_error_when_connecting() {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let exit = run(
+            ["soa", "demo", "--user", "alice"],
+            &mut out,
+            &mut err,
+            CancellationToken::new(),
+        )
+        .await;
+        assert_eq!(exit, Exit::Usage);
+        let err = String::from_utf8_lossy(&err);
+        assert!(err.contains("only the user was given"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn usage_errors_exit_2_and_help_exits_0() {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let exit = run(
+            ["soa", "contract", "frobnicate"],
+            &mut out,
+            &mut err,
+            CancellationToken::new(),
+        )
+        .await;
+        assert_eq!(exit, Exit::Usage);
+        assert!(String::from_utf8_lossy(&err).contains("frobnicate"));
+
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let exit = run(["soa", "--help"], &mut out, &mut err, CancellationToken::new()).await;
+        assert_eq!(exit, Exit::Success);
+        let help = String::from_utf8_lossy(&out);
+        for expected in ["contract", "demo", "--nats-url", "--creds", "--tls-key"] {
+            assert!(help.contains(expected), "{help}");
+        }
+    }
+}
