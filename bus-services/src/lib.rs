@@ -6,8 +6,11 @@
 //! - [`local_server`] runs that binary as a child process when no server is
 //!   reachable (`soa demo`, `soa up`).
 //! - [`wire`] writes and reads the soabus and NATS micro headers.
+//! - [`runtime`] builds services from contracts and calls them with typed
+//!   clients.
 
 pub mod connection;
 pub mod local_server;
+pub mod runtime;
 pub mod server_binary;
 pub mod wire;

@@ -258,6 +258,14 @@ pub async fn round_trip(client: &async_nats::Client, timeout: std::time::Duratio
     }
 }
 
+/// Sets header `name` to `value`; control characters in the value become
+/// spaces, and a name that is not a valid header name is skipped.
+pub fn insert_header(map: &mut HeaderMap, name: &str, value: &str) {
+    if let Ok(name) = name.parse::<HeaderName>() {
+        map.insert(name, header_value(value));
+    }
+}
+
 /// A header value from any text: control characters (which async-nats refuses
 /// with a panic) become spaces.
 fn header_value(text: &str) -> HeaderValue {

@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use crate::document::{CompatibilityPolicy, ContractDocument, Event, FormatTag, Operation};
 use crate::names::{ContractRef, MemberName, NameError, ServiceName, Version};
+use crate::operation::{EventType, OperationType};
 
 /// Builds one contract document from Rust message types.
 pub struct ContractBuilder {
@@ -68,18 +69,15 @@ impl ContractBuilder {
         self
     }
 
-    /// Adds an operation whose request and response are `Request` and `Response`.
-    pub fn operation<Request: JsonSchema, Response: JsonSchema>(
-        mut self,
-        name: &str,
-        spec: OperationSpec<'_>,
-    ) -> Result<Self, NameError> {
-        let name = MemberName::parse(name)?;
+    /// Adds the operation `Op`, its schemas derived from its request and
+    /// response types.
+    pub fn operation<Op: OperationType>(mut self, spec: OperationSpec<'_>) -> Result<Self, NameError> {
+        let name = MemberName::parse(Op::NAME)?;
         let operation = Operation {
             subject: self.subject(&name)?,
             description: Some(spec.description.to_owned()),
-            request: message_schema::<Request>(&mut self.generator),
-            response: message_schema::<Response>(&mut self.generator),
+            request: message_schema::<Op::Request>(&mut self.generator),
+            response: message_schema::<Op::Response>(&mut self.generator),
             errors: spec.errors.iter().map(|code| (*code).to_owned()).collect(),
             idempotent: spec.idempotent,
         };
@@ -87,13 +85,13 @@ impl ContractBuilder {
         Ok(self)
     }
 
-    /// Adds an event whose payload is `Payload`.
-    pub fn event<Payload: JsonSchema>(mut self, name: &str, description: &str) -> Result<Self, NameError> {
-        let name = MemberName::parse(name)?;
+    /// Adds the event `Ev`, its schema derived from its payload type.
+    pub fn event<Ev: EventType>(mut self, description: &str) -> Result<Self, NameError> {
+        let name = MemberName::parse(Ev::NAME)?;
         let event = Event {
             subject: self.subject(&name)?,
             description: Some(description.to_owned()),
-            payload: message_schema::<Payload>(&mut self.generator),
+            payload: message_schema::<Ev::Payload>(&mut self.generator),
         };
         self.document.events.insert(name, event);
         Ok(self)

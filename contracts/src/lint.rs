@@ -11,7 +11,7 @@ use crate::locate::{Position, locate_nearest};
 use crate::names::Subject;
 use crate::parse::{DocumentError, Limits};
 use crate::parse::shorten;
-use crate::schema::{SchemaProblemKind, SchemaSet, check_references, check_schemas, compile_message, compile_pointer, schema_roots};
+use crate::schema::{CompileContext, SchemaProblemKind, SchemaSet, check_references, check_schemas, schema_roots};
 
 /// A lint rule. The id (`SOA001`) and name never change meaning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -210,15 +210,16 @@ pub fn lint(document: &ContractDocument, text: Option<&str>, external: &SchemaSe
 /// Compiles every message and checks every declared example (the standard
 /// `examples` keyword of a message schema or a shared definition).
 fn lint_compiled(document: &ContractDocument, external: &SchemaSet, add: &mut impl FnMut(Rule, String, String)) {
+    let context = CompileContext::new(document, external);
     for (key, _) in document.messages() {
-        if let Err(problem) = compile_message(document, &key, external) {
+        if let Err(problem) = context.compile_message(document, &key) {
             add(Rule::SchemaCompile, problem.pointer, problem.message);
         }
     }
     let root = document.to_value();
     for (pointer, schema) in schema_roots(&root) {
         let Some(examples) = schema.get("examples").and_then(Value::as_array) else { continue };
-        let validator = match compile_pointer(document, &pointer, external) {
+        let validator = match context.compile_pointer(&pointer) {
             Ok(validator) => validator,
             Err(message) => {
                 add(Rule::SchemaCompile, pointer, message);

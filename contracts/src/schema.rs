@@ -30,14 +30,16 @@ pub fn contract_base_uri(service: &ServiceName, major: u64) -> String {
 /// caller (the registry, or a CLI reading several documents).
 #[derive(Debug, Clone, Default)]
 pub struct SchemaSet {
-    resources: HashMap<String, Arc<Value>>,
+    /// Shared, so every compilation can hand the set to its retriever
+    /// without copying it.
+    resources: Arc<HashMap<String, Arc<Value>>>,
 }
 
 impl SchemaSet {
     /// Makes `document`'s `$defs` reachable as `soa://<service>@<major>#/$defs/...`.
     /// A later document of the same service and major replaces an earlier one.
     pub fn add_contract(&mut self, document: &ContractDocument) {
-        self.resources.insert(
+        Arc::make_mut(&mut self.resources).insert(
             contract_base_uri(&document.service, document.version.major()),
             Arc::new(resource_of(document)),
         );
@@ -299,18 +301,73 @@ pub fn check_schemas(document: &ContractDocument) -> Vec<SchemaProblem> {
 
 /// Serves `soa://` resources to the schema compiler and refuses everything
 /// else, so compilation never reaches the network or the file system.
+#[derive(Clone)]
 struct SoaRetriever {
-    resources: HashMap<String, Arc<Value>>,
+    own_base: String,
+    own: Arc<Value>,
+    external: Arc<HashMap<String, Arc<Value>>>,
 }
 
 impl jsonschema::Retrieve for SoaRetriever {
     fn retrieve(&self, uri: &jsonschema::Uri<String>) -> Result<Value, Box<dyn std::error::Error + Send + Sync>> {
         let text = uri.as_str();
         let base = text.split_once('#').map_or(text, |(base, _)| base);
-        match self.resources.get(base) {
+        let resource = if base == self.own_base { Some(&self.own) } else { self.external.get(base) };
+        match resource {
             Some(resource) => Ok(Value::clone(resource)),
             None => Err(format!("{text} is not a registered contract and nothing else is fetched").into()),
         }
+    }
+}
+
+/// What compiling any schema of one document needs, prepared once per
+/// document: the document as a resource and the contracts it may refer to.
+pub(crate) struct CompileContext {
+    retriever: SoaRetriever,
+}
+
+impl CompileContext {
+    pub(crate) fn new(document: &ContractDocument, external: &SchemaSet) -> Self {
+        Self {
+            retriever: SoaRetriever {
+                own_base: contract_base_uri(&document.service, document.version.major()),
+                own: Arc::new(resource_of(document)),
+                external: Arc::clone(&external.resources),
+            },
+        }
+    }
+
+    /// Compiles the schema at `pointer` in the document (a message schema or
+    /// a shared definition); references resolve against the document root.
+    pub(crate) fn compile_pointer(&self, pointer: &str) -> Result<jsonschema::Validator, String> {
+        let entry = json!({ "$ref": format!("{}#{}", self.retriever.own_base, pointer_to_fragment(pointer)) });
+        jsonschema::draft202012::options()
+            .with_retriever(self.retriever.clone())
+            .with_pattern_options(jsonschema::PatternOptions::regex())
+            .should_validate_formats(true)
+            .build(&entry)
+            .map_err(|err| format!("the schema does not compile: {}", shorten(err.to_string())))
+    }
+
+    pub(crate) fn compile_message(
+        &self,
+        document: &ContractDocument,
+        key: &MessageKey,
+    ) -> Result<MessageValidator, SchemaProblem> {
+        let pointer = key.pointer();
+        let problem = |kind, message: String| SchemaProblem {
+            contract: document.id(),
+            pointer: pointer.clone(),
+            kind,
+            message,
+        };
+        if document.message_schema(key).is_none() {
+            return Err(problem(SchemaProblemKind::UnresolvedRef, format!("the contract declares no {key}")));
+        }
+        let validator = self
+            .compile_pointer(&pointer)
+            .map_err(|message| problem(SchemaProblemKind::CompileFailed, message))?;
+        Ok(MessageValidator::new(document.id(), key.clone(), validator))
     }
 }
 
@@ -322,40 +379,7 @@ pub fn compile_message(
     key: &MessageKey,
     external: &SchemaSet,
 ) -> Result<MessageValidator, SchemaProblem> {
-    let pointer = key.pointer();
-    let problem = |kind, message: String| SchemaProblem {
-        contract: document.id(),
-        pointer: pointer.clone(),
-        kind,
-        message,
-    };
-    if document.message_schema(key).is_none() {
-        return Err(problem(
-            SchemaProblemKind::UnresolvedRef,
-            format!("the contract declares no {key}"),
-        ));
-    }
-    let validator = compile_pointer(document, &pointer, external).map_err(|message| problem(SchemaProblemKind::CompileFailed, message))?;
-    Ok(MessageValidator::new(document.id(), key.clone(), validator))
-}
-
-/// Compiles the schema at `pointer` in `document` (a message schema or a
-/// shared definition); references resolve against the document root.
-pub(crate) fn compile_pointer(
-    document: &ContractDocument,
-    pointer: &str,
-    external: &SchemaSet,
-) -> Result<jsonschema::Validator, String> {
-    let own_base = contract_base_uri(&document.service, document.version.major());
-    let mut resources = external.resources.clone();
-    resources.insert(own_base.clone(), Arc::new(resource_of(document)));
-    let entry = json!({ "$ref": format!("{own_base}#{}", pointer_to_fragment(pointer)) });
-    jsonschema::draft202012::options()
-        .with_retriever(SoaRetriever { resources })
-        .with_pattern_options(jsonschema::PatternOptions::regex())
-        .should_validate_formats(true)
-        .build(&entry)
-        .map_err(|err| format!("the schema does not compile: {}", shorten(err.to_string())))
+    CompileContext::new(document, external).compile_message(document, key)
 }
 
 /// Escapes a JSON pointer for use as a URI fragment.
@@ -389,9 +413,10 @@ pub fn compile_contract(document: &ContractDocument, external: &SchemaSet) -> Re
     if !problems.is_empty() {
         return Err(problems);
     }
+    let context = CompileContext::new(document, external);
     let mut validators = HashMap::new();
     for (key, _) in document.messages() {
-        match compile_message(document, &key, external) {
+        match context.compile_message(document, &key) {
             Ok(validator) => {
                 validators.insert(key, Arc::new(validator));
             }

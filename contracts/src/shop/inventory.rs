@@ -91,37 +91,52 @@ pub struct StockShortage {
     pub available: u64,
 }
 
+crate::operations! {
+    /// `reserve`: ReserveStock -> Reservation.
+    Reserve = "reserve": ReserveStock => Reservation;
+    /// `release`: ReleaseStock -> StockReleased.
+    Release = "release": ReleaseStock => StockReleased;
+    /// `stock`: GetStock -> StockLevel.
+    Stock = "stock": GetStock => StockLevel;
+}
+
+crate::events! {
+    /// `reserved`: StockReserved.
+    Reserved = "reserved": StockReserved;
+    /// `out-of-stock`: StockShortage.
+    OutOfStock = "out-of-stock": StockShortage;
+    /// `released`: StockReleased.
+    Released = "released": StockReleased;
+}
+
 /// The `inventory@1` contract.
 pub fn contract() -> Result<ContractDocument, NameError> {
     Ok(ContractBuilder::new(DOMAIN, "inventory", "1.0.0", "Stock levels and reservations", OWNER)?
         .tags(&["shop", "stock"])
-        .operation::<ReserveStock, Reservation>(
-            "reserve",
+        .operation::<Reserve>(
             OperationSpec {
                 description: "Reserve stock for an order",
                 errors: &["OUT_OF_STOCK"],
                 idempotent: true,
             },
         )?
-        .operation::<ReleaseStock, StockReleased>(
-            "release",
+        .operation::<Release>(
             OperationSpec {
                 description: "Give back the stock reserved for an order",
                 idempotent: true,
                 ..Default::default()
             },
         )?
-        .operation::<GetStock, StockLevel>(
-            "stock",
+        .operation::<Stock>(
             OperationSpec {
                 description: "How much of a product is free and reserved",
                 idempotent: true,
                 ..Default::default()
             },
         )?
-        .event::<StockReserved>("reserved", "Stock was reserved for an order")?
-        .event::<StockShortage>("out-of-stock", "An order asked for more stock than there is")?
-        .event::<StockReleased>("released", "Stock reserved for an order was given back")?
+        .event::<Reserved>("Stock was reserved for an order")?
+        .event::<OutOfStock>("An order asked for more stock than there is")?
+        .event::<Released>("Stock reserved for an order was given back")?
         .consumes("orders@1#placed")?
         .consumes("payments@1#declined")?
         .consumes("shipping@1#failed")?

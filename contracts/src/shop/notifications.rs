@@ -66,27 +66,37 @@ pub struct NotificationLog {
     pub notifications: Vec<Notification>,
 }
 
+crate::operations! {
+    /// `send`: SendNotification -> Notification.
+    Send = "send": SendNotification => Notification;
+    /// `list`: ListNotifications -> NotificationLog.
+    List = "list": ListNotifications => NotificationLog;
+}
+
+crate::events! {
+    /// `sent`: Notification.
+    Sent = "sent": Notification;
+}
+
 /// The `notifications@1` contract.
 pub fn contract() -> Result<ContractDocument, NameError> {
     Ok(ContractBuilder::new(DOMAIN, "notifications", "1.0.0", "Tells customers what happened to their orders", OWNER)?
         .tags(&["shop", "customers"])
-        .operation::<SendNotification, Notification>(
-            "send",
+        .operation::<Send>(
             OperationSpec {
                 description: "Send a notification to a customer",
                 idempotent: true,
                 ..Default::default()
             },
         )?
-        .operation::<ListNotifications, NotificationLog>(
-            "list",
+        .operation::<List>(
             OperationSpec {
                 description: "List the notifications sent, for one order or all",
                 idempotent: true,
                 ..Default::default()
             },
         )?
-        .event::<Notification>("sent", "A notification was sent to a customer")?
+        .event::<Sent>("A notification was sent to a customer")?
         .consumes("orders@1#completed")?
         .consumes("orders@1#cancelled")?
         .build())

@@ -140,37 +140,52 @@ pub struct OrderCancelled {
     pub reason: FailureReason,
 }
 
+crate::operations! {
+    /// `place`: PlaceOrder -> OrderAccepted.
+    Place = "place": PlaceOrder => OrderAccepted;
+    /// `get`: GetOrder -> Order.
+    Get = "get": GetOrder => Order;
+    /// `list`: ListOrders -> OrderPage.
+    List = "list": ListOrders => OrderPage;
+}
+
+crate::events! {
+    /// `placed`: OrderPlaced.
+    Placed = "placed": OrderPlaced;
+    /// `completed`: OrderCompleted.
+    Completed = "completed": OrderCompleted;
+    /// `cancelled`: OrderCancelled.
+    Cancelled = "cancelled": OrderCancelled;
+}
+
 /// The `orders@1` contract.
 pub fn contract() -> Result<ContractDocument, NameError> {
     Ok(ContractBuilder::new(DOMAIN, "orders", "1.0.0", "Takes orders and tracks them to completion or cancellation", OWNER)?
         .tags(&["shop", "orders"])
-        .operation::<PlaceOrder, OrderAccepted>(
-            "place",
+        .operation::<Place>(
             OperationSpec {
                 description: "Place an order; fulfilment starts in the order's mode",
                 idempotent: true,
                 ..Default::default()
             },
         )?
-        .operation::<GetOrder, Order>(
-            "get",
+        .operation::<Get>(
             OperationSpec {
                 description: "Fetch one order",
                 idempotent: true,
                 ..Default::default()
             },
         )?
-        .operation::<ListOrders, OrderPage>(
-            "list",
+        .operation::<List>(
             OperationSpec {
                 description: "List orders, optionally by status, a page at a time",
                 idempotent: true,
                 ..Default::default()
             },
         )?
-        .event::<OrderPlaced>("placed", "An order was placed and its fulfilment starts")?
-        .event::<OrderCompleted>("completed", "An order was fulfilled")?
-        .event::<OrderCancelled>("cancelled", "An order could not be fulfilled and was undone")?
+        .event::<Placed>("An order was placed and its fulfilment starts")?
+        .event::<Completed>("An order was fulfilled")?
+        .event::<Cancelled>("An order could not be fulfilled and was undone")?
         .consumes("shipping@1#scheduled")?
         .consumes("inventory@1#out-of-stock")?
         .consumes("payments@1#declined")?

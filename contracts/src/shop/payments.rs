@@ -86,29 +86,43 @@ pub struct PaymentRefunded {
     pub amount: Money,
 }
 
+crate::operations! {
+    /// `charge`: ChargePayment -> PaymentReceipt.
+    Charge = "charge": ChargePayment => PaymentReceipt;
+    /// `refund`: RefundPayment -> RefundReceipt.
+    Refund = "refund": RefundPayment => RefundReceipt;
+}
+
+crate::events! {
+    /// `charged`: PaymentCharged.
+    Charged = "charged": PaymentCharged;
+    /// `declined`: PaymentDeclined.
+    Declined = "declined": PaymentDeclined;
+    /// `refunded`: PaymentRefunded.
+    Refunded = "refunded": PaymentRefunded;
+}
+
 /// The `payments@1` contract.
 pub fn contract() -> Result<ContractDocument, NameError> {
     Ok(ContractBuilder::new(DOMAIN, "payments", "1.0.0", "Charges customers and refunds them", OWNER)?
         .tags(&["shop", "money"])
-        .operation::<ChargePayment, PaymentReceipt>(
-            "charge",
+        .operation::<Charge>(
             OperationSpec {
                 description: "Charge a customer for an order",
                 errors: &["PAYMENT_DECLINED"],
                 idempotent: true,
             },
         )?
-        .operation::<RefundPayment, RefundReceipt>(
-            "refund",
+        .operation::<Refund>(
             OperationSpec {
                 description: "Refund what was charged for an order",
                 idempotent: true,
                 ..Default::default()
             },
         )?
-        .event::<PaymentCharged>("charged", "A customer was charged for an order")?
-        .event::<PaymentDeclined>("declined", "A charge for an order was declined")?
-        .event::<PaymentRefunded>("refunded", "A charge for an order was refunded")?
+        .event::<Charged>("A customer was charged for an order")?
+        .event::<Declined>("A charge for an order was declined")?
+        .event::<Refunded>("A charge for an order was refunded")?
         .consumes("inventory@1#reserved")?
         .consumes("shipping@1#failed")?
         .build())

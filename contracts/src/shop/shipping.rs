@@ -67,28 +67,40 @@ pub struct ShipmentFailed {
     pub reason: String,
 }
 
+crate::operations! {
+    /// `schedule`: ScheduleShipment -> Shipment.
+    Schedule = "schedule": ScheduleShipment => Shipment;
+    /// `cancel`: CancelShipment -> ShipmentCancelled.
+    Cancel = "cancel": CancelShipment => ShipmentCancelled;
+}
+
+crate::events! {
+    /// `scheduled`: ShipmentScheduled.
+    Scheduled = "scheduled": ShipmentScheduled;
+    /// `failed`: ShipmentFailed.
+    Failed = "failed": ShipmentFailed;
+}
+
 /// The `shipping@1` contract.
 pub fn contract() -> Result<ContractDocument, NameError> {
     Ok(ContractBuilder::new(DOMAIN, "shipping", "1.0.0", "Schedules and cancels shipments", OWNER)?
         .tags(&["shop", "logistics"])
-        .operation::<ScheduleShipment, Shipment>(
-            "schedule",
+        .operation::<Schedule>(
             OperationSpec {
                 description: "Schedule the shipment of an order",
                 errors: &["SHIPPING_UNAVAILABLE"],
                 idempotent: true,
             },
         )?
-        .operation::<CancelShipment, ShipmentCancelled>(
-            "cancel",
+        .operation::<Cancel>(
             OperationSpec {
                 description: "Cancel the shipment of an order",
                 idempotent: true,
                 ..Default::default()
             },
         )?
-        .event::<ShipmentScheduled>("scheduled", "A shipment was scheduled for an order")?
-        .event::<ShipmentFailed>("failed", "No shipment could be scheduled for an order")?
+        .event::<Scheduled>("A shipment was scheduled for an order")?
+        .event::<Failed>("No shipment could be scheduled for an order")?
         .consumes("payments@1#charged")?
         .build())
 }

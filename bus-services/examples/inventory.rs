@@ -1,0 +1,43 @@
+//! A contract-first service in about thirty lines: the shop's inventory
+//! contract, three handlers, validated both ways and discoverable over
+//! `$SRV.*`. Run a nats-server (`scripts/install-nats-server` installs one),
+//! then `cargo run -p bus-services --example inventory`, and try
+//! `soa demo` or any NATS client against `shop.inventory.v1.*`.
+
+use bus_services::connection::{ConnectConfig, connect};
+use bus_services::runtime::{Service, ServiceConfig, ServiceError};
+use contracts::shop::inventory::{self, Reservation, ReserveStock, StockLevel, StockReleased};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+    let nats = connect(&ConnectConfig::for_url(url)).await?;
+    let service = Service::builder(inventory::contract()?)
+        .config(ServiceConfig { registration: None, ..ServiceConfig::default() })
+        .handle::<inventory::Reserve, _, _>(|_ctx, request: ReserveStock| async move {
+            if request.items.iter().any(|line| line.quantity > 10) {
+                return Err(ServiceError::declared("OUT_OF_STOCK", "we keep 10 of everything"));
+            }
+            let reservation_id = format!("res-{}", request.order_id.0);
+            Ok(Reservation { reservation_id, order_id: request.order_id, items: request.items })
+        })
+        .handle::<inventory::Release, _, _>(|_ctx, request| async move {
+            Ok(StockReleased { order_id: request.order_id, released: true })
+        })
+        .handle::<inventory::Stock, _, _>(|_ctx, request| async move {
+            Ok(StockLevel { sku: request.sku, available: 10, reserved: 0 })
+        })
+        .build()?;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            let _ = tokio::signal::ctrl_c().await;
+            shutdown.cancel();
+        }
+    });
+    println!("inventory {} serving; Ctrl-C stops it", service.instance_id());
+    service.run(nats.clone(), shutdown).await?;
+    nats.drain().await?;
+    Ok(())
+}

@@ -1,0 +1,18 @@
+//! The service runtime: build a service from a contract and handlers, call
+//! services with a typed client, and carry the flow's correlation id and
+//! trace context across every message.
+
+mod client;
+mod context;
+mod error;
+pub mod micro;
+mod registration;
+mod service;
+pub mod trace;
+
+pub use client::{CallError, CallOptions, ServiceClient};
+pub use context::{Context, Propagation};
+pub use error::ServiceError;
+pub use registration::RegistrationConfig;
+pub use service::{BuildError, RunError, Service, ServiceBuilder, ServiceConfig};
+pub use trace::TraceContext;

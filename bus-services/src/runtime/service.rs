@@ -1,0 +1,582 @@
+//! A service built from a contract and one handler per operation: it
+//! validates every request before its handler sees it and every response
+//! before it leaves, answers NATS micro discovery, registers with the
+//! registry, and shuts down by draining.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::Message;
+use contracts::envelope::headers;
+use contracts::subjects::{self, DiscoveryVerb};
+use contracts::{
+    CompiledContract, ContractDocument, ErrorBody, ErrorCode, MemberName, MessageKey, MessageValidator, OperationType,
+    SchemaProblem, SchemaSet, compile_contract,
+};
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use serde_json::Value;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use super::context::{Context, Propagation};
+use super::error::ServiceError;
+use super::micro::{
+    EndpointCounters, EndpointInfo, INFO_RESPONSE_TYPE, Identity, InfoResponse, PING_RESPONSE_TYPE, PingResponse,
+    STATS_RESPONSE_TYPE, StatsResponse, now_rfc3339,
+};
+use super::registration::{self, RegistrationConfig};
+use super::trace::TraceContext;
+use crate::wire::{self, Envelope};
+
+/// A handler as the runtime stores it: JSON in, JSON out.
+type BoxedHandler = Arc<dyn Fn(Context, Value) -> BoxFuture<'static, Result<Value, ServiceError>> + Send + Sync>;
+
+/// How a service runs.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// This instance's id (a fresh NUID by default).
+    pub instance_id: String,
+    /// The queue group instances share (the service name by default).
+    pub queue_group: Option<String>,
+    /// The longest a handler may run before the caller gets `TIMEOUT`.
+    pub handler_timeout: Duration,
+    /// Requests handled at once; more wait in the subscription.
+    pub max_in_flight: usize,
+    /// How long shutdown waits for in-flight handlers.
+    pub shutdown_timeout: Duration,
+    /// Registration with the registry; `None` to run unregistered.
+    pub registration: Option<RegistrationConfig>,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        Self {
+            instance_id: nuid::next().to_string(),
+            queue_group: None,
+            handler_timeout: Duration::from_secs(30),
+            max_in_flight: 1024,
+            shutdown_timeout: Duration::from_secs(10),
+            registration: Some(RegistrationConfig::default()),
+        }
+    }
+}
+
+/// Why a service could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The contract's schemas do not compile.
+    #[error("the contract {contract} does not compile:{}", problems.iter().map(|p| format!("\n  - {p}")).collect::<String>())]
+    Contract {
+        /// The contract.
+        contract: String,
+        /// Every problem.
+        problems: Vec<SchemaProblem>,
+    },
+    /// An operation of the contract has no handler.
+    #[error("{contract} declares operation {operation:?} but no handler was given for it; add .handle::<...>() for it")]
+    MissingHandler {
+        /// The contract.
+        contract: String,
+        /// The operation without a handler.
+        operation: String,
+    },
+    /// A handler was given for an operation the contract does not declare.
+    #[error("a handler was given for {operation:?}, which {contract} does not declare (it declares: {declared})")]
+    UnknownOperation {
+        /// The contract.
+        contract: String,
+        /// The handler's operation.
+        operation: String,
+        /// What the contract declares.
+        declared: String,
+    },
+}
+
+/// Why a running service stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Subscribing failed.
+    #[error("could not subscribe to {subject}: {message}")]
+    Subscribe {
+        /// The subject.
+        subject: String,
+        /// What the client reported.
+        message: String,
+    },
+}
+
+/// Collects a contract and its handlers; [`ServiceBuilder::build`] checks
+/// they match.
+pub struct ServiceBuilder {
+    document: ContractDocument,
+    external: SchemaSet,
+    handlers: Vec<(String, BoxedHandler)>,
+    config: ServiceConfig,
+}
+
+impl ServiceBuilder {
+    /// Starts a service for `document`.
+    pub fn new(document: ContractDocument) -> Self {
+        Self {
+            document,
+            external: SchemaSet::default(),
+            handlers: Vec::new(),
+            config: ServiceConfig::default(),
+        }
+    }
+
+    /// Contracts that `soa://` references in this one point into.
+    pub fn schemas(mut self, external: SchemaSet) -> Self {
+        self.external = external;
+        self
+    }
+
+    /// Sets how the service runs.
+    pub fn config(mut self, config: ServiceConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Handles operation `Op` with `handler`, a plain
+    /// `async fn(Context, Request) -> Result<Response, ServiceError>`.
+    pub fn handle<Op, F, Fut>(mut self, handler: F) -> Self
+    where
+        Op: OperationType,
+        F: Fn(Context, Op::Request) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Op::Response, ServiceError>> + Send + 'static,
+    {
+        let handler = Arc::new(handler);
+        let boxed: BoxedHandler = Arc::new(move |context: Context, request: Value| {
+            let handler = Arc::clone(&handler);
+            Box::pin(async move {
+                // The request already matched the contract's schema; a type that
+                // disagrees with its own schema is our bug, not the caller's.
+                let request: Op::Request = serde_json::from_value(request)
+                    .map_err(|err| ServiceError::internal(format!("the request matched the schema but not the Rust type: {err}")))?;
+                let response = handler(context, request).await?;
+                serde_json::to_value(response)
+                    .map_err(|err| ServiceError::internal(format!("the response could not be encoded: {err}")))
+            })
+        });
+        self.handlers.push((Op::NAME.to_owned(), boxed));
+        self
+    }
+
+    /// Handles an operation by name with JSON in and out, for services
+    /// without Rust types for their messages.
+    pub fn handle_json<F, Fut>(mut self, operation: &str, handler: F) -> Self
+    where
+        F: Fn(Context, Value) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Value, ServiceError>> + Send + 'static,
+    {
+        let handler = Arc::new(handler);
+        let boxed: BoxedHandler = Arc::new(move |context, request| {
+            let handler = Arc::clone(&handler);
+            Box::pin(async move { handler(context, request).await })
+        });
+        self.handlers.push((operation.to_owned(), boxed));
+        self
+    }
+
+    /// Compiles the contract and checks that every operation has exactly the
+    /// handlers it needs.
+    pub fn build(self) -> Result<Service, BuildError> {
+        let contract = self.document.id().to_string();
+        let compiled = compile_contract(&self.document, &self.external).map_err(|problems| BuildError::Contract {
+            contract: contract.clone(),
+            problems,
+        })?;
+        let mut handlers: HashMap<String, BoxedHandler> = HashMap::new();
+        for (name, handler) in self.handlers {
+            let known = MemberName::parse(&name).is_ok_and(|member| self.document.operations.contains_key(&member));
+            if !known {
+                let declared: Vec<&str> = self.document.operations.keys().map(MemberName::as_str).collect();
+                return Err(BuildError::UnknownOperation {
+                    contract,
+                    operation: name,
+                    declared: declared.join(", "),
+                });
+            }
+            handlers.insert(name, handler);
+        }
+        let queue_group = self.config.queue_group.clone().unwrap_or_else(|| self.document.service.to_string());
+        let mut endpoints = Vec::new();
+        for (name, operation) in &self.document.operations {
+            let handler = handlers.remove(name.as_str()).ok_or_else(|| BuildError::MissingHandler {
+                contract: contract.clone(),
+                operation: name.to_string(),
+            })?;
+            let mut metadata = BTreeMap::from([("soa.operation".to_owned(), name.to_string())]);
+            if operation.idempotent {
+                metadata.insert("soa.idempotent".to_owned(), "true".to_owned());
+            }
+            endpoints.push(Endpoint {
+                name: name.clone(),
+                request: validator(&compiled, MessageKey::Request(name.clone()), &contract)?,
+                response: validator(&compiled, MessageKey::Response(name.clone()), &contract)?,
+                declared_errors: operation.errors.clone(),
+                handler,
+                counters: EndpointCounters::default(),
+                info: EndpointInfo {
+                    name: name.to_string(),
+                    subject: operation.subject.to_string(),
+                    queue_group: queue_group.clone(),
+                    metadata,
+                },
+            });
+        }
+        let identity = Identity {
+            name: self.document.service.to_string(),
+            id: self.config.instance_id.clone(),
+            version: self.document.version.to_string(),
+            metadata: BTreeMap::from([
+                ("soa.contract".to_owned(), contract),
+                ("soa.digest".to_owned(), self.document.digest()),
+            ]),
+        };
+        Ok(Service {
+            inner: Arc::new(ServiceInner {
+                document: self.document,
+                identity,
+                endpoints,
+                config: self.config,
+                started: now_rfc3339(),
+            }),
+        })
+    }
+}
+
+fn validator(compiled: &CompiledContract, key: MessageKey, contract: &str) -> Result<Arc<MessageValidator>, BuildError> {
+    compiled.validators.get(&key).cloned().ok_or_else(|| BuildError::Contract {
+        contract: contract.to_owned(),
+        problems: Vec::new(),
+    })
+}
+
+/// One operation as served: its validators, handler and counters.
+struct Endpoint {
+    name: MemberName,
+    request: Arc<MessageValidator>,
+    response: Arc<MessageValidator>,
+    declared_errors: Vec<String>,
+    handler: BoxedHandler,
+    counters: EndpointCounters,
+    info: EndpointInfo,
+}
+
+struct ServiceInner {
+    document: ContractDocument,
+    identity: Identity,
+    endpoints: Vec<Endpoint>,
+    config: ServiceConfig,
+    started: String,
+}
+
+/// A built service, ready to [`run`](Service::run).
+#[derive(Clone)]
+pub struct Service {
+    inner: Arc<ServiceInner>,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service").field("identity", &self.inner.identity).finish_non_exhaustive()
+    }
+}
+
+impl Service {
+    /// Starts describing a service for `document`.
+    pub fn builder(document: ContractDocument) -> ServiceBuilder {
+        ServiceBuilder::new(document)
+    }
+
+    /// This instance's id.
+    pub fn instance_id(&self) -> &str {
+        &self.inner.identity.id
+    }
+
+    /// The contract served.
+    pub fn contract(&self) -> &ContractDocument {
+        &self.inner.document
+    }
+
+    /// The `$SRV.INFO` reply of this instance.
+    pub fn info(&self) -> InfoResponse {
+        InfoResponse {
+            kind: INFO_RESPONSE_TYPE.to_owned(),
+            identity: self.inner.identity.clone(),
+            description: self.inner.document.description.clone(),
+            endpoints: self.inner.endpoints.iter().map(|endpoint| endpoint.info.clone()).collect(),
+        }
+    }
+
+    /// The `$SRV.STATS` reply of this instance.
+    pub fn stats(&self) -> StatsResponse {
+        StatsResponse {
+            kind: STATS_RESPONSE_TYPE.to_owned(),
+            identity: self.inner.identity.clone(),
+            started: self.inner.started.clone(),
+            endpoints: self
+                .inner
+                .endpoints
+                .iter()
+                .map(|endpoint| endpoint.counters.snapshot(&endpoint.info))
+                .collect(),
+        }
+    }
+
+    /// Serves until `shutdown` is cancelled, then stops taking requests,
+    /// finishes the ones in flight (up to the shutdown timeout), deregisters
+    /// and flushes. The caller owns `nats` and drains it afterwards.
+    pub async fn run(self, nats: async_nats::Client, shutdown: CancellationToken) -> Result<(), RunError> {
+        let inner = &self.inner;
+        let mut listeners = Vec::new();
+        for (index, endpoint) in inner.endpoints.iter().enumerate() {
+            let subject = endpoint.info.subject.clone();
+            let subscriber = nats
+                .queue_subscribe(subject.clone(), endpoint.info.queue_group.clone())
+                .await
+                .map_err(|err| RunError::Subscribe {
+                    subject: subject.clone(),
+                    message: err.to_string(),
+                })?;
+            listeners.push((Listener::Endpoint(index), subscriber));
+        }
+        let name = inner.identity.name.as_str();
+        let id = inner.identity.id.as_str();
+        for verb in [DiscoveryVerb::Ping, DiscoveryVerb::Info, DiscoveryVerb::Stats] {
+            for subject in [
+                subjects::discovery(verb, None, None),
+                subjects::discovery(verb, Some(name), None),
+                subjects::discovery(verb, Some(name), Some(id)),
+            ] {
+                let subscriber = nats.subscribe(subject.clone()).await.map_err(|err| RunError::Subscribe {
+                    subject: subject.clone(),
+                    message: err.to_string(),
+                })?;
+                listeners.push((Listener::Discovery(verb), subscriber));
+            }
+        }
+        // Subscriptions are live once the server has seen them; a round trip proves it.
+        if let Err(error) = wire::round_trip(&nats, Duration::from_secs(5)).await {
+            tracing::warn!(error = %error, "The server did not confirm the subscriptions in time.");
+        }
+        tracing::info!(service = %inner.identity.metadata.get("soa.contract").map_or("", String::as_str), instance = id, "Service started.");
+
+        let handlers = TaskTracker::new();
+        let permits = Arc::new(Semaphore::new(inner.config.max_in_flight.max(1)));
+        let stop_listening = shutdown.child_token();
+        let mut listening = Vec::new();
+        for (listener, subscriber) in listeners {
+            let service = self.clone();
+            let nats = nats.clone();
+            let handlers = handlers.clone();
+            let permits = Arc::clone(&permits);
+            let stop = stop_listening.clone();
+            listening.push(tokio::spawn(async move {
+                service.listen(listener, subscriber, nats, handlers, permits, stop).await;
+            }));
+        }
+        let registration = inner.config.registration.clone().map(|config| {
+            let nats = nats.clone();
+            let document = inner.document.clone();
+            let stop = shutdown.clone();
+            tokio::spawn(registration::keep_registered(nats, document, id.to_owned(), config, stop))
+        });
+
+        shutdown.cancelled().await;
+        tracing::info!(instance = id, "Shutting down: no new requests.");
+        for task in listening {
+            if let Err(error) = task.await {
+                tracing::error!(error = %error, "A subscription task failed.");
+            }
+        }
+        handlers.close();
+        if tokio::time::timeout(inner.config.shutdown_timeout, handlers.wait()).await.is_err() {
+            tracing::warn!(
+                timeout = ?inner.config.shutdown_timeout,
+                "Some handlers were still running when the shutdown timeout passed; their callers will time out."
+            );
+        }
+        if let Some(task) = registration
+            && let Err(error) = task.await
+        {
+            tracing::error!(error = %error, "The registration task failed.");
+        }
+        if let Err(error) = nats.flush().await {
+            tracing::warn!(error = %error, "Could not flush the last replies.");
+        }
+        tracing::info!(instance = id, "Service stopped.");
+        Ok(())
+    }
+
+    /// Reads one subscription until told to stop, then unsubscribes so the
+    /// server sends nothing more to this instance.
+    async fn listen(
+        &self,
+        listener: Listener,
+        mut subscriber: async_nats::Subscriber,
+        nats: async_nats::Client,
+        handlers: TaskTracker,
+        permits: Arc<Semaphore>,
+        stop: CancellationToken,
+    ) {
+        loop {
+            let message = tokio::select! {
+                () = stop.cancelled() => break,
+                message = subscriber.next() => match message {
+                    Some(message) => message,
+                    None => break,
+                },
+            };
+            match listener {
+                Listener::Discovery(verb) => self.answer_discovery(&nats, verb, message).await,
+                Listener::Endpoint(index) => {
+                    let permit = tokio::select! {
+                        () = stop.cancelled() => break,
+                        permit = Arc::clone(&permits).acquire_owned() => match permit {
+                            Ok(permit) => permit,
+                            Err(_) => break,
+                        },
+                    };
+                    let service = self.clone();
+                    let nats = nats.clone();
+                    handlers.spawn(async move {
+                        service.handle_request(index, &nats, message).await;
+                        drop(permit);
+                    });
+                }
+            }
+        }
+        if let Err(error) = subscriber.unsubscribe().await {
+            tracing::debug!(error = %error, "Unsubscribing failed; the connection is probably closing.");
+        }
+    }
+
+    async fn answer_discovery(&self, nats: &async_nats::Client, verb: DiscoveryVerb, message: Message) {
+        let Some(reply) = message.reply else { return };
+        let body = match verb {
+            DiscoveryVerb::Ping => serde_json::to_vec(&PingResponse {
+                kind: PING_RESPONSE_TYPE.to_owned(),
+                identity: self.inner.identity.clone(),
+            }),
+            DiscoveryVerb::Info => serde_json::to_vec(&self.info()),
+            DiscoveryVerb::Stats => serde_json::to_vec(&self.stats()),
+        };
+        match body {
+            Ok(body) => {
+                if let Err(error) = nats.publish(reply, body.into()).await {
+                    tracing::debug!(error = %error, "Could not answer a discovery request.");
+                }
+            }
+            Err(error) => tracing::error!(error = %error, "Could not encode a discovery reply."),
+        }
+    }
+
+    /// The one place a request becomes a reply: decode, validate, call the
+    /// handler, validate the response, encode, or turn any failure into the
+    /// error headers and body.
+    async fn handle_request(&self, index: usize, nats: &async_nats::Client, message: Message) {
+        let Some(endpoint) = self.inner.endpoints.get(index) else { return };
+        let Some(reply_to) = message.reply.clone() else {
+            tracing::warn!(subject = %message.subject, "Dropped a request without a reply subject; use request-reply to call operations.");
+            return;
+        };
+        let started = Instant::now();
+        let inbound = message.headers.as_ref();
+        let trace = wire::header(inbound, headers::TRACEPARENT)
+            .and_then(|parent| TraceContext::parse(parent, wire::header(inbound, headers::TRACESTATE)))
+            .map_or_else(TraceContext::new_root, |parent| parent.child());
+        let propagation = Propagation {
+            correlation_id: wire::correlation_id(inbound),
+            trace,
+        };
+        let span = tracing::info_span!(
+            "soa.request",
+            messaging.system = "nats",
+            messaging.operation.type = "process",
+            messaging.destination.name = %endpoint.info.subject,
+            messaging.consumer.group.name = %endpoint.info.queue_group,
+            soa.operation = %endpoint.name,
+            soa.correlation_id = propagation.correlation_id.as_ref().map_or("", |id| id.as_str()),
+            trace_id = %propagation.trace.trace_id(),
+            error.type = tracing::field::Empty,
+        );
+        let outcome = self.respond(endpoint, &message.payload, &propagation).instrument(span.clone()).await;
+        let mut headers = Envelope::operation(self.inner.document.id(), endpoint.name.clone())
+            .with_correlation_id(propagation.correlation_id.clone())
+            .to_headers();
+        wire::insert_header(&mut headers, contracts::envelope::headers::TRACEPARENT, &propagation.trace.traceparent());
+        let (payload, error) = match outcome {
+            Ok(payload) => (payload, None),
+            Err(body) => {
+                span.record("error.type", body.code.as_str());
+                wire::write_error_headers(&mut headers, &body);
+                let payload = serde_json::to_vec(&body).unwrap_or_default();
+                (payload, Some(format!("{}: {}", body.code, body.message)))
+            }
+        };
+        endpoint.counters.record(started.elapsed(), error);
+        if let Err(err) = nats.publish_with_headers(reply_to, headers, payload.into()).await {
+            tracing::warn!(parent: &span, error = %err, "Could not send the reply.");
+        }
+    }
+
+    async fn respond(&self, endpoint: &Endpoint, payload: &[u8], propagation: &Propagation) -> Result<Vec<u8>, ErrorBody> {
+        let request = endpoint.request.validate_bytes(payload).map_err(ErrorBody::from)?;
+        let context = Context::new(self.inner.document.id(), endpoint.name.clone(), propagation.clone());
+        let handled = tokio::time::timeout(self.inner.config.handler_timeout, (endpoint.handler)(context, request)).await;
+        let response = match handled {
+            Err(_) => {
+                tracing::error!(timeout = ?self.inner.config.handler_timeout, "The handler did not finish in time.");
+                return Err(ErrorBody::new(
+                    ErrorCode::Timeout,
+                    format!("{} did not finish within {:?}", endpoint.name, self.inner.config.handler_timeout),
+                ));
+            }
+            Ok(Err(error)) => return Err(self.error_reply(endpoint, error)),
+            Ok(Ok(response)) => response,
+        };
+        if let Err(failure) = endpoint.response.validate(&response) {
+            tracing::error!(error = %failure, "The handler's response breaks the service's own contract; answering INTERNAL instead.");
+            return Err(ErrorBody::new(ErrorCode::Internal, "the service produced a response that breaks its contract"));
+        }
+        serde_json::to_vec(&response).map_err(|err| {
+            tracing::error!(error = %err, "Could not encode the response.");
+            ErrorBody::new(ErrorCode::Internal, "the service failed to encode its response")
+        })
+    }
+
+    /// The reply for a handler's error: undeclared codes and internal causes
+    /// are logged, and the caller gets what the contract allows.
+    fn error_reply(&self, endpoint: &Endpoint, error: ServiceError) -> ErrorBody {
+        if let Some(cause) = error.cause() {
+            tracing::error!(error = %cause, "The handler failed.");
+        }
+        if let ErrorCode::Declared(code) = error.code()
+            && !endpoint.declared_errors.iter().any(|declared| declared == code)
+        {
+            tracing::error!(
+                code = %code,
+                declared = ?endpoint.declared_errors,
+                "The handler returned an error code its contract does not declare; answering INTERNAL instead."
+            );
+            return ErrorBody::new(ErrorCode::Internal, "the service failed to handle the request");
+        }
+        error.to_body()
+    }
+}
+
+/// What a subscription is for.
+#[derive(Debug, Clone, Copy)]
+enum Listener {
+    /// The operation at this index.
+    Endpoint(usize),
+    /// A discovery verb.
+    Discovery(DiscoveryVerb),
+}

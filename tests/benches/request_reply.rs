@@ -1,0 +1,185 @@
+//! Request-reply through the runtime against raw async-nats, in one run on
+//! one nats-server, so the ratio is fair on a noisy machine.
+//!
+//! `cargo bench -p tests --bench request_reply` prints, for each round,
+//! throughput with 64 requests in flight and p50 latency with one in flight,
+//! raw and through the runtime (validation on both ways), and the ratios.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bus_services::runtime::{CallOptions, Service, ServiceClient, ServiceConfig};
+use contracts::shop::inventory::{self, Reservation, ReserveStock};
+use contracts::shop::{OrderId, StockLine};
+use futures::StreamExt;
+use tests::NatsServer;
+use tokio_util::sync::CancellationToken;
+
+const IN_FLIGHT: usize = 64;
+const THROUGHPUT_REQUESTS: usize = 20_000;
+const LATENCY_REQUESTS: usize = 3_000;
+const ROUNDS: usize = 3;
+
+fn request() -> ReserveStock {
+    ReserveStock {
+        order_id: OrderId("ord-bench-1".into()),
+        items: vec![
+            StockLine { sku: "sku-kettle".into(), quantity: 1 },
+            StockLine { sku: "sku-mug".into(), quantity: 4 },
+        ],
+    }
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(run())
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let server = NatsServer::start().await?;
+    let shutdown = CancellationToken::new();
+
+    // Raw async-nats: a queue subscription that decodes, builds the same
+    // reply and encodes it, with no validation and no headers.
+    let raw_server = server.client().await?;
+    let mut raw_requests = raw_server.queue_subscribe("bench.raw.reserve", "raw".into()).await?;
+    let raw_task = tokio::spawn({
+        let nats = raw_server.clone();
+        async move {
+            while let Some(message) = raw_requests.next().await {
+                let Some(reply) = message.reply else { continue };
+                let Ok(request) = serde_json::from_slice::<ReserveStock>(&message.payload) else { continue };
+                let response = Reservation {
+                    reservation_id: format!("res-{}", request.order_id.0),
+                    order_id: request.order_id,
+                    items: request.items,
+                };
+                let Ok(payload) = serde_json::to_vec(&response) else { continue };
+                let _ = nats.publish(reply, payload.into()).await;
+            }
+        }
+    });
+
+    // The same handler through the runtime.
+    let service = Service::builder(inventory::contract()?)
+        .config(ServiceConfig { registration: None, ..ServiceConfig::default() })
+        .handle::<inventory::Reserve, _, _>(|_ctx, request: ReserveStock| async move {
+            Ok(Reservation {
+                reservation_id: format!("res-{}", request.order_id.0),
+                order_id: request.order_id,
+                items: request.items,
+            })
+        })
+        .handle_json("release", |_ctx, request| async move { Ok(request) })
+        .handle_json("stock", |_ctx, request| async move { Ok(request) })
+        .build()?;
+    let service_nats = server.client().await?;
+    let service_task = tokio::spawn(service.run(service_nats.clone(), shutdown.clone()));
+
+    let raw_client = server.client().await?;
+    let client = ServiceClient::new(server.client().await?, inventory::contract()?)
+        .with_options(CallOptions { max_attempts: 1, ..CallOptions::default() });
+    let payload: bytes::Bytes = serde_json::to_vec(&request())?.into();
+
+    // Warm up both paths (and wait for the service to subscribe).
+    for _ in 0..200 {
+        if client.call::<inventory::Reserve>(&request()).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for _ in 0..2_000 {
+        raw_client.request("bench.raw.reserve", payload.clone()).await?;
+        client.call::<inventory::Reserve>(&request()).await?;
+    }
+
+    let mut throughput_ratios = Vec::new();
+    let mut latency_gaps = Vec::new();
+    for round in 1..=ROUNDS {
+        let raw_rate = throughput(|| {
+            let nats = raw_client.clone();
+            let payload = payload.clone();
+            async move { nats.request("bench.raw.reserve", payload).await.map(drop).map_err(|e| e.to_string()) }
+        })
+        .await?;
+        let ours_rate = throughput(|| {
+            let client = client.clone();
+            async move { client.call::<inventory::Reserve>(&request()).await.map(drop).map_err(|e| e.to_string()) }
+        })
+        .await?;
+        let raw_p50 = latency(|| {
+            let nats = raw_client.clone();
+            let payload = payload.clone();
+            async move { nats.request("bench.raw.reserve", payload).await.map(drop).map_err(|e| e.to_string()) }
+        })
+        .await?;
+        let ours_p50 = latency(|| {
+            let client = client.clone();
+            async move { client.call::<inventory::Reserve>(&request()).await.map(drop).map_err(|e| e.to_string()) }
+        })
+        .await?;
+        let ratio = ours_rate / raw_rate;
+        let gap = ours_p50.as_secs_f64() * 1e6 - raw_p50.as_secs_f64() * 1e6;
+        println!(
+            "round {round}: {IN_FLIGHT} in flight: raw {raw_rate:.0} req/s, runtime {ours_rate:.0} req/s, ratio {ratio:.3} (goal >= 0.85); \
+             1 in flight p50: raw {:.1} us, runtime {:.1} us, gap {gap:.1} us (goal <= 15)",
+            raw_p50.as_secs_f64() * 1e6,
+            ours_p50.as_secs_f64() * 1e6,
+        );
+        throughput_ratios.push(ratio);
+        latency_gaps.push(gap);
+    }
+    throughput_ratios.sort_by(f64::total_cmp);
+    latency_gaps.sort_by(f64::total_cmp);
+    println!(
+        "median of {ROUNDS} rounds: throughput ratio {:.3}, p50 latency gap {:.1} us",
+        throughput_ratios[ROUNDS / 2],
+        latency_gaps[ROUNDS / 2]
+    );
+
+    shutdown.cancel();
+    service_task.await??;
+    raw_task.abort();
+    Ok(())
+}
+
+/// Requests per second with `IN_FLIGHT` callers sharing `THROUGHPUT_REQUESTS`.
+async fn throughput<F, Fut>(call: F) -> Result<f64, String>
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<(), String>> + Send,
+{
+    let call = Arc::new(call);
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..IN_FLIGHT {
+        let call = Arc::clone(&call);
+        workers.push(tokio::spawn(async move {
+            for _ in 0..THROUGHPUT_REQUESTS / IN_FLIGHT {
+                call().await?;
+            }
+            Ok::<(), String>(())
+        }));
+    }
+    for worker in workers {
+        worker.await.map_err(|e| e.to_string())??;
+    }
+    let done = (THROUGHPUT_REQUESTS / IN_FLIGHT) * IN_FLIGHT;
+    Ok(done as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Median latency of sequential calls.
+async fn latency<F, Fut>(call: F) -> Result<Duration, String>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let mut samples = Vec::with_capacity(LATENCY_REQUESTS);
+    for _ in 0..LATENCY_REQUESTS {
+        let started = Instant::now();
+        call().await?;
+        samples.push(started.elapsed());
+    }
+    samples.sort();
+    Ok(samples[samples.len() / 2])
+}
