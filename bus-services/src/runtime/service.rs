@@ -15,7 +15,7 @@ use contracts::{
     CompiledContract, ContractDocument, ErrorBody, ErrorCode, MemberName, MessageKey, MessageValidator, OperationType,
     SchemaProblem, SchemaSet, compile_contract,
 };
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use futures::future::BoxFuture;
 use serde_json::Value;
 use tokio::sync::Semaphore;
@@ -530,7 +530,9 @@ impl Service {
     async fn respond(&self, endpoint: &Endpoint, payload: &[u8], propagation: &Propagation) -> Result<Vec<u8>, ErrorBody> {
         let request = endpoint.request.validate_bytes(payload).map_err(ErrorBody::from)?;
         let context = Context::new(self.inner.document.id(), endpoint.name.clone(), propagation.clone());
-        let handled = tokio::time::timeout(self.inner.config.handler_timeout, (endpoint.handler)(context, request)).await;
+        // A panicking handler must not take the reply with it: the caller gets INTERNAL.
+        let handler = std::panic::AssertUnwindSafe((endpoint.handler)(context, request)).catch_unwind();
+        let handled = tokio::time::timeout(self.inner.config.handler_timeout, handler).await;
         let response = match handled {
             Err(_) => {
                 tracing::error!(timeout = ?self.inner.config.handler_timeout, "The handler did not finish in time.");
@@ -539,8 +541,17 @@ impl Service {
                     format!("{} did not finish within {:?}", endpoint.name, self.inner.config.handler_timeout),
                 ));
             }
-            Ok(Err(error)) => return Err(self.error_reply(endpoint, error)),
-            Ok(Ok(response)) => response,
+            Ok(Err(panic)) => {
+                let reason = panic
+                    .downcast_ref::<&str>()
+                    .map(|text| (*text).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::error!(panic = %reason, "The handler panicked.");
+                return Err(ErrorBody::new(ErrorCode::Internal, "the service failed to handle the request"));
+            }
+            Ok(Ok(Err(error))) => return Err(self.error_reply(endpoint, error)),
+            Ok(Ok(Ok(response))) => response,
         };
         if let Err(failure) = endpoint.response.validate(&response) {
             tracing::error!(error = %failure, "The handler's response breaks the service's own contract; answering INTERNAL instead.");

@@ -60,6 +60,9 @@ fn inventory_service(config: ServiceConfig, seen: Arc<Mutex<Vec<(Option<String>,
                 if request.order_id.0 == "undeclared" {
                     return Err(ServiceError::declared("WAREHOUSE_ON_FIRE", "not in the contract"));
                 }
+                if request.order_id.0 == "panic" {
+                    panic!("a handler bug");
+                }
                 if request.order_id.0 == "slow" {
                     tokio::time::sleep(Duration::from_millis(400)).await;
                 }
@@ -174,6 +177,9 @@ async fn handler_errors_keep_to_the_contract() {
 
     let error = client.call::<inventory::Reserve>(&reserve("undeclared", 1)).await.unwrap_err();
     assert_eq!(error.code(), ErrorCode::Internal, "an undeclared code becomes INTERNAL");
+
+    let error = client.call::<inventory::Reserve>(&reserve("panic", 1)).await.unwrap_err();
+    assert_eq!(error.code(), ErrorCode::Internal, "a panicking handler still gets its caller a reply");
 
     let error = client.call_json("release", &json!({"order_id": "broken"})).await.unwrap_err();
     assert_eq!(error.code(), ErrorCode::Internal, "a response that breaks the contract is not sent");
