@@ -25,6 +25,16 @@ pub mod headers {
     pub const SERVICE_ERROR: &str = "Nats-Service-Error";
     /// NATS micro: the numeric error code of a failed request.
     pub const SERVICE_ERROR_CODE: &str = "Nats-Service-Error-Code";
+    /// On a dead letter: why it was given up.
+    pub const DEAD_LETTER_REASON: &str = "Soa-Dead-Letter-Reason";
+    /// On a dead letter: the subject it was first published on.
+    pub const DEAD_LETTER_SUBJECT: &str = "Soa-Dead-Letter-Subject";
+    /// On a dead letter: the consumer that gave up on it.
+    pub const DEAD_LETTER_CONSUMER: &str = "Soa-Dead-Letter-Consumer";
+    /// On a dead letter: how many times it was delivered.
+    pub const DEAD_LETTER_DELIVERIES: &str = "Soa-Dead-Letter-Deliveries";
+    /// On a dead letter: its sequence in the original stream.
+    pub const DEAD_LETTER_SEQUENCE: &str = "Soa-Dead-Letter-Sequence";
 }
 
 /// The code of an error reply: one of the common codes or an operation's

@@ -63,6 +63,23 @@ pub fn member(domain: &str, service: &ServiceName, major: u64, name: &MemberName
     Subject::parse(&format!("{domain}.{service}.v{major}.{name}"))
 }
 
+/// The JetStream stream that holds a service major's events:
+/// `SOA_EVENTS_<SERVICE>_V<major>` (stream names allow no dots or dashes).
+pub fn event_stream(service: &ServiceName, major: u64) -> String {
+    format!("SOA_EVENTS_{}_V{major}", service.as_str().to_ascii_uppercase().replace('-', "_"))
+}
+
+/// The stream that keeps dead letters of every consumer.
+pub const DEAD_LETTER_STREAM: &str = "SOA_DEAD_LETTERS";
+
+/// The subjects of the dead-letter stream.
+pub const DEAD_LETTER_SUBJECTS: &str = "soa.dlq.>";
+
+/// Where a consumer's dead letters go: `soa.dlq.<stream>.<consumer>`.
+pub fn dead_letter(stream: &str, consumer: &str) -> String {
+    format!("soa.dlq.{stream}.{consumer}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,5 +98,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(subject.as_str(), "shop.inventory.v1.reserve");
+        assert_eq!(event_stream(&ServiceName::parse("order-view").unwrap(), 2), "SOA_EVENTS_ORDER_VIEW_V2");
+        assert_eq!(dead_letter("SOA_EVENTS_ORDERS_V1", "inventory"), "soa.dlq.SOA_EVENTS_ORDERS_V1.inventory");
     }
 }

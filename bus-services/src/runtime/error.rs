@@ -65,6 +65,11 @@ impl ServiceError {
         }
     }
 
+    /// The handler did not finish in time.
+    pub(crate) fn new_timeout(limit: std::time::Duration) -> Self {
+        Self::new(ErrorCode::Timeout, format!("the handler did not finish within {limit:?}"))
+    }
+
     fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             code,

@@ -5,6 +5,7 @@
 mod client;
 mod context;
 mod error;
+mod events;
 pub mod micro;
 mod registration;
 mod service;
@@ -13,6 +14,7 @@ pub mod trace;
 pub use client::{CallError, CallOptions, ServiceClient};
 pub use context::{Context, Propagation};
 pub use error::ServiceError;
+pub use events::{ConsumerConfig, EventContext, EventError, EventPublisher, ProcessedKeys, consume, ensure_event_stream};
 pub use registration::RegistrationConfig;
 pub use service::{BuildError, RunError, Service, ServiceBuilder, ServiceConfig};
 pub use trace::TraceContext;

@@ -1,0 +1,515 @@
+//! Events over JetStream: publishing validates the payload and sets
+//! `Nats-Msg-Id` (JetStream de-duplicates on it) and the flow's headers;
+//! consuming uses a durable consumer that acks after the handler succeeds,
+//! naks with backoff on a retryable error, and moves a message to the
+//! dead-letter stream when it cannot be handled.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, AckKind, consumer, stream};
+use contracts::envelope::headers;
+use contracts::subjects;
+use contracts::{
+    ContractDocument, ContractId, ErrorCode, EventType, MemberName, MessageKey, MessageValidator, SchemaSet,
+    compile_contract,
+};
+use futures::{FutureExt, StreamExt};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::context::Propagation;
+use super::error::ServiceError;
+use super::trace::TraceContext;
+use crate::wire::{self, Envelope};
+
+/// How long JetStream remembers message ids to drop duplicates.
+const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+
+/// Why publishing or consuming events failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    /// The contract does not declare the event.
+    #[error("{contract} declares no event {event:?}")]
+    UnknownEvent {
+        /// The contract.
+        contract: String,
+        /// The event asked for.
+        event: String,
+    },
+    /// The payload breaks the contract; nothing was published.
+    #[error("not published: {0}")]
+    Invalid(#[from] contracts::ValidationFailure),
+    /// The contract's schemas do not compile.
+    #[error("the contract {contract} does not compile: {message}")]
+    Contract {
+        /// The contract.
+        contract: String,
+        /// The first problem.
+        message: String,
+    },
+    /// JetStream refused or did not answer.
+    #[error("JetStream: {0}")]
+    JetStream(String),
+    /// The payload could not be encoded.
+    #[error("could not encode the event: {0}")]
+    Encode(String),
+}
+
+fn jetstream_error(error: impl std::fmt::Display) -> EventError {
+    EventError::JetStream(error.to_string())
+}
+
+/// Compiles the event validators of a contract.
+fn event_validators(
+    contract: &ContractDocument,
+    external: &SchemaSet,
+) -> Result<HashMap<MemberName, Arc<MessageValidator>>, EventError> {
+    let compiled = compile_contract(contract, external).map_err(|problems| EventError::Contract {
+        contract: contract.id().to_string(),
+        message: problems.first().map(ToString::to_string).unwrap_or_default(),
+    })?;
+    Ok(contract
+        .events
+        .keys()
+        .filter_map(|name| {
+            let validator = compiled.validators.get(&MessageKey::Event(name.clone()))?;
+            Some((name.clone(), Arc::clone(validator)))
+        })
+        .collect())
+}
+
+/// Creates the stream of a contract's events, or adds subjects the contract
+/// declares that an existing stream lacks (a new minor version's events).
+pub async fn ensure_event_stream(js: &jetstream::Context, contract: &ContractDocument) -> Result<String, EventError> {
+    let name = subjects::event_stream(&contract.service, contract.version.major());
+    let wanted: Vec<String> = contract.events.values().map(|event| event.subject.to_string()).collect();
+    let mut stream = js
+        .get_or_create_stream(stream::Config {
+            name: name.clone(),
+            subjects: wanted.clone(),
+            storage: stream::StorageType::File,
+            duplicate_window: DUPLICATE_WINDOW,
+            ..Default::default()
+        })
+        .await
+        .map_err(jetstream_error)?;
+    let mut config = stream.info().await.map_err(jetstream_error)?.config.clone();
+    let missing: Vec<String> = wanted.into_iter().filter(|subject| !config.subjects.contains(subject)).collect();
+    if !missing.is_empty() {
+        config.subjects.extend(missing);
+        js.update_stream(config).await.map_err(jetstream_error)?;
+    }
+    Ok(name)
+}
+
+/// Publishes one contract's events.
+#[derive(Clone)]
+pub struct EventPublisher {
+    js: jetstream::Context,
+    contract: Arc<ContractDocument>,
+    validators: Arc<HashMap<MemberName, Arc<MessageValidator>>>,
+    propagation: Option<Propagation>,
+}
+
+impl std::fmt::Debug for EventPublisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventPublisher").field("contract", &self.contract.id()).finish_non_exhaustive()
+    }
+}
+
+impl EventPublisher {
+    /// A publisher of `contract`'s events; creates or updates their stream.
+    pub async fn new(nats: async_nats::Client, contract: ContractDocument, external: &SchemaSet) -> Result<Self, EventError> {
+        let js = jetstream::new(nats);
+        ensure_event_stream(&js, &contract).await?;
+        Ok(Self {
+            validators: Arc::new(event_validators(&contract, external)?),
+            js,
+            contract: Arc::new(contract),
+            propagation: None,
+        })
+    }
+
+    /// The same publisher, publishing as part of a flow (correlation id and
+    /// a child span of its trace).
+    pub fn in_flow(&self, propagation: &Propagation) -> Self {
+        Self {
+            propagation: Some(propagation.clone()),
+            ..self.clone()
+        }
+    }
+
+    /// Validates and publishes event `E` with a fresh message id, and waits
+    /// until JetStream has stored it.
+    pub async fn publish<E: EventType>(&self, payload: &E::Payload) -> Result<(), EventError> {
+        self.publish_with_id::<E>(&wire::new_message_id(), payload).await
+    }
+
+    /// Like [`publish`](Self::publish) with a message id of the caller's
+    /// choice: publishing twice with the same id stores the event once.
+    pub async fn publish_with_id<E: EventType>(&self, message_id: &str, payload: &E::Payload) -> Result<(), EventError> {
+        let value = serde_json::to_value(payload).map_err(|err| EventError::Encode(err.to_string()))?;
+        self.publish_json(E::NAME, Some(message_id), &value).await
+    }
+
+    /// Validates and publishes an event by name, for tools without the Rust types.
+    pub async fn publish_json(&self, event: &str, message_id: Option<&str>, payload: &Value) -> Result<(), EventError> {
+        self.send(event, message_id, payload).await?.await.map_err(jetstream_error)?;
+        Ok(())
+    }
+
+    /// Validates and sends an event without waiting for JetStream's ack;
+    /// await the returned future to know it is stored. Many sends in flight
+    /// is how to publish fast.
+    pub async fn send(
+        &self,
+        event: &str,
+        message_id: Option<&str>,
+        payload: &Value,
+    ) -> Result<jetstream::context::PublishAckFuture, EventError> {
+        let unknown = || EventError::UnknownEvent {
+            contract: self.contract.id().to_string(),
+            event: event.to_owned(),
+        };
+        let name = MemberName::parse(event).map_err(|_| unknown())?;
+        let declared = self.contract.events.get(&name).ok_or_else(unknown)?;
+        let validator = self.validators.get(&name).ok_or_else(unknown)?;
+        validator.validate(payload)?;
+        let body = serde_json::to_vec(payload).map_err(|err| EventError::Encode(err.to_string()))?;
+        let propagation = self.propagation.clone().unwrap_or_else(Propagation::new_root);
+        let mut envelope = Envelope::event(self.contract.id(), name).with_correlation_id(propagation.correlation_id.clone());
+        if let Some(id) = message_id {
+            envelope.message_id = id.to_owned();
+        }
+        let mut map = envelope.to_headers();
+        let span = propagation.trace.child();
+        wire::insert_header(&mut map, headers::TRACEPARENT, &span.traceparent());
+        if let Some(state) = span.tracestate() {
+            wire::insert_header(&mut map, headers::TRACESTATE, state);
+        }
+        self.js
+            .publish_with_headers(declared.subject.to_string(), map, body.into())
+            .await
+            .map_err(jetstream_error)
+    }
+}
+
+/// How a durable consumer behaves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerConfig {
+    /// The durable consumer's name: one per consuming service and event, so
+    /// instances of the service share its messages.
+    pub durable_name: String,
+    /// Deliveries before a failing message goes to the dead-letter stream.
+    pub max_deliveries: u64,
+    /// How long the server waits for an ack before redelivering.
+    pub ack_wait: Duration,
+    /// Delay before each redelivery after a retryable failure (the last one
+    /// repeats).
+    pub backoff: Vec<Duration>,
+    /// The longest a handler may run.
+    pub handler_timeout: Duration,
+}
+
+impl ConsumerConfig {
+    /// Defaults for a consumer called `durable_name`.
+    pub fn new(durable_name: impl Into<String>) -> Self {
+        Self {
+            durable_name: durable_name.into(),
+            max_deliveries: 5,
+            ack_wait: Duration::from_secs(30),
+            backoff: vec![Duration::from_millis(100), Duration::from_millis(500), Duration::from_secs(2)],
+            handler_timeout: Duration::from_secs(25),
+        }
+    }
+}
+
+/// What an event handler knows about the delivery.
+#[derive(Debug, Clone)]
+pub struct EventContext {
+    producer: ContractId,
+    event: MemberName,
+    propagation: Propagation,
+    delivery: u64,
+    message_id: Option<String>,
+}
+
+impl EventContext {
+    /// The producer's contract.
+    pub fn producer(&self) -> &ContractId {
+        &self.producer
+    }
+
+    /// The event's name.
+    pub fn event(&self) -> &MemberName {
+        &self.event
+    }
+
+    /// The flow and trace the event belongs to, for calls and events the
+    /// handler makes.
+    pub fn propagation(&self) -> &Propagation {
+        &self.propagation
+    }
+
+    /// Which delivery this is (1 for the first), so a handler can tell a
+    /// redelivery.
+    pub fn delivery(&self) -> u64 {
+        self.delivery
+    }
+
+    /// The event's `Nats-Msg-Id`, the natural key for [`ProcessedKeys`].
+    pub fn message_id(&self) -> Option<&str> {
+        self.message_id.as_deref()
+    }
+}
+
+/// What to do with a delivery after its handler ran.
+enum Disposition {
+    Ack,
+    Retry(Duration),
+    DeadLetter(String),
+}
+
+/// Consumes event `E` of `producer` with a durable consumer until `shutdown`.
+/// Each payload is validated against the producer's contract first; an
+/// invalid one goes straight to the dead-letter stream.
+pub async fn consume<E, F, Fut>(
+    nats: async_nats::Client,
+    producer: ContractDocument,
+    config: ConsumerConfig,
+    handler: F,
+    shutdown: CancellationToken,
+) -> Result<(), EventError>
+where
+    E: EventType,
+    F: Fn(EventContext, E::Payload) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), ServiceError>> + Send + 'static,
+{
+    let js = jetstream::new(nats);
+    let stream_name = ensure_event_stream(&js, &producer).await?;
+    js.get_or_create_stream(stream::Config {
+        name: subjects::DEAD_LETTER_STREAM.to_owned(),
+        subjects: vec![subjects::DEAD_LETTER_SUBJECTS.to_owned()],
+        storage: stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .map_err(jetstream_error)?;
+    let unknown = || EventError::UnknownEvent {
+        contract: producer.id().to_string(),
+        event: E::NAME.to_owned(),
+    };
+    let event = MemberName::parse(E::NAME).map_err(|_| unknown())?;
+    let subject = producer.events.get(&event).ok_or_else(unknown)?.subject.to_string();
+    let validators = event_validators(&producer, &SchemaSet::default())?;
+    let validator = validators.get(&event).cloned().ok_or_else(unknown)?;
+    let stream = js.get_stream(&stream_name).await.map_err(jetstream_error)?;
+    let consumer: consumer::PullConsumer = stream
+        .get_or_create_consumer(
+            &config.durable_name,
+            consumer::pull::Config {
+                durable_name: Some(config.durable_name.clone()),
+                filter_subject: subject.clone(),
+                ack_policy: consumer::AckPolicy::Explicit,
+                ack_wait: config.ack_wait,
+                // The runtime dead-letters before the server would give up.
+                max_deliver: i64::try_from(config.max_deliveries.saturating_add(1)).unwrap_or(i64::MAX),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(jetstream_error)?;
+    let mut messages = consumer.messages().await.map_err(jetstream_error)?;
+    let dead_letters = subjects::dead_letter(&stream_name, &config.durable_name);
+    let producer_id = producer.id();
+    loop {
+        let message = tokio::select! {
+            () = shutdown.cancelled() => break,
+            message = messages.next() => match message {
+                Some(Ok(message)) => message,
+                Some(Err(error)) => {
+                    tracing::warn!(error = %error, "The consumer's message stream reported an error; it keeps going.");
+                    continue;
+                }
+                None => break,
+            },
+        };
+        let delivery = message.info().map(|info| u64::try_from(info.delivered).unwrap_or(1)).unwrap_or(1);
+        let inbound = message.headers.as_ref();
+        let trace = wire::header(inbound, headers::TRACEPARENT)
+            .and_then(|parent| TraceContext::parse(parent, wire::header(inbound, headers::TRACESTATE)))
+            .map_or_else(TraceContext::new_root, |parent| parent.child());
+        let context = EventContext {
+            producer: producer_id.clone(),
+            event: event.clone(),
+            propagation: Propagation {
+                correlation_id: wire::correlation_id(inbound),
+                trace,
+            },
+            delivery,
+            message_id: wire::header(inbound, headers::MESSAGE_ID).map(str::to_owned),
+        };
+        let span = tracing::info_span!(
+            "soa.event",
+            messaging.system = "nats",
+            messaging.operation.type = "process",
+            messaging.destination.name = %message.subject,
+            messaging.consumer.group.name = %config.durable_name,
+            soa.event = %event,
+            soa.delivery = delivery,
+            soa.correlation_id = context.propagation.correlation_id.as_ref().map_or("", |id| id.as_str()),
+            trace_id = %context.propagation.trace.trace_id(),
+        );
+        let disposition = handle_event::<E, F, Fut>(&handler, &validator, &config, context, &message.payload)
+            .instrument(span.clone())
+            .await;
+        let _entered = span.enter();
+        let outcome = match disposition {
+            Disposition::Ack => message.ack().await,
+            Disposition::Retry(delay) => message.ack_with(AckKind::Nak(Some(delay))).await,
+            Disposition::DeadLetter(reason) => {
+                tracing::warn!(reason = %reason, delivery, "Moving the event to the dead-letter stream.");
+                let mut map = message.headers.clone().unwrap_or_default();
+                wire::insert_header(&mut map, headers::DEAD_LETTER_REASON, &reason);
+                wire::insert_header(&mut map, headers::DEAD_LETTER_SUBJECT, message.subject.as_str());
+                wire::insert_header(&mut map, headers::DEAD_LETTER_CONSUMER, &config.durable_name);
+                wire::insert_header(&mut map, headers::DEAD_LETTER_DELIVERIES, &delivery.to_string());
+                if let Ok(info) = message.info() {
+                    wire::insert_header(&mut map, headers::DEAD_LETTER_SEQUENCE, &info.stream_sequence.to_string());
+                }
+                // A dead letter is a new message: it must not be dropped as a duplicate of the original.
+                wire::insert_header(&mut map, headers::MESSAGE_ID, &wire::new_message_id());
+                match publish_dead_letter(&js, &dead_letters, map, message.payload.clone()).await {
+                    // Only once the dead letter is stored is the original given up.
+                    Ok(()) => message.ack_with(AckKind::Term).await,
+                    Err(error) => {
+                        tracing::error!(error = %error, "Could not store the dead letter; the event will be redelivered.");
+                        message.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await
+                    }
+                }
+            }
+        };
+        if let Err(error) = outcome {
+            tracing::warn!(error = %error, "Could not acknowledge the event; it will be redelivered.");
+        }
+    }
+    Ok(())
+}
+
+async fn publish_dead_letter(
+    js: &jetstream::Context,
+    subject: &str,
+    map: HeaderMap,
+    payload: bytes::Bytes,
+) -> Result<(), EventError> {
+    js.publish_with_headers(subject.to_owned(), map, payload)
+        .await
+        .map_err(jetstream_error)?
+        .await
+        .map_err(jetstream_error)?;
+    Ok(())
+}
+
+async fn handle_event<E, F, Fut>(
+    handler: &F,
+    validator: &MessageValidator,
+    config: &ConsumerConfig,
+    context: EventContext,
+    payload: &[u8],
+) -> Disposition
+where
+    E: EventType,
+    F: Fn(EventContext, E::Payload) -> Fut,
+    Fut: Future<Output = Result<(), ServiceError>>,
+{
+    let value = match validator.validate_bytes(payload) {
+        Ok(value) => value,
+        Err(failure) => return Disposition::DeadLetter(format!("VALIDATION_FAILED: {failure}")),
+    };
+    let payload: E::Payload = match serde_json::from_value(value) {
+        Ok(payload) => payload,
+        Err(error) => return Disposition::DeadLetter(format!("INTERNAL: the event matched its schema but not the Rust type: {error}")),
+    };
+    let delivery = context.delivery;
+    let run = std::panic::AssertUnwindSafe(handler(context, payload)).catch_unwind();
+    let error = match tokio::time::timeout(config.handler_timeout, run).await {
+        Ok(Ok(Ok(()))) => return Disposition::Ack,
+        Ok(Ok(Err(error))) => error,
+        Ok(Err(_panic)) => ServiceError::internal("the handler panicked"),
+        Err(_) => ServiceError::new_timeout(config.handler_timeout),
+    };
+    if let Some(cause) = error.cause() {
+        tracing::error!(error = %cause, "The event handler failed.");
+    }
+    let reason = format!("{}: {}", error.code(), error.cause().unwrap_or(&error.to_body().message));
+    // The caller's fault (a declared business error, a validation error) will not change on retry.
+    let retryable = !error.code().is_caller_error() || *error.code() == ErrorCode::Timeout;
+    if !retryable {
+        return Disposition::DeadLetter(reason);
+    }
+    if delivery >= config.max_deliveries {
+        return Disposition::DeadLetter(format!("{reason} (gave up after {delivery} deliveries)"));
+    }
+    let step = usize::try_from(delivery.saturating_sub(1)).unwrap_or(usize::MAX);
+    let delay = config.backoff.get(step).or(config.backoff.last()).copied().unwrap_or(Duration::from_secs(1));
+    tracing::warn!(reason = %reason, delivery, retry_in = ?delay, "The event handler failed; retrying later.");
+    Disposition::Retry(delay)
+}
+
+/// A record of keys already processed (a JetStream KV bucket), so a handler
+/// can make an effect happen once even when its event is redelivered.
+#[derive(Clone)]
+pub struct ProcessedKeys {
+    store: jetstream::kv::Store,
+}
+
+impl std::fmt::Debug for ProcessedKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessedKeys").finish_non_exhaustive()
+    }
+}
+
+impl ProcessedKeys {
+    /// Opens (or creates) the record `soa_processed_<name>`, keeping keys
+    /// for `keep`.
+    pub async fn open(nats: async_nats::Client, name: &str, keep: Duration) -> Result<Self, EventError> {
+        let js = jetstream::new(nats);
+        let bucket = format!("soa_processed_{}", sanitize(name));
+        let store = match js.get_key_value(&bucket).await {
+            Ok(store) => store,
+            Err(_) => js
+                .create_key_value(jetstream::kv::Config {
+                    bucket: bucket.clone(),
+                    max_age: keep,
+                    history: 1,
+                    storage: stream::StorageType::File,
+                    ..Default::default()
+                })
+                .await
+                .map_err(jetstream_error)?,
+        };
+        Ok(Self { store })
+    }
+
+    /// Records `key` and returns true the first time; false when it was
+    /// recorded already (atomically: of two racing callers one gets true).
+    pub async fn first_time(&self, key: &str) -> Result<bool, EventError> {
+        match self.store.create(sanitize(key), bytes::Bytes::from_static(b"1")).await {
+            Ok(_) => Ok(true),
+            Err(error) if error.kind() == jetstream::kv::CreateErrorKind::AlreadyExists => Ok(false),
+            Err(error) => Err(jetstream_error(error)),
+        }
+    }
+}
+
+/// KV keys and bucket names allow letters, digits, `-`, `_`, `=`, `/` and `.`.
+fn sanitize(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_ascii_alphanumeric() || "-_=/.".contains(c) { c } else { '_' })
+        .collect()
+}
