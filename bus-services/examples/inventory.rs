@@ -4,14 +4,13 @@
 //! then `cargo run -p bus-services --example inventory`, and try
 //! `soa demo` or any NATS client against `shop.inventory.v1.*`.
 
-use bus_services::connection::{ConnectConfig, connect};
-use bus_services::runtime::{Service, ServiceConfig, ServiceError};
+use bus_services::connection::ConnectConfig;
+use bus_services::runtime::{Service, ServiceConfig, ServiceError, serve};
 use contracts::shop::inventory::{self, Reservation, ReserveStock, StockLevel, StockReleased};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
-    let nats = connect(&ConnectConfig::for_url(url)).await?;
     let service = Service::builder(inventory::contract()?)
         .config(ServiceConfig { registration: None, ..ServiceConfig::default() })
         .handle::<inventory::Reserve, _, _>(|_ctx, request: ReserveStock| async move {
@@ -37,7 +36,6 @@ async fn main() -> anyhow::Result<()> {
         }
     });
     println!("inventory {} serving; Ctrl-C stops it", service.instance_id());
-    service.run(nats.clone(), shutdown).await?;
-    nats.drain().await?;
+    serve(&ConnectConfig::for_url(url), vec![service], shutdown).await?;
     Ok(())
 }

@@ -29,7 +29,8 @@ pub const DEFAULT_URL: &str = "nats://127.0.0.1:4222";
 /// in a log line.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ConnectConfig {
-    /// The server URL, such as `nats://127.0.0.1:4222`.
+    /// The server URL, such as `nats://127.0.0.1:4222`, or several separated
+    /// by commas (a cluster's seed list).
     pub url: String,
     /// The connection name the server shows in its monitoring, if any.
     pub name: Option<String>,
@@ -37,6 +38,8 @@ pub struct ConnectConfig {
     pub credentials_file: Option<PathBuf>,
     /// A token for token authentication.
     pub token: Option<String>,
+    /// An nkey seed (`SU...`) for nkey authentication.
+    pub nkey_seed: Option<String>,
     /// The user for user-and-password authentication; needs [`Self::password`].
     pub user: Option<String>,
     /// The password for user-and-password authentication; needs [`Self::user`].
@@ -60,6 +63,7 @@ impl Default for ConnectConfig {
             name: None,
             credentials_file: None,
             token: None,
+            nkey_seed: None,
             user: None,
             password: None,
             tls_required: false,
@@ -90,6 +94,7 @@ impl fmt::Debug for ConnectConfig {
             .field("name", &self.name)
             .field("credentials_file", &self.credentials_file)
             .field("token", &redacted(&self.token))
+            .field("nkey_seed", &redacted(&self.nkey_seed))
             .field("user", &self.user)
             .field("password", &redacted(&self.password))
             .field("tls_required", &self.tls_required)
@@ -336,6 +341,9 @@ async fn connect_options(config: &ConnectConfig) -> Result<async_nats::ConnectOp
     }
     if let Some(token) = &config.token {
         options = options.token(token.clone());
+    }
+    if let Some(seed) = &config.nkey_seed {
+        options = options.nkey(seed.clone());
     }
     match (&config.user, &config.password) {
         (Some(user), Some(password)) => {

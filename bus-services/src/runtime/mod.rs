@@ -8,6 +8,7 @@ mod error;
 mod events;
 pub mod micro;
 mod registration;
+mod serve;
 mod service;
 pub mod trace;
 
@@ -16,5 +17,6 @@ pub use context::{Context, Propagation};
 pub use error::ServiceError;
 pub use events::{ConsumerConfig, EventContext, EventError, EventPublisher, ProcessedKeys, consume, ensure_event_stream};
 pub use registration::RegistrationConfig;
+pub use serve::{ServeError, serve};
 pub use service::{BuildError, RunError, Service, ServiceBuilder, ServiceConfig};
 pub use trace::TraceContext;

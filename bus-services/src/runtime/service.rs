@@ -100,6 +100,9 @@ pub enum BuildError {
 /// Why a running service stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    /// The server is older than soabus supports.
+    #[error(transparent)]
+    Server(#[from] crate::connection::ConnectError),
     /// Subscribing failed.
     #[error("could not subscribe to {subject}: {message}")]
     Subscribe {
@@ -335,6 +338,9 @@ impl Service {
     /// and flushes. The caller owns `nats` and drains it afterwards.
     pub async fn run(self, nats: async_nats::Client, shutdown: CancellationToken) -> Result<(), RunError> {
         let inner = &self.inner;
+        if let Some(info) = nats.try_server_info() {
+            crate::connection::check_server_version(&info.version)?;
+        }
         let mut listeners = Vec::new();
         for (index, endpoint) in inner.endpoints.iter().enumerate() {
             let subject = endpoint.info.subject.clone();

@@ -1,15 +1,19 @@
-//! Request-reply through the runtime against raw async-nats, in one run on
-//! one nats-server, so the ratio is fair on a noisy machine.
+//! The runtime against raw async-nats, in one run on one nats-server, so the
+//! ratios are fair on a noisy machine.
 //!
-//! `cargo bench -p tests --bench request_reply` prints, for each round,
+//! `cargo bench -p tests --bench runtime` prints, for each round: request-reply
 //! throughput with 64 requests in flight and p50 latency with one in flight,
-//! raw and through the runtime (validation on both ways), and the ratios.
+//! raw and through the runtime (validation on both ways); and JetStream event
+//! publish throughput with async acks, raw and through the runtime's
+//! validating publisher; then the ratios.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bus_services::runtime::{CallOptions, Service, ServiceClient, ServiceConfig};
-use contracts::shop::inventory::{self, Reservation, ReserveStock};
+use async_nats::jetstream;
+use bus_services::runtime::{CallOptions, EventPublisher, Service, ServiceClient, ServiceConfig};
+use contracts::SchemaSet;
+use contracts::shop::inventory::{self, Reservation, ReserveStock, StockReserved};
 use contracts::shop::{OrderId, StockLine};
 use futures::StreamExt;
 use tests::NatsServer;
@@ -19,6 +23,8 @@ const IN_FLIGHT: usize = 64;
 const THROUGHPUT_REQUESTS: usize = 20_000;
 const LATENCY_REQUESTS: usize = 3_000;
 const ROUNDS: usize = 3;
+const PUBLISHES: usize = 20_000;
+const PUBLISH_WINDOW: usize = 256;
 
 fn request() -> ReserveStock {
     ReserveStock {
@@ -27,6 +33,14 @@ fn request() -> ReserveStock {
             StockLine { sku: "sku-kettle".into(), quantity: 1 },
             StockLine { sku: "sku-mug".into(), quantity: 4 },
         ],
+    }
+}
+
+fn reserved() -> StockReserved {
+    StockReserved {
+        order_id: OrderId("ord-bench-1".into()),
+        reservation_id: "res-ord-bench-1".into(),
+        items: request().items,
     }
 }
 
@@ -96,15 +110,20 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut throughput_ratios = Vec::new();
     let mut latency_gaps = Vec::new();
     for round in 1..=ROUNDS {
-        let raw_rate = throughput(|| {
-            let nats = raw_client.clone();
-            let payload = payload.clone();
-            async move { nats.request("bench.raw.reserve", payload).await.map(drop).map_err(|e| e.to_string()) }
+        let raw_rate = throughput({
+            let (nats, payload) = (raw_client.clone(), payload.clone());
+            move || {
+                let (nats, payload) = (nats.clone(), payload.clone());
+                async move { nats.request("bench.raw.reserve", payload).await.map(drop).map_err(|e| e.to_string()) }
+            }
         })
         .await?;
-        let ours_rate = throughput(|| {
+        let ours_rate = throughput({
             let client = client.clone();
-            async move { client.call::<inventory::Reserve>(&request()).await.map(drop).map_err(|e| e.to_string()) }
+            move || {
+                let client = client.clone();
+                async move { client.call::<inventory::Reserve>(&request()).await.map(drop).map_err(|e| e.to_string()) }
+            }
         })
         .await?;
         let raw_p50 = latency(|| {
@@ -129,6 +148,33 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         throughput_ratios.push(ratio);
         latency_gaps.push(gap);
     }
+    let mut publish_ratios = Vec::new();
+    let publisher = EventPublisher::new(server.client().await?, inventory::contract()?, &SchemaSet::default()).await?;
+    let js = jetstream::new(server.client().await?);
+    let event = serde_json::to_value(reserved())?;
+    let event_bytes: bytes::Bytes = serde_json::to_vec(&event)?.into();
+    for round in 1..=ROUNDS {
+        let raw_rate = publish_rate(|| {
+            let js = js.clone();
+            let payload = event_bytes.clone();
+            async move { js.publish("shop.inventory.v1.reserved", payload).await.map_err(|e| e.to_string()) }
+        })
+        .await?;
+        let ours_rate = publish_rate(|| {
+            let publisher = publisher.clone();
+            let event = event.clone();
+            async move { publisher.send("reserved", None, &event).await.map_err(|e| e.to_string()) }
+        })
+        .await?;
+        let ratio = ours_rate / raw_rate;
+        println!(
+            "round {round}: JetStream publish, async acks ({PUBLISH_WINDOW} outstanding): raw {raw_rate:.0} msg/s, runtime {ours_rate:.0} msg/s, ratio {ratio:.3} (goal >= 0.85)"
+        );
+        publish_ratios.push(ratio);
+    }
+    publish_ratios.sort_by(f64::total_cmp);
+    println!("median publish ratio over {ROUNDS} rounds: {:.3}", publish_ratios[ROUNDS / 2]);
+
     throughput_ratios.sort_by(f64::total_cmp);
     latency_gaps.sort_by(f64::total_cmp);
     println!(
@@ -141,6 +187,30 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     service_task.await??;
     raw_task.abort();
     Ok(())
+}
+
+/// Events per second stored by JetStream, sending `PUBLISHES` with at most
+/// `PUBLISH_WINDOW` acks outstanding.
+async fn publish_rate<F, Fut>(send: F) -> Result<f64, String>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<jetstream::context::PublishAckFuture, String>>,
+{
+    let started = Instant::now();
+    let mut pending = std::collections::VecDeque::with_capacity(PUBLISH_WINDOW);
+    for _ in 0..PUBLISHES {
+        if pending.len() == PUBLISH_WINDOW {
+            if let Some(ack) = pending.pop_front() {
+                let ack: jetstream::context::PublishAckFuture = ack;
+                ack.await.map_err(|e| e.to_string())?;
+            }
+        }
+        pending.push_back(send().await?);
+    }
+    for ack in pending {
+        ack.await.map_err(|e| e.to_string())?;
+    }
+    Ok(PUBLISHES as f64 / started.elapsed().as_secs_f64())
 }
 
 /// Requests per second with `IN_FLIGHT` callers sharing `THROUGHPUT_REQUESTS`.
