@@ -184,6 +184,9 @@ pub enum ChangeCode {
     ContainsAdded,
     /// The `contains` was removed.
     ContainsRemoved,
+    /// The `contains` schema changed while `maxContains` caps the matches, so
+    /// more or fewer matches can break either way.
+    ContainsChanged,
     /// A `$ref` points elsewhere or to a schema the checker cannot follow.
     RefChanged,
     /// A `$dynamicRef` or recursive reference changed.

@@ -2,6 +2,8 @@
 
 mod catalog;
 mod compat_contracts;
+mod compat_properties;
+mod compat_table;
 mod documents;
 mod validation;
 
