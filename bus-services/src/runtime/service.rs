@@ -15,12 +15,11 @@ use contracts::{
     CompiledContract, ContractDocument, ErrorBody, ErrorCode, MemberName, MessageKey, MessageValidator, OperationType,
     SchemaProblem, SchemaSet, compile_contract,
 };
+use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use futures::future::BoxFuture;
 use serde_json::Value;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use super::context::{Context, Propagation};
@@ -45,7 +44,7 @@ pub struct ServiceConfig {
     pub queue_group: Option<String>,
     /// The longest a handler may run before the caller gets `TIMEOUT`.
     pub handler_timeout: Duration,
-    /// Requests handled at once; more wait in the subscription.
+    /// Requests handled at once per operation; more wait in the subscription.
     pub max_in_flight: usize,
     /// How long shutdown waits for in-flight handlers.
     pub shutdown_timeout: Duration,
@@ -374,18 +373,14 @@ impl Service {
         }
         tracing::info!(service = %inner.identity.metadata.get("soa.contract").map_or("", String::as_str), instance = id, "Service started.");
 
-        let handlers = TaskTracker::new();
-        let permits = Arc::new(Semaphore::new(inner.config.max_in_flight.max(1)));
         let stop_listening = shutdown.child_token();
         let mut listening = Vec::new();
         for (listener, subscriber) in listeners {
             let service = self.clone();
             let nats = nats.clone();
-            let handlers = handlers.clone();
-            let permits = Arc::clone(&permits);
             let stop = stop_listening.clone();
             listening.push(tokio::spawn(async move {
-                service.listen(listener, subscriber, nats, handlers, permits, stop).await;
+                service.listen(listener, subscriber, nats, stop).await;
             }));
         }
         let registration = inner.config.registration.clone().map(|config| {
@@ -397,17 +392,25 @@ impl Service {
 
         shutdown.cancelled().await;
         tracing::info!(instance = id, "Shutting down: no new requests.");
-        for task in listening {
-            if let Err(error) = task.await {
-                tracing::error!(error = %error, "A subscription task failed.");
+        // Each listener unsubscribes, answers what was already delivered to
+        // it and finishes its handlers; past the timeout the rest is dropped
+        // and those callers time out.
+        let drained = tokio::time::timeout(inner.config.shutdown_timeout, futures::future::join_all(listening.iter_mut())).await;
+        match drained {
+            Ok(results) => {
+                for error in results.into_iter().filter_map(Result::err) {
+                    tracing::error!(error = %error, "A subscription task failed.");
+                }
             }
-        }
-        handlers.close();
-        if tokio::time::timeout(inner.config.shutdown_timeout, handlers.wait()).await.is_err() {
-            tracing::warn!(
-                timeout = ?inner.config.shutdown_timeout,
-                "Some handlers were still running when the shutdown timeout passed; their callers will time out."
-            );
+            Err(_) => {
+                tracing::warn!(
+                    timeout = ?inner.config.shutdown_timeout,
+                    "Some handlers were still running when the shutdown timeout passed; their callers will time out."
+                );
+                for task in &listening {
+                    task.abort();
+                }
+            }
         }
         if let Some(task) = registration
             && let Err(error) = task.await
@@ -421,47 +424,44 @@ impl Service {
         Ok(())
     }
 
-    /// Reads one subscription until told to stop, then unsubscribes so the
-    /// server sends nothing more to this instance.
+    /// Reads one subscription and runs its handlers until told to stop;
+    /// then unsubscribes, answers what the server had already delivered, and
+    /// finishes the handlers in flight.
+    ///
+    /// Handlers run concurrently inside this task rather than as tasks of
+    /// their own: a request then costs no extra hop between threads. A handler
+    /// with heavy CPU work should move it to `spawn_blocking`.
     async fn listen(
         &self,
         listener: Listener,
         mut subscriber: async_nats::Subscriber,
         nats: async_nats::Client,
-        handlers: TaskTracker,
-        permits: Arc<Semaphore>,
         stop: CancellationToken,
     ) {
+        let max_in_flight = self.inner.config.max_in_flight.max(1);
+        let mut in_flight = FuturesUnordered::new();
+        let mut stopping = false;
         loop {
-            let message = tokio::select! {
-                () = stop.cancelled() => break,
-                message = subscriber.next() => match message {
-                    Some(message) => message,
+            tokio::select! {
+                biased;
+                Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+                () = stop.cancelled(), if !stopping => {
+                    stopping = true;
+                    if let Err(error) = subscriber.unsubscribe().await {
+                        tracing::debug!(error = %error, "Unsubscribing failed; the connection is probably closing.");
+                        break;
+                    }
+                }
+                message = subscriber.next(), if in_flight.len() < max_in_flight => match message {
+                    Some(message) => match listener {
+                        Listener::Discovery(verb) => self.answer_discovery(&nats, verb, message).await,
+                        Listener::Endpoint(index) => in_flight.push(self.handle_request(index, &nats, message)),
+                    },
                     None => break,
                 },
-            };
-            match listener {
-                Listener::Discovery(verb) => self.answer_discovery(&nats, verb, message).await,
-                Listener::Endpoint(index) => {
-                    let permit = tokio::select! {
-                        () = stop.cancelled() => break,
-                        permit = Arc::clone(&permits).acquire_owned() => match permit {
-                            Ok(permit) => permit,
-                            Err(_) => break,
-                        },
-                    };
-                    let service = self.clone();
-                    let nats = nats.clone();
-                    handlers.spawn(async move {
-                        service.handle_request(index, &nats, message).await;
-                        drop(permit);
-                    });
-                }
             }
         }
-        if let Err(error) = subscriber.unsubscribe().await {
-            tracing::debug!(error = %error, "Unsubscribing failed; the connection is probably closing.");
-        }
+        while in_flight.next().await.is_some() {}
     }
 
     async fn answer_discovery(&self, nats: &async_nats::Client, verb: DiscoveryVerb, message: Message) {

@@ -42,7 +42,10 @@ fn quiet() -> ServiceConfig {
 
 /// An inventory that holds 5 units of every product and records the
 /// correlation ids and trace ids it saw.
-fn inventory_service(config: ServiceConfig, seen: Arc<Mutex<Vec<(Option<String>, String)>>>) -> Service {
+/// Correlation id and trace id of each request a handler saw.
+type Seen = Arc<Mutex<Vec<(Option<String>, String)>>>;
+
+fn inventory_service(config: ServiceConfig, seen: Seen) -> Service {
     let record = move |ctx: &Context| {
         seen.lock()
             .unwrap()
