@@ -12,19 +12,33 @@ use contracts::shop::inventory::{self, Reservation, ReserveStock, StockLevel, St
 async fn main() -> anyhow::Result<()> {
     let url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
     let service = Service::builder(inventory::contract()?)
-        .config(ServiceConfig { registration: None, ..ServiceConfig::default() })
+        .config(ServiceConfig {
+            registration: None,
+            ..ServiceConfig::default()
+        })
         .handle::<inventory::Reserve, _, _>(|_ctx, request: ReserveStock| async move {
             if request.items.iter().any(|line| line.quantity > 10) {
                 return Err(ServiceError::declared("OUT_OF_STOCK", "we keep 10 of everything"));
             }
             let reservation_id = format!("res-{}", request.order_id.0);
-            Ok(Reservation { reservation_id, order_id: request.order_id, items: request.items })
+            Ok(Reservation {
+                reservation_id,
+                order_id: request.order_id,
+                items: request.items,
+            })
         })
         .handle::<inventory::Release, _, _>(|_ctx, request| async move {
-            Ok(StockReleased { order_id: request.order_id, released: true })
+            Ok(StockReleased {
+                order_id: request.order_id,
+                released: true,
+            })
         })
         .handle::<inventory::Stock, _, _>(|_ctx, request| async move {
-            Ok(StockLevel { sku: request.sku, available: 10, reserved: 0 })
+            Ok(StockLevel {
+                sku: request.sku,
+                available: 10,
+                reserved: 0,
+            })
         })
         .build()?;
     let shutdown = tokio_util::sync::CancellationToken::new();

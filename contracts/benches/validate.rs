@@ -4,6 +4,9 @@
 //! Run with `cargo bench -p contracts --bench validate`. The goal for a valid
 //! message is at most 200 ns, parse excluded (parse is its own figure).
 
+// A benchmark whose setup fails has nothing to measure; stopping loudly is right.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::hint::black_box;
 
 use contracts::{MessageKey, SchemaSet, compile_contract, shop};
@@ -23,20 +26,32 @@ fn validation(c: &mut Criterion) {
     let invalid: Value = serde_json::from_str(INVALID_ORDER).unwrap_or_else(|err| panic!("{err}"));
     assert!(validator.is_valid(&valid));
     assert!(!validator.is_valid(&invalid));
-    eprintln!("valid order: {} bytes, invalid order: {} bytes", VALID_ORDER.len(), INVALID_ORDER.len());
+    eprintln!(
+        "valid order: {} bytes, invalid order: {} bytes",
+        VALID_ORDER.len(),
+        INVALID_ORDER.len()
+    );
 
     let mut group = c.benchmark_group("place-order");
     group.bench_function("is_valid/valid", |b| b.iter(|| validator.is_valid(black_box(&valid))));
-    group.bench_function("validate/valid", |b| b.iter(|| validator.validate(black_box(&valid)).is_ok()));
+    group.bench_function("validate/valid", |b| {
+        b.iter(|| validator.validate(black_box(&valid)).is_ok())
+    });
     group.bench_function("parse", |b| {
         b.iter(|| serde_json::from_slice::<Value>(black_box(VALID_ORDER.as_bytes())).is_ok())
     });
     group.bench_function("parse+validate/valid", |b| {
         b.iter(|| validator.validate_bytes(black_box(VALID_ORDER.as_bytes())).is_ok())
     });
-    group.bench_function("is_valid/invalid", |b| b.iter(|| validator.is_valid(black_box(&invalid))));
+    group.bench_function("is_valid/invalid", |b| {
+        b.iter(|| validator.is_valid(black_box(&invalid)))
+    });
     group.bench_function("validate/invalid (all errors)", |b| {
-        b.iter(|| validator.validate(black_box(&invalid)).map_err(|failure| failure.details.len()))
+        b.iter(|| {
+            validator
+                .validate(black_box(&invalid))
+                .map_err(|failure| failure.details.len())
+        })
     });
     group.finish();
 }

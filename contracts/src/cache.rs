@@ -43,7 +43,8 @@ impl ValidatorCache {
     /// Adds every validator of an already compiled contract.
     pub fn insert_contract(&self, compiled: &CompiledContract) {
         for (key, validator) in &compiled.validators {
-            self.validators.insert((compiled.id.clone(), key.clone()), validator.clone());
+            self.validators
+                .insert((compiled.id.clone(), key.clone()), validator.clone());
         }
     }
 

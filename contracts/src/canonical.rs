@@ -1,8 +1,8 @@
 //! Canonical JSON and content digests, so equal documents hash equally
 //! whatever their key order or whitespace.
 
-use sha2::{Digest, Sha256};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 /// Writes `value` as canonical JSON: object keys sorted by their UTF-8 bytes,
 /// no whitespace, numbers and strings as serde_json writes them.

@@ -116,7 +116,12 @@ impl ContractBuilder {
     }
 
     fn subject(&self, name: &MemberName) -> Result<crate::names::Subject, NameError> {
-        crate::subjects::member(&self.domain, &self.document.service, self.document.version.major(), name)
+        crate::subjects::member(
+            &self.domain,
+            &self.document.service,
+            self.document.version.major(),
+            name,
+        )
     }
 }
 
@@ -139,14 +144,21 @@ impl Transform for ConstantsAsEnum {
     fn transform(&mut self, schema: &mut Schema) {
         transform_subschemas(self, schema);
         let Some(object) = schema.as_object_mut() else { return };
-        let Some(Value::Array(arms)) = object.get("oneOf") else { return };
+        let Some(Value::Array(arms)) = object.get("oneOf") else {
+            return;
+        };
         let mut values: Vec<Value> = Vec::with_capacity(arms.len());
         let mut notes = Vec::with_capacity(arms.len());
         for arm in arms {
             let Some(arm) = arm.as_object() else { return };
-            let plain = arm.keys().all(|key| matches!(key.as_str(), "const" | "description" | "type"));
-            let (Some(Value::String(value)), true) = (arm.get("const"), plain) else { return };
-            if arm.get("type").is_some_and(|kind| kind != "string") || values.iter().any(|seen| seen == value.as_str()) {
+            let plain = arm
+                .keys()
+                .all(|key| matches!(key.as_str(), "const" | "description" | "type"));
+            let (Some(Value::String(value)), true) = (arm.get("const"), plain) else {
+                return;
+            };
+            if arm.get("type").is_some_and(|kind| kind != "string") || values.iter().any(|seen| seen == value.as_str())
+            {
                 return;
             }
             values.push(Value::String(value.clone()));
@@ -158,8 +170,16 @@ impl Transform for ConstantsAsEnum {
         object.insert("type".to_owned(), Value::String("string".to_owned()));
         object.insert("enum".to_owned(), Value::Array(values));
         if !notes.is_empty() {
-            let lead = object.get("description").and_then(Value::as_str).unwrap_or_default().trim_end_matches('.');
-            let description = if lead.is_empty() { notes.join("; ") } else { format!("{lead}: {}.", notes.join("; ")) };
+            let lead = object
+                .get("description")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .trim_end_matches('.');
+            let description = if lead.is_empty() {
+                notes.join("; ")
+            } else {
+                format!("{lead}: {}.", notes.join("; "))
+            };
             object.insert("description".to_owned(), Value::String(description));
         }
     }

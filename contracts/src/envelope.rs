@@ -86,7 +86,9 @@ impl ErrorCode {
             "INTERNAL" => Self::Internal,
             other => {
                 let well_formed = other.starts_with(|c: char| c.is_ascii_uppercase())
-                    && other.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+                    && other
+                        .chars()
+                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
                     && other.len() <= 64;
                 if !well_formed {
                     return Err(NameError::new(
@@ -191,7 +193,11 @@ impl std::fmt::Display for ErrorBody {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", self.code, self.message)?;
         for detail in &self.details {
-            let pointer = if detail.pointer.is_empty() { "(root)" } else { &detail.pointer };
+            let pointer = if detail.pointer.is_empty() {
+                "(root)"
+            } else {
+                &detail.pointer
+            };
             write!(f, "; at {pointer}: {}", detail.message)?;
         }
         Ok(())
@@ -208,7 +214,10 @@ mod tests {
             let parsed = ErrorCode::parse(code).unwrap();
             assert_eq!(parsed.as_str(), code);
         }
-        assert_eq!(ErrorCode::parse("OUT_OF_STOCK").unwrap(), ErrorCode::Declared("OUT_OF_STOCK".into()));
+        assert_eq!(
+            ErrorCode::parse("OUT_OF_STOCK").unwrap(),
+            ErrorCode::Declared("OUT_OF_STOCK".into())
+        );
         assert!(ErrorCode::parse("out-of-stock").is_err());
         assert!(ErrorCode::ValidationFailed.is_caller_error());
         assert!(!ErrorCode::Unavailable.is_caller_error());

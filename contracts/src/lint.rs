@@ -9,8 +9,8 @@ use serde_json::Value;
 use crate::document::ContractDocument;
 use crate::locate::{Position, locate_nearest};
 use crate::names::Subject;
-use crate::parse::{DocumentError, Limits};
 use crate::parse::shorten;
+use crate::parse::{DocumentError, Limits};
 use crate::schema::{CompileContext, SchemaProblemKind, SchemaSet, check_references, check_schemas, schema_roots};
 
 /// A lint rule. The id (`SOA001`) and name never change meaning.
@@ -168,11 +168,17 @@ pub fn lint(document: &ContractDocument, text: Option<&str>, external: &SchemaSe
 
     lint_subjects(document, &mut add);
     for (name, operation) in &document.operations {
-        if operation.description.as_deref().is_none_or(|text| text.trim().is_empty()) {
+        if operation
+            .description
+            .as_deref()
+            .is_none_or(|text| text.trim().is_empty())
+        {
             add(
                 Rule::OperationDescription,
                 format!("/operations/{name}"),
-                format!("operation {name} has no description; say what it does in a sentence, callers read it in the registry"),
+                format!(
+                    "operation {name} has no description; say what it does in a sentence, callers read it in the registry"
+                ),
             );
         }
     }
@@ -218,7 +224,9 @@ fn lint_compiled(document: &ContractDocument, external: &SchemaSet, add: &mut im
     }
     let root = document.to_value();
     for (pointer, schema) in schema_roots(&root) {
-        let Some(examples) = schema.get("examples").and_then(Value::as_array) else { continue };
+        let Some(examples) = schema.get("examples").and_then(Value::as_array) else {
+            continue;
+        };
         let validator = match context.compile_pointer(&pointer) {
             Ok(validator) => validator,
             Err(message) => {
@@ -230,13 +238,22 @@ fn lint_compiled(document: &ContractDocument, external: &SchemaSet, add: &mut im
             let problems: Vec<String> = validator
                 .iter_errors(example)
                 .take(5)
-                .map(|error| format!("at {:?}: {}", error.instance_path().as_str(), shorten(error.to_string())))
+                .map(|error| {
+                    format!(
+                        "at {:?}: {}",
+                        error.instance_path().as_str(),
+                        shorten(error.to_string())
+                    )
+                })
                 .collect();
             if !problems.is_empty() {
                 add(
                     Rule::InvalidExample,
                     format!("{pointer}/examples/{index}"),
-                    format!("example {index} does not match the schema it illustrates: {}", problems.join("; ")),
+                    format!(
+                        "example {index} does not match the schema it illustrates: {}",
+                        problems.join("; ")
+                    ),
                 );
             }
         }
@@ -251,7 +268,12 @@ fn lint_subjects(document: &ContractDocument, add: &mut impl FnMut(Rule, String,
         .operations
         .iter()
         .map(|(name, operation)| ("operations", name, &operation.subject))
-        .chain(document.events.iter().map(|(name, event)| ("events", name, &event.subject)));
+        .chain(
+            document
+                .events
+                .iter()
+                .map(|(name, event)| ("events", name, &event.subject)),
+        );
     for (section, name, subject) in members {
         let pointer = format!("/{section}/{name}/subject");
         by_subject.entry(subject).or_default().push(pointer.clone());
@@ -273,7 +295,10 @@ fn lint_subjects(document: &ContractDocument, add: &mut impl FnMut(Rule, String,
             add(
                 Rule::SubjectService,
                 pointer.clone(),
-                format!("subject {subject} names service {service:?} but the document is {:?}; use {expected}", document.service.as_str()),
+                format!(
+                    "subject {subject} names service {service:?} but the document is {:?}; use {expected}",
+                    document.service.as_str()
+                ),
             );
         }
         if *version != format!("v{major}") {
@@ -294,7 +319,11 @@ fn lint_subjects(document: &ContractDocument, add: &mut impl FnMut(Rule, String,
             add(
                 Rule::SubjectName,
                 pointer,
-                format!("subject {subject} ends in {last:?} but the {} is named {name:?}; use {expected}", &section[..section.len() - 1]),
+                format!(
+                    "subject {subject} ends in {last:?} but the {} is named {:?}; use {expected}",
+                    &section[..section.len() - 1],
+                    name.as_str()
+                ),
             );
         }
     }
@@ -304,7 +333,9 @@ fn lint_subjects(document: &ContractDocument, add: &mut impl FnMut(Rule, String,
                 add(
                     Rule::DuplicateSubject,
                     pointer.clone(),
-                    format!("subject {subject} is already used at {first}; each operation and event needs its own subject"),
+                    format!(
+                        "subject {subject} is already used at {first}; each operation and event needs its own subject"
+                    ),
                 );
             }
         }
@@ -315,7 +346,10 @@ fn lint_subjects(document: &ContractDocument, add: &mut impl FnMut(Rule, String,
             add(
                 Rule::SubjectDomain,
                 pointer.clone(),
-                format!("the contract's subjects use several domains ({}); one service usually lives in one domain", listed.join(", ")),
+                format!(
+                    "the contract's subjects use several domains ({}); one service usually lives in one domain",
+                    listed.join(", ")
+                ),
             );
         }
     }

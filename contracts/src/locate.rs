@@ -165,7 +165,10 @@ impl Scanner<'_> {
             }
             b'"' => self.read_string().map(drop),
             _ => {
-                while !matches!(self.peek(), None | Some(b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r')) {
+                while !matches!(
+                    self.peek(),
+                    None | Some(b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r')
+                ) {
                     self.pos += 1;
                 }
                 Some(())
@@ -211,7 +214,8 @@ impl Scanner<'_> {
 mod tests {
     use super::*;
 
-    const TEXT: &str = "{\n  \"a\": {\"b\": [10, {\"c\": true}]},\n  \"x/y\": \"s\\\"}\",\n  \"\\u0071\": 1,\n  \"é\": 2, \"z\": 3\n}";
+    const TEXT: &str =
+        "{\n  \"a\": {\"b\": [10, {\"c\": true}]},\n  \"x/y\": \"s\\\"}\",\n  \"\\u0071\": 1,\n  \"é\": 2, \"z\": 3\n}";
 
     fn at(line: usize, column: usize) -> Option<Position> {
         Some(Position { line, column })

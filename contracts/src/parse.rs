@@ -50,7 +50,11 @@ impl std::fmt::Display for Problem {
         if let Some(position) = self.position {
             write!(f, "{position}: ")?;
         }
-        let pointer = if self.pointer.is_empty() { "(document root)" } else { &self.pointer };
+        let pointer = if self.pointer.is_empty() {
+            "(document root)"
+        } else {
+            &self.pointer
+        };
         write!(f, "at {pointer}: {}", self.message)
     }
 }
@@ -221,7 +225,10 @@ pub fn parse_json(source_name: &str, text: &str, limits: &Limits) -> Result<Valu
     serde_json::from_str(text).map_err(|err| {
         let full = err.to_string();
         // serde_json appends " at line L column C"; the position is reported on its own.
-        let message = full.rsplit_once(" at line ").map_or(full.as_str(), |(head, _)| head).to_owned();
+        let message = full
+            .rsplit_once(" at line ")
+            .map_or(full.as_str(), |(head, _)| head)
+            .to_owned();
         DocumentError::Syntax {
             source_name: source_name.to_owned(),
             position: Position {
@@ -269,4 +276,3 @@ fn meta_validator() -> Result<&'static jsonschema::Validator, String> {
     .as_ref()
     .map_err(Clone::clone)
 }
-

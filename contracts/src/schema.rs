@@ -116,7 +116,11 @@ pub fn check_references(document: &ContractDocument, external: &SchemaSet) -> Ve
                 let Some(target) = object.get(keyword) else { continue };
                 let here = format!("{pointer}/{keyword}");
                 let Value::String(target) = target else {
-                    problem(here, SchemaProblemKind::InvalidSchema, format!("{keyword} must be a string"));
+                    problem(
+                        here,
+                        SchemaProblemKind::InvalidSchema,
+                        format!("{keyword} must be a string"),
+                    );
                     continue;
                 };
                 if let Err((kind, message)) = resolve_reference(target, &root, &own_base, external) {
@@ -166,7 +170,13 @@ pub(crate) fn schema_roots(root: &Value) -> Vec<(String, &Value)> {
             roots.push((format!("/events/{name}/payload"), schema));
         }
     }
-    for (index, consumption) in root.get("consumes").and_then(Value::as_array).into_iter().flatten().enumerate() {
+    for (index, consumption) in root
+        .get("consumes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
         if let Some(schema) = consumption.get("expects") {
             roots.push((format!("/consumes/{index}/expects"), schema));
         }
@@ -312,7 +322,11 @@ impl jsonschema::Retrieve for SoaRetriever {
     fn retrieve(&self, uri: &jsonschema::Uri<String>) -> Result<Value, Box<dyn std::error::Error + Send + Sync>> {
         let text = uri.as_str();
         let base = text.split_once('#').map_or(text, |(base, _)| base);
-        let resource = if base == self.own_base { Some(&self.own) } else { self.external.get(base) };
+        let resource = if base == self.own_base {
+            Some(&self.own)
+        } else {
+            self.external.get(base)
+        };
         match resource {
             Some(resource) => Ok(Value::clone(resource)),
             None => Err(format!("{text} is not a registered contract and nothing else is fetched").into()),
@@ -362,7 +376,10 @@ impl CompileContext {
             message,
         };
         if document.message_schema(key).is_none() {
-            return Err(problem(SchemaProblemKind::UnresolvedRef, format!("the contract declares no {key}")));
+            return Err(problem(
+                SchemaProblemKind::UnresolvedRef,
+                format!("the contract declares no {key}"),
+            ));
         }
         let validator = self
             .compile_pointer(&pointer)
@@ -407,7 +424,10 @@ pub struct CompiledContract {
 
 /// Checks references and schemas, then compiles every message. Returns every
 /// problem found, not only the first.
-pub fn compile_contract(document: &ContractDocument, external: &SchemaSet) -> Result<CompiledContract, Vec<SchemaProblem>> {
+pub fn compile_contract(
+    document: &ContractDocument,
+    external: &SchemaSet,
+) -> Result<CompiledContract, Vec<SchemaProblem>> {
     let mut problems = check_references(document, external);
     problems.extend(check_schemas(document));
     if !problems.is_empty() {

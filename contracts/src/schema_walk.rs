@@ -24,7 +24,13 @@ const SINGLE: &[&str] = &[
 const ARRAY: &[&str] = &["allOf", "anyOf", "oneOf", "prefixItems"];
 
 /// Keywords whose value is an object of named subschemas.
-const MAP: &[&str] = &["$defs", "definitions", "dependentSchemas", "patternProperties", "properties"];
+const MAP: &[&str] = &[
+    "$defs",
+    "definitions",
+    "dependentSchemas",
+    "patternProperties",
+    "properties",
+];
 
 /// Calls `visit` with the pointer and object of `schema` and of every
 /// subschema below it (boolean schemas hold nothing and are skipped).

@@ -59,14 +59,22 @@ pub fn registry_event(kind: &str) -> String {
 }
 
 /// The subject of an operation or event: `<domain>.<service>.v<major>.<name>`.
-pub fn member(domain: &str, service: &ServiceName, major: u64, name: &MemberName) -> Result<Subject, crate::names::NameError> {
+pub fn member(
+    domain: &str,
+    service: &ServiceName,
+    major: u64,
+    name: &MemberName,
+) -> Result<Subject, crate::names::NameError> {
     Subject::parse(&format!("{domain}.{service}.v{major}.{name}"))
 }
 
 /// The JetStream stream that holds a service major's events:
 /// `SOA_EVENTS_<SERVICE>_V<major>` (stream names allow no dots or dashes).
 pub fn event_stream(service: &ServiceName, major: u64) -> String {
-    format!("SOA_EVENTS_{}_V{major}", service.as_str().to_ascii_uppercase().replace('-', "_"))
+    format!(
+        "SOA_EVENTS_{}_V{major}",
+        service.as_str().to_ascii_uppercase().replace('-', "_")
+    )
 }
 
 /// The stream that keeps dead letters of every consumer.
@@ -87,7 +95,10 @@ mod tests {
     #[test]
     fn spells_subjects() {
         assert_eq!(discovery(DiscoveryVerb::Ping, None, None), "$SRV.PING");
-        assert_eq!(discovery(DiscoveryVerb::Info, Some("inventory"), Some("abc")), "$SRV.INFO.inventory.abc");
+        assert_eq!(
+            discovery(DiscoveryVerb::Info, Some("inventory"), Some("abc")),
+            "$SRV.INFO.inventory.abc"
+        );
         assert_eq!(registry_api("register"), "soa.registry.v1.register");
         assert_eq!(registry_event("registered"), "soa.registry.v1.events.registered");
         let subject = member(
@@ -98,7 +109,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(subject.as_str(), "shop.inventory.v1.reserve");
-        assert_eq!(event_stream(&ServiceName::parse("order-view").unwrap(), 2), "SOA_EVENTS_ORDER_VIEW_V2");
-        assert_eq!(dead_letter("SOA_EVENTS_ORDERS_V1", "inventory"), "soa.dlq.SOA_EVENTS_ORDERS_V1.inventory");
+        assert_eq!(
+            event_stream(&ServiceName::parse("order-view").unwrap(), 2),
+            "SOA_EVENTS_ORDER_VIEW_V2"
+        );
+        assert_eq!(
+            dead_letter("SOA_EVENTS_ORDERS_V1", "inventory"),
+            "soa.dlq.SOA_EVENTS_ORDERS_V1.inventory"
+        );
     }
 }

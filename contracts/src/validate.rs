@@ -42,7 +42,11 @@ fn summary(details: &[ErrorDetail]) -> String {
         .iter()
         .take(3)
         .map(|detail| {
-            let pointer = if detail.pointer.is_empty() { "(root)" } else { &detail.pointer };
+            let pointer = if detail.pointer.is_empty() {
+                "(root)"
+            } else {
+                &detail.pointer
+            };
             format!("at {pointer}: {}", detail.message)
         })
         .collect();
@@ -70,7 +74,11 @@ const MAX_DETAILS: usize = 100;
 
 impl MessageValidator {
     pub(crate) fn new(contract: ContractId, key: MessageKey, validator: jsonschema::Validator) -> Self {
-        Self { contract, key, validator }
+        Self {
+            contract,
+            key,
+            validator,
+        }
     }
 
     /// The contract this schema belongs to.

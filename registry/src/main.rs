@@ -29,7 +29,8 @@ fn run() -> anyhow::Result<Exit> {
         tokio::spawn(cancel_on_signal(shutdown.clone()));
         let mut stdout = std::io::stdout();
         let mut stderr = std::io::stderr();
-        Ok(cli::run(std::env::args_os(), &mut stdout, &mut stderr, shutdown).await)
+        let terminal = cli::Terminal::detect();
+        Ok(cli::run_on(std::env::args_os(), &mut stdout, &mut stderr, shutdown, terminal).await)
     })
 }
 

@@ -30,8 +30,14 @@ fn request() -> ReserveStock {
     ReserveStock {
         order_id: OrderId("ord-bench-1".into()),
         items: vec![
-            StockLine { sku: "sku-kettle".into(), quantity: 1 },
-            StockLine { sku: "sku-mug".into(), quantity: 4 },
+            StockLine {
+                sku: "sku-kettle".into(),
+                quantity: 1,
+            },
+            StockLine {
+                sku: "sku-mug".into(),
+                quantity: 4,
+            },
         ],
     }
 }
@@ -62,13 +68,17 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         async move {
             while let Some(message) = raw_requests.next().await {
                 let Some(reply) = message.reply else { continue };
-                let Ok(request) = serde_json::from_slice::<ReserveStock>(&message.payload) else { continue };
+                let Ok(request) = serde_json::from_slice::<ReserveStock>(&message.payload) else {
+                    continue;
+                };
                 let response = Reservation {
                     reservation_id: format!("res-{}", request.order_id.0),
                     order_id: request.order_id,
                     items: request.items,
                 };
-                let Ok(payload) = serde_json::to_vec(&response) else { continue };
+                let Ok(payload) = serde_json::to_vec(&response) else {
+                    continue;
+                };
                 let _ = nats.publish(reply, payload.into()).await;
             }
         }
@@ -76,7 +86,10 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
 
     // The same handler through the runtime.
     let service = Service::builder(inventory::contract()?)
-        .config(ServiceConfig { registration: None, ..ServiceConfig::default() })
+        .config(ServiceConfig {
+            registration: None,
+            ..ServiceConfig::default()
+        })
         .handle::<inventory::Reserve, _, _>(|_ctx, request: ReserveStock| async move {
             Ok(Reservation {
                 reservation_id: format!("res-{}", request.order_id.0),
@@ -91,8 +104,10 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let service_task = tokio::spawn(service.run(service_nats.clone(), shutdown.clone()));
 
     let raw_client = server.client().await?;
-    let client = ServiceClient::new(server.client().await?, inventory::contract()?)
-        .with_options(CallOptions { max_attempts: 1, ..CallOptions::default() });
+    let client = ServiceClient::new(server.client().await?, inventory::contract()?).with_options(CallOptions {
+        max_attempts: 1,
+        ..CallOptions::default()
+    });
 
     // Warm up both paths (and wait for the service to subscribe).
     for _ in 0..200 {
@@ -121,7 +136,13 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             let client = client.clone();
             move || {
                 let client = client.clone();
-                async move { client.call::<inventory::Reserve>(&request()).await.map(drop).map_err(|e| e.to_string()) }
+                async move {
+                    client
+                        .call::<inventory::Reserve>(&request())
+                        .await
+                        .map(drop)
+                        .map_err(|e| e.to_string())
+                }
             }
         })
         .await?;
@@ -132,7 +153,13 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
         let ours_p50 = latency(|| {
             let client = client.clone();
-            async move { client.call::<inventory::Reserve>(&request()).await.map(drop).map_err(|e| e.to_string()) }
+            async move {
+                client
+                    .call::<inventory::Reserve>(&request())
+                    .await
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            }
         })
         .await?;
         let ratio = ours_rate / raw_rate;
@@ -155,7 +182,11 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         let raw_rate = publish_rate(|| {
             let js = js.clone();
             let payload = event_bytes.clone();
-            async move { js.publish("shop.inventory.v1.reserved", payload).await.map_err(|e| e.to_string()) }
+            async move {
+                js.publish("shop.inventory.v1.reserved", payload)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
         })
         .await?;
         let raw_with_id_rate = publish_rate(|| {
@@ -164,14 +195,21 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             async move {
                 let mut headers = async_nats::HeaderMap::new();
                 headers.insert("Nats-Msg-Id", nuid::next().to_string().as_str());
-                js.publish_with_headers("shop.inventory.v1.reserved", headers, payload).await.map_err(|e| e.to_string())
+                js.publish_with_headers("shop.inventory.v1.reserved", headers, payload)
+                    .await
+                    .map_err(|e| e.to_string())
             }
         })
         .await?;
         let ours_rate = publish_rate(|| {
             let publisher = publisher.clone();
             let event = event.clone();
-            async move { publisher.send("reserved", None, &event).await.map_err(|e| e.to_string()) }
+            async move {
+                publisher
+                    .send("reserved", None, &event)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
         })
         .await?;
         let ratio = ours_rate / raw_rate;
@@ -184,7 +222,10 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         publish_ratios.push(ratio);
     }
     publish_ratios.sort_by(f64::total_cmp);
-    println!("median publish ratio over {ROUNDS} rounds: {:.3}", publish_ratios[ROUNDS / 2]);
+    println!(
+        "median publish ratio over {ROUNDS} rounds: {:.3}",
+        publish_ratios[ROUNDS / 2]
+    );
 
     throughput_ratios.sort_by(f64::total_cmp);
     latency_gaps.sort_by(f64::total_cmp);
@@ -204,8 +245,13 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// decode the reply.
 async fn raw_call(nats: &async_nats::Client) -> Result<(), String> {
     let payload = serde_json::to_vec(&request()).map_err(|e| e.to_string())?;
-    let reply = nats.request("bench.raw.reserve", payload.into()).await.map_err(|e| e.to_string())?;
-    serde_json::from_slice::<Reservation>(&reply.payload).map(drop).map_err(|e| e.to_string())
+    let reply = nats
+        .request("bench.raw.reserve", payload.into())
+        .await
+        .map_err(|e| e.to_string())?;
+    serde_json::from_slice::<Reservation>(&reply.payload)
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 /// Events per second stored by JetStream, sending `PUBLISHES` with at most

@@ -158,21 +158,25 @@ impl ServiceClient {
 
     /// Calls `Op` with `request` and decodes its response.
     pub async fn call<Op: OperationType>(&self, request: &Op::Request) -> Result<Op::Response, CallError> {
-        let payload =
-            serde_json::to_vec(request).map_err(|err| CallError::Codec(format!("could not encode the request: {err}")))?;
+        let payload = serde_json::to_vec(request)
+            .map_err(|err| CallError::Codec(format!("could not encode the request: {err}")))?;
         let reply = self.call_bytes(Op::NAME, payload).await?;
         serde_json::from_slice(&reply).map_err(|err| {
-            CallError::Codec(format!("the reply of {} does not decode as its Rust type: {err}", Op::NAME))
+            CallError::Codec(format!(
+                "the reply of {} does not decode as its Rust type: {err}",
+                Op::NAME
+            ))
         })
     }
 
     /// Calls an operation by name with a JSON payload, for tools that know
     /// the contract but not the Rust types.
     pub async fn call_json(&self, operation: &str, request: &Value) -> Result<Value, CallError> {
-        let payload =
-            serde_json::to_vec(request).map_err(|err| CallError::Codec(format!("could not encode the request: {err}")))?;
+        let payload = serde_json::to_vec(request)
+            .map_err(|err| CallError::Codec(format!("could not encode the request: {err}")))?;
         let reply = self.call_bytes(operation, payload).await?;
-        serde_json::from_slice(&reply).map_err(|err| CallError::Codec(format!("the reply of {operation} is not JSON: {err}")))
+        serde_json::from_slice(&reply)
+            .map_err(|err| CallError::Codec(format!("the reply of {operation} is not JSON: {err}")))
     }
 
     /// Calls an operation with an encoded payload and returns the encoded
@@ -184,7 +188,11 @@ impl ServiceClient {
         };
         let name = MemberName::parse(operation).map_err(|_| unknown())?;
         let declared = self.contract.operations.get(&name).ok_or_else(unknown)?;
-        let attempts = if declared.idempotent { self.options.max_attempts.max(1) } else { 1 };
+        let attempts = if declared.idempotent {
+            self.options.max_attempts.max(1)
+        } else {
+            1
+        };
         let payload = bytes::Bytes::from(payload);
         let mut backoff = self.options.initial_backoff;
         let mut attempt = 1;
@@ -194,7 +202,9 @@ impl ServiceClient {
                 Err(error) if attempt < attempts && error.retryable() => {
                     tracing::debug!(operation = %name, attempt, error = %error, "Retrying an idempotent call.");
                     tokio::time::sleep(backoff).await;
-                    backoff = backoff.mul_f64(self.options.backoff_multiplier).min(self.options.max_backoff);
+                    backoff = backoff
+                        .mul_f64(self.options.backoff_multiplier)
+                        .min(self.options.max_backoff);
                     attempt += 1;
                 }
                 other => return other,
@@ -202,7 +212,12 @@ impl ServiceClient {
         }
     }
 
-    async fn attempt(&self, operation: &MemberName, subject: &str, payload: bytes::Bytes) -> Result<Vec<u8>, CallError> {
+    async fn attempt(
+        &self,
+        operation: &MemberName,
+        subject: &str,
+        payload: bytes::Bytes,
+    ) -> Result<Vec<u8>, CallError> {
         let request = Request::new()
             .payload(payload)
             .headers(self.headers(operation))
@@ -227,8 +242,12 @@ impl ServiceClient {
             })?;
         let is_error = wire::header(reply.headers.as_ref(), headers::SERVICE_ERROR_CODE).is_some();
         if is_error {
-            let body = wire::decode_error(reply.headers.as_ref(), &reply.payload)
-                .unwrap_or_else(|| ErrorBody::new(ErrorCode::Internal, "the service sent an error reply that cannot be read"));
+            let body = wire::decode_error(reply.headers.as_ref(), &reply.payload).unwrap_or_else(|| {
+                ErrorBody::new(
+                    ErrorCode::Internal,
+                    "the service sent an error reply that cannot be read",
+                )
+            });
             return Err(CallError::Service {
                 operation: operation.clone(),
                 body,

@@ -67,7 +67,10 @@ impl ServiceError {
 
     /// The handler did not finish in time.
     pub(crate) fn new_timeout(limit: std::time::Duration) -> Self {
-        Self::new(ErrorCode::Timeout, format!("the handler did not finish within {limit:?}"))
+        Self::new(
+            ErrorCode::Timeout,
+            format!("the handler did not finish within {limit:?}"),
+        )
     }
 
     fn new(code: ErrorCode, message: impl Into<String>) -> Self {
@@ -124,7 +127,10 @@ mod tests {
 
     #[test]
     fn declared_codes_are_parsed() {
-        assert_eq!(ServiceError::declared("OUT_OF_STOCK", "none left").code().as_str(), "OUT_OF_STOCK");
+        assert_eq!(
+            ServiceError::declared("OUT_OF_STOCK", "none left").code().as_str(),
+            "OUT_OF_STOCK"
+        );
         assert_eq!(ServiceError::declared("out of stock", "x").code(), &ErrorCode::Internal);
     }
 }

@@ -87,7 +87,11 @@ fn event_validators(
 /// declares that an existing stream lacks (a new minor version's events).
 pub async fn ensure_event_stream(js: &jetstream::Context, contract: &ContractDocument) -> Result<String, EventError> {
     let name = subjects::event_stream(&contract.service, contract.version.major());
-    let wanted: Vec<String> = contract.events.values().map(|event| event.subject.to_string()).collect();
+    let wanted: Vec<String> = contract
+        .events
+        .values()
+        .map(|event| event.subject.to_string())
+        .collect();
     let mut stream = js
         .get_or_create_stream(stream::Config {
             name: name.clone(),
@@ -99,7 +103,10 @@ pub async fn ensure_event_stream(js: &jetstream::Context, contract: &ContractDoc
         .await
         .map_err(jetstream_error)?;
     let mut config = stream.info().await.map_err(jetstream_error)?.config.clone();
-    let missing: Vec<String> = wanted.into_iter().filter(|subject| !config.subjects.contains(subject)).collect();
+    let missing: Vec<String> = wanted
+        .into_iter()
+        .filter(|subject| !config.subjects.contains(subject))
+        .collect();
     if !missing.is_empty() {
         config.subjects.extend(missing);
         js.update_stream(config).await.map_err(jetstream_error)?;
@@ -118,13 +125,19 @@ pub struct EventPublisher {
 
 impl std::fmt::Debug for EventPublisher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventPublisher").field("contract", &self.contract.id()).finish_non_exhaustive()
+        f.debug_struct("EventPublisher")
+            .field("contract", &self.contract.id())
+            .finish_non_exhaustive()
     }
 }
 
 impl EventPublisher {
     /// A publisher of `contract`'s events; creates or updates their stream.
-    pub async fn new(nats: async_nats::Client, contract: ContractDocument, external: &SchemaSet) -> Result<Self, EventError> {
+    pub async fn new(
+        nats: async_nats::Client,
+        contract: ContractDocument,
+        external: &SchemaSet,
+    ) -> Result<Self, EventError> {
         let js = jetstream::new(nats);
         ensure_event_stream(&js, &contract).await?;
         Ok(Self {
@@ -152,14 +165,21 @@ impl EventPublisher {
 
     /// Like [`publish`](Self::publish) with a message id of the caller's
     /// choice: publishing twice with the same id stores the event once.
-    pub async fn publish_with_id<E: EventType>(&self, message_id: &str, payload: &E::Payload) -> Result<(), EventError> {
+    pub async fn publish_with_id<E: EventType>(
+        &self,
+        message_id: &str,
+        payload: &E::Payload,
+    ) -> Result<(), EventError> {
         let value = serde_json::to_value(payload).map_err(|err| EventError::Encode(err.to_string()))?;
         self.publish_json(E::NAME, Some(message_id), &value).await
     }
 
     /// Validates and publishes an event by name, for tools without the Rust types.
     pub async fn publish_json(&self, event: &str, message_id: Option<&str>, payload: &Value) -> Result<(), EventError> {
-        self.send(event, message_id, payload).await?.await.map_err(jetstream_error)?;
+        self.send(event, message_id, payload)
+            .await?
+            .await
+            .map_err(jetstream_error)?;
         Ok(())
     }
 
@@ -182,7 +202,8 @@ impl EventPublisher {
         validator.validate(payload)?;
         let body = serde_json::to_vec(payload).map_err(|err| EventError::Encode(err.to_string()))?;
         let propagation = self.propagation.clone().unwrap_or_else(Propagation::new_root);
-        let mut envelope = Envelope::event(self.contract.id(), name).with_correlation_id(propagation.correlation_id.clone());
+        let mut envelope =
+            Envelope::event(self.contract.id(), name).with_correlation_id(propagation.correlation_id.clone());
         if let Some(id) = message_id {
             envelope.message_id = id.to_owned();
         }
@@ -223,7 +244,11 @@ impl ConsumerConfig {
             durable_name: durable_name.into(),
             max_deliveries: 5,
             ack_wait: Duration::from_secs(30),
-            backoff: vec![Duration::from_millis(100), Duration::from_millis(500), Duration::from_secs(2)],
+            backoff: vec![
+                Duration::from_millis(100),
+                Duration::from_millis(500),
+                Duration::from_secs(2),
+            ],
             handler_timeout: Duration::from_secs(25),
         }
     }
@@ -339,7 +364,10 @@ where
                 None => break,
             },
         };
-        let delivery = message.info().map(|info| u64::try_from(info.delivered).unwrap_or(1)).unwrap_or(1);
+        let delivery = message
+            .info()
+            .map(|info| u64::try_from(info.delivered).unwrap_or(1))
+            .unwrap_or(1);
         let inbound = message.headers.as_ref();
         let trace = wire::header(inbound, headers::TRACEPARENT)
             .and_then(|parent| TraceContext::parse(parent, wire::header(inbound, headers::TRACESTATE)))
@@ -380,7 +408,11 @@ where
                 wire::insert_header(&mut map, headers::DEAD_LETTER_CONSUMER, &config.durable_name);
                 wire::insert_header(&mut map, headers::DEAD_LETTER_DELIVERIES, &delivery.to_string());
                 if let Ok(info) = message.info() {
-                    wire::insert_header(&mut map, headers::DEAD_LETTER_SEQUENCE, &info.stream_sequence.to_string());
+                    wire::insert_header(
+                        &mut map,
+                        headers::DEAD_LETTER_SEQUENCE,
+                        &info.stream_sequence.to_string(),
+                    );
                 }
                 // A dead letter is a new message: it must not be dropped as a duplicate of the original.
                 wire::insert_header(&mut map, headers::MESSAGE_ID, &wire::new_message_id());
@@ -433,7 +465,11 @@ where
     };
     let payload: E::Payload = match serde_json::from_value(value) {
         Ok(payload) => payload,
-        Err(error) => return Disposition::DeadLetter(format!("INTERNAL: the event matched its schema but not the Rust type: {error}")),
+        Err(error) => {
+            return Disposition::DeadLetter(format!(
+                "INTERNAL: the event matched its schema but not the Rust type: {error}"
+            ));
+        }
     };
     let delivery = context.delivery;
     let run = std::panic::AssertUnwindSafe(handler(context, payload)).catch_unwind();
@@ -446,7 +482,11 @@ where
     if let Some(cause) = error.cause() {
         tracing::error!(error = %cause, "The event handler failed.");
     }
-    let reason = format!("{}: {}", error.code(), error.cause().unwrap_or(&error.to_body().message));
+    let reason = format!(
+        "{}: {}",
+        error.code(),
+        error.cause().unwrap_or(&error.to_body().message)
+    );
     // The caller's fault (a declared business error, a validation error) will not change on retry.
     let retryable = !error.code().is_caller_error() || *error.code() == ErrorCode::Timeout;
     if !retryable {
@@ -456,7 +496,12 @@ where
         return Disposition::DeadLetter(format!("{reason} (gave up after {delivery} deliveries)"));
     }
     let step = usize::try_from(delivery.saturating_sub(1)).unwrap_or(usize::MAX);
-    let delay = config.backoff.get(step).or(config.backoff.last()).copied().unwrap_or(Duration::from_secs(1));
+    let delay = config
+        .backoff
+        .get(step)
+        .or(config.backoff.last())
+        .copied()
+        .unwrap_or(Duration::from_secs(1));
     tracing::warn!(reason = %reason, delivery, retry_in = ?delay, "The event handler failed; retrying later.");
     Disposition::Retry(delay)
 }
@@ -510,6 +555,12 @@ impl ProcessedKeys {
 /// KV keys and bucket names allow letters, digits, `-`, `_`, `=`, `/` and `.`.
 fn sanitize(text: &str) -> String {
     text.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "-_=/.".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_=/.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }

@@ -15,7 +15,9 @@ pub mod trace;
 pub use client::{CallError, CallOptions, ServiceClient};
 pub use context::{Context, Propagation};
 pub use error::ServiceError;
-pub use events::{ConsumerConfig, EventContext, EventError, EventPublisher, ProcessedKeys, consume, ensure_event_stream};
+pub use events::{
+    ConsumerConfig, EventContext, EventError, EventPublisher, ProcessedKeys, consume, ensure_event_stream,
+};
 pub use registration::RegistrationConfig;
 pub use serve::{ServeError, serve};
 pub use service::{BuildError, RunError, Service, ServiceBuilder, ServiceConfig};

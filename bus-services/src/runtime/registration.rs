@@ -56,7 +56,9 @@ where
     R::Response: DeserializeOwned,
 {
     let payload = serde_json::to_vec(request).map_err(|err| RegistryCallError::Garbled(err.to_string()))?;
-    let message = async_nats::Request::new().payload(payload.into()).timeout(Some(timeout));
+    let message = async_nats::Request::new()
+        .payload(payload.into())
+        .timeout(Some(timeout));
     let reply = nats
         .send_request(R::subject(), message)
         .await

@@ -24,7 +24,11 @@ pub enum ServeError {
 /// Connects with `config` (URL list, credentials, nkey, token, TLS), runs
 /// `services` until `shutdown` is cancelled, waits for each to finish its
 /// in-flight work and deregister, then drains the connection.
-pub async fn serve(config: &ConnectConfig, services: Vec<Service>, shutdown: CancellationToken) -> Result<(), ServeError> {
+pub async fn serve(
+    config: &ConnectConfig,
+    services: Vec<Service>,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
     let nats = connect(config).await?;
     let runs = services.into_iter().map(|service| {
         let (nats, shutdown) = (nats.clone(), shutdown.clone());

@@ -15,9 +15,9 @@ use contracts::{
     CompiledContract, ContractDocument, ErrorBody, ErrorCode, MemberName, MessageKey, MessageValidator, OperationType,
     SchemaProblem, SchemaSet, compile_contract,
 };
+use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
-use futures::future::BoxFuture;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -158,8 +158,9 @@ impl ServiceBuilder {
             Box::pin(async move {
                 // The request already matched the contract's schema; a type that
                 // disagrees with its own schema is our bug, not the caller's.
-                let request: Op::Request = serde_json::from_value(request)
-                    .map_err(|err| ServiceError::internal(format!("the request matched the schema but not the Rust type: {err}")))?;
+                let request: Op::Request = serde_json::from_value(request).map_err(|err| {
+                    ServiceError::internal(format!("the request matched the schema but not the Rust type: {err}"))
+                })?;
                 let response = handler(context, request).await?;
                 serde_json::to_value(response)
                     .map_err(|err| ServiceError::internal(format!("the response could not be encoded: {err}")))
@@ -206,13 +207,19 @@ impl ServiceBuilder {
             }
             handlers.insert(name, handler);
         }
-        let queue_group = self.config.queue_group.clone().unwrap_or_else(|| self.document.service.to_string());
+        let queue_group = self
+            .config
+            .queue_group
+            .clone()
+            .unwrap_or_else(|| self.document.service.to_string());
         let mut endpoints = Vec::new();
         for (name, operation) in &self.document.operations {
-            let handler = handlers.remove(name.as_str()).ok_or_else(|| BuildError::MissingHandler {
-                contract: contract.clone(),
-                operation: name.to_string(),
-            })?;
+            let handler = handlers
+                .remove(name.as_str())
+                .ok_or_else(|| BuildError::MissingHandler {
+                    contract: contract.clone(),
+                    operation: name.to_string(),
+                })?;
             let mut metadata = BTreeMap::from([("soa.operation".to_owned(), name.to_string())]);
             if operation.idempotent {
                 metadata.insert("soa.idempotent".to_owned(), "true".to_owned());
@@ -253,11 +260,19 @@ impl ServiceBuilder {
     }
 }
 
-fn validator(compiled: &CompiledContract, key: MessageKey, contract: &str) -> Result<Arc<MessageValidator>, BuildError> {
-    compiled.validators.get(&key).cloned().ok_or_else(|| BuildError::Contract {
-        contract: contract.to_owned(),
-        problems: Vec::new(),
-    })
+fn validator(
+    compiled: &CompiledContract,
+    key: MessageKey,
+    contract: &str,
+) -> Result<Arc<MessageValidator>, BuildError> {
+    compiled
+        .validators
+        .get(&key)
+        .cloned()
+        .ok_or_else(|| BuildError::Contract {
+            contract: contract.to_owned(),
+            problems: Vec::new(),
+        })
 }
 
 /// One operation as served: its validators, handler and counters.
@@ -287,7 +302,9 @@ pub struct Service {
 
 impl std::fmt::Debug for Service {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Service").field("identity", &self.inner.identity).finish_non_exhaustive()
+        f.debug_struct("Service")
+            .field("identity", &self.inner.identity)
+            .finish_non_exhaustive()
     }
 }
 
@@ -313,7 +330,12 @@ impl Service {
             kind: INFO_RESPONSE_TYPE.to_owned(),
             identity: self.inner.identity.clone(),
             description: self.inner.document.description.clone(),
-            endpoints: self.inner.endpoints.iter().map(|endpoint| endpoint.info.clone()).collect(),
+            endpoints: self
+                .inner
+                .endpoints
+                .iter()
+                .map(|endpoint| endpoint.info.clone())
+                .collect(),
         }
     }
 
@@ -360,10 +382,13 @@ impl Service {
                 subjects::discovery(verb, Some(name), None),
                 subjects::discovery(verb, Some(name), Some(id)),
             ] {
-                let subscriber = nats.subscribe(subject.clone()).await.map_err(|err| RunError::Subscribe {
-                    subject: subject.clone(),
-                    message: err.to_string(),
-                })?;
+                let subscriber = nats
+                    .subscribe(subject.clone())
+                    .await
+                    .map_err(|err| RunError::Subscribe {
+                        subject: subject.clone(),
+                        message: err.to_string(),
+                    })?;
                 listeners.push((Listener::Discovery(verb), subscriber));
             }
         }
@@ -387,7 +412,13 @@ impl Service {
             let nats = nats.clone();
             let document = inner.document.clone();
             let stop = shutdown.clone();
-            tokio::spawn(registration::keep_registered(nats, document, id.to_owned(), config, stop))
+            tokio::spawn(registration::keep_registered(
+                nats,
+                document,
+                id.to_owned(),
+                config,
+                stop,
+            ))
         });
 
         shutdown.cancelled().await;
@@ -395,7 +426,11 @@ impl Service {
         // Each listener unsubscribes, answers what was already delivered to
         // it and finishes its handlers; past the timeout the rest is dropped
         // and those callers time out.
-        let drained = tokio::time::timeout(inner.config.shutdown_timeout, futures::future::join_all(listening.iter_mut())).await;
+        let drained = tokio::time::timeout(
+            inner.config.shutdown_timeout,
+            futures::future::join_all(listening.iter_mut()),
+        )
+        .await;
         match drained {
             Ok(results) => {
                 for error in results.into_iter().filter_map(Result::err) {
@@ -488,7 +523,9 @@ impl Service {
     /// handler, validate the response, encode, or turn any failure into the
     /// error headers and body.
     async fn handle_request(&self, index: usize, nats: &async_nats::Client, message: Message) {
-        let Some(endpoint) = self.inner.endpoints.get(index) else { return };
+        let Some(endpoint) = self.inner.endpoints.get(index) else {
+            return;
+        };
         let Some(reply_to) = message.reply.clone() else {
             tracing::warn!(subject = %message.subject, "Dropped a request without a reply subject; use request-reply to call operations.");
             return;
@@ -513,11 +550,18 @@ impl Service {
             trace_id = %propagation.trace.trace_id(),
             error.type = tracing::field::Empty,
         );
-        let outcome = self.respond(endpoint, &message.payload, &propagation).instrument(span.clone()).await;
+        let outcome = self
+            .respond(endpoint, &message.payload, &propagation)
+            .instrument(span.clone())
+            .await;
         let mut headers = Envelope::operation(self.inner.document.id(), endpoint.name.clone())
             .with_correlation_id(propagation.correlation_id.clone())
             .to_headers();
-        wire::insert_header(&mut headers, contracts::envelope::headers::TRACEPARENT, &propagation.trace.traceparent());
+        wire::insert_header(
+            &mut headers,
+            contracts::envelope::headers::TRACEPARENT,
+            &propagation.trace.traceparent(),
+        );
         let (payload, error) = match outcome {
             Ok(payload) => (payload, None),
             Err(body) => {
@@ -533,7 +577,12 @@ impl Service {
         }
     }
 
-    async fn respond(&self, endpoint: &Endpoint, payload: &[u8], propagation: &Propagation) -> Result<Vec<u8>, ErrorBody> {
+    async fn respond(
+        &self,
+        endpoint: &Endpoint,
+        payload: &[u8],
+        propagation: &Propagation,
+    ) -> Result<Vec<u8>, ErrorBody> {
         let request = endpoint.request.validate_bytes(payload).map_err(ErrorBody::from)?;
         let context = Context::new(self.inner.document.id(), endpoint.name.clone(), propagation.clone());
         // A panicking handler must not take the reply with it: the caller gets INTERNAL.
@@ -544,7 +593,10 @@ impl Service {
                 tracing::error!(timeout = ?self.inner.config.handler_timeout, "The handler did not finish in time.");
                 return Err(ErrorBody::new(
                     ErrorCode::Timeout,
-                    format!("{} did not finish within {:?}", endpoint.name, self.inner.config.handler_timeout),
+                    format!(
+                        "{} did not finish within {:?}",
+                        endpoint.name, self.inner.config.handler_timeout
+                    ),
                 ));
             }
             Ok(Err(panic)) => {
@@ -554,14 +606,20 @@ impl Service {
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_default();
                 tracing::error!(panic = %reason, "The handler panicked.");
-                return Err(ErrorBody::new(ErrorCode::Internal, "the service failed to handle the request"));
+                return Err(ErrorBody::new(
+                    ErrorCode::Internal,
+                    "the service failed to handle the request",
+                ));
             }
             Ok(Ok(Err(error))) => return Err(self.error_reply(endpoint, error)),
             Ok(Ok(Ok(response))) => response,
         };
         if let Err(failure) = endpoint.response.validate(&response) {
             tracing::error!(error = %failure, "The handler's response breaks the service's own contract; answering INTERNAL instead.");
-            return Err(ErrorBody::new(ErrorCode::Internal, "the service produced a response that breaks its contract"));
+            return Err(ErrorBody::new(
+                ErrorCode::Internal,
+                "the service produced a response that breaks its contract",
+            ));
         }
         serde_json::to_vec(&response).map_err(|err| {
             tracing::error!(error = %err, "Could not encode the response.");

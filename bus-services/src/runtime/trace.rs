@@ -31,7 +31,9 @@ impl TraceContext {
     pub fn parse(traceparent: &str, tracestate: Option<&str>) -> Option<Self> {
         let mut parts = traceparent.trim().split('-');
         let (version, trace, span, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-        let hex = |text: &str, len: usize| text.len() == len && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let hex = |text: &str, len: usize| {
+            text.len() == len && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        };
         if version != "00" || parts.next().is_some() || !hex(trace, 32) || !hex(span, 16) || !hex(flags, 2) {
             return None;
         }
@@ -45,7 +47,9 @@ impl TraceContext {
             trace_id,
             span_id,
             sampled: flags & 1 == 1,
-            state: tracestate.map(str::to_owned).filter(|state| !state.is_empty() && !state.contains(['\r', '\n'])),
+            state: tracestate
+                .map(str::to_owned)
+                .filter(|state| !state.is_empty() && !state.contains(['\r', '\n'])),
         })
     }
 
@@ -59,7 +63,12 @@ impl TraceContext {
 
     /// The `traceparent` header value.
     pub fn traceparent(&self) -> String {
-        format!("00-{:032x}-{:016x}-{:02x}", self.trace_id, self.span_id, u8::from(self.sampled))
+        format!(
+            "00-{:032x}-{:016x}-{:02x}",
+            self.trace_id,
+            self.span_id,
+            u8::from(self.sampled)
+        )
     }
 
     /// The `tracestate` header value, if any came in.

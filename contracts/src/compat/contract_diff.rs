@@ -129,7 +129,11 @@ pub fn check_history_with(
     };
     let mut same_major: Vec<&ContractDocument> = history
         .iter()
-        .filter(|old| old.service == candidate.service && old.version.major() == candidate.version.major() && old.version != candidate.version)
+        .filter(|old| {
+            old.service == candidate.service
+                && old.version.major() == candidate.version.major()
+                && old.version != candidate.version
+        })
         .collect();
     same_major.sort_by(|a, b| a.version.cmp(&b.version));
     let Some((mode, transitive)) = policy_mode(policy) else {
@@ -179,7 +183,11 @@ pub fn diff_contracts(old: &ContractDocument, new: &ContractDocument, mode: Mode
                 ChangeCode::MajorVersionChanged,
                 "/version".to_owned(),
                 Effect::None,
-                format!("major version {} -> {}: a new major may change anything, on new subjects", old.version.major(), new.version.major()),
+                format!(
+                    "major version {} -> {}: a new major may change anything, on new subjects",
+                    old.version.major(),
+                    new.version.major()
+                ),
             ),
         );
         return changes;
@@ -192,7 +200,10 @@ pub fn diff_contracts(old: &ContractDocument, new: &ContractDocument, mode: Mode
                 ChangeCode::VersionNotIncreased,
                 "/version".to_owned(),
                 Effect::Changes,
-                format!("version {} is not greater than {}; registered versions are immutable, so a change needs a new version", new.version, old.version),
+                format!(
+                    "version {} is not greater than {}; registered versions are immutable, so a change needs a new version",
+                    new.version, old.version
+                ),
             ),
         );
     }
@@ -204,7 +215,10 @@ pub fn diff_contracts(old: &ContractDocument, new: &ContractDocument, mode: Mode
                 ChangeCode::PolicyChanged,
                 "/compatibility".to_owned(),
                 Effect::None,
-                format!("compatibility policy changed from {:?} to {:?}", old.compatibility, new.compatibility),
+                format!(
+                    "compatibility policy changed from {:?} to {:?}",
+                    old.compatibility, new.compatibility
+                ),
             ),
         );
     }
@@ -219,7 +233,10 @@ pub fn diff_contracts(old: &ContractDocument, new: &ContractDocument, mode: Mode
                     ChangeCode::OperationRemoved,
                     base,
                     Effect::Narrows,
-                    format!("operation {name} was removed; callers of {} get no reply", old_operation.subject),
+                    format!(
+                        "operation {name} was removed; callers of {} get no reply",
+                        old_operation.subject
+                    ),
                 ),
             );
             continue;
@@ -232,7 +249,10 @@ pub fn diff_contracts(old: &ContractDocument, new: &ContractDocument, mode: Mode
                     ChangeCode::SubjectChanged,
                     format!("{base}/subject"),
                     Effect::Changes,
-                    format!("operation {name} moved from {} to {}; callers address the old subject", old_operation.subject, new_operation.subject),
+                    format!(
+                        "operation {name} moved from {} to {}; callers address the old subject",
+                        old_operation.subject, new_operation.subject
+                    ),
                 ),
             );
         }
@@ -242,7 +262,11 @@ pub fn diff_contracts(old: &ContractDocument, new: &ContractDocument, mode: Mode
                 push(role, Some(name), change);
             }
         }
-        for code in new_operation.errors.iter().filter(|code| !old_operation.errors.contains(code)) {
+        for code in new_operation
+            .errors
+            .iter()
+            .filter(|code| !old_operation.errors.contains(code))
+        {
             push(
                 Role::Response,
                 Some(name),
@@ -254,7 +278,11 @@ pub fn diff_contracts(old: &ContractDocument, new: &ContractDocument, mode: Mode
                 ),
             );
         }
-        for code in old_operation.errors.iter().filter(|code| !new_operation.errors.contains(code)) {
+        for code in old_operation
+            .errors
+            .iter()
+            .filter(|code| !new_operation.errors.contains(code))
+        {
             push(
                 Role::Response,
                 Some(name),
@@ -290,7 +318,11 @@ pub fn diff_contracts(old: &ContractDocument, new: &ContractDocument, mode: Mode
             _ => {}
         }
     }
-    for (name, new_operation) in new.operations.iter().filter(|(name, _)| !old.operations.contains_key(*name)) {
+    for (name, new_operation) in new
+        .operations
+        .iter()
+        .filter(|(name, _)| !old.operations.contains_key(*name))
+    {
         push(
             Role::Contract,
             Some(name),
@@ -298,7 +330,10 @@ pub fn diff_contracts(old: &ContractDocument, new: &ContractDocument, mode: Mode
                 ChangeCode::OperationAdded,
                 format!("/operations/{}", escape_pointer(name.as_str())),
                 Effect::Widens,
-                format!("operation {name} was added on {}; instances of the old version do not answer it", new_operation.subject),
+                format!(
+                    "operation {name} was added on {}; instances of the old version do not answer it",
+                    new_operation.subject
+                ),
             ),
         );
     }
@@ -313,7 +348,10 @@ pub fn diff_contracts(old: &ContractDocument, new: &ContractDocument, mode: Mode
                     ChangeCode::EventRemoved,
                     base,
                     Effect::Narrows,
-                    format!("event {name} was removed; consumers of {} wait in vain", old_event.subject),
+                    format!(
+                        "event {name} was removed; consumers of {} wait in vain",
+                        old_event.subject
+                    ),
                 ),
             );
             continue;
@@ -326,7 +364,10 @@ pub fn diff_contracts(old: &ContractDocument, new: &ContractDocument, mode: Mode
                     ChangeCode::SubjectChanged,
                     format!("{base}/subject"),
                     Effect::Changes,
-                    format!("event {name} moved from {} to {}; consumers listen on the old subject", old_event.subject, new_event.subject),
+                    format!(
+                        "event {name} moved from {} to {}; consumers listen on the old subject",
+                        old_event.subject, new_event.subject
+                    ),
                 ),
             );
         }
@@ -394,7 +435,11 @@ pub fn check_consumers(
                         pointer: "/events".to_owned(),
                         old_pointer: format!("/consumes/{index}"),
                         effect: Effect::Narrows,
-                        message: format!("{} consumes {event}, which {} no longer publishes", consumer.id(), candidate.id()),
+                        message: format!(
+                            "{} consumes {event}, which {} no longer publishes",
+                            consumer.id(),
+                            candidate.id()
+                        ),
                         hint: None,
                     }],
                     breaking: Some(true),
@@ -404,10 +449,14 @@ pub fn check_consumers(
             // What the consumer relies on: its own declaration, or what the producer sent so far.
             let expected = match (&consumption.expects, &previous_root) {
                 (Some(_), _) => Some((&consumer_root, format!("/consumes/{index}/expects"))),
-                (None, Some(root)) => Some((root, new_pointer.clone())).filter(|(root, pointer)| root.pointer(pointer).is_some()),
+                (None, Some(root)) => {
+                    Some((root, new_pointer.clone())).filter(|(root, pointer)| root.pointer(pointer).is_some())
+                }
                 (None, None) => None,
             };
-            let Some((expected_root, expected_pointer)) = expected else { continue };
+            let Some((expected_root, expected_pointer)) = expected else {
+                continue;
+            };
             let changes: Vec<Change> = diff_schemas_at(expected_root, &expected_pointer, &candidate_root, &new_pointer)
                 .into_iter()
                 .filter(|change| change.breaks(Mode::Forward) != Some(false))

@@ -10,7 +10,7 @@ mod schema_diff;
 
 pub use change::{Change, ChangeCode, Effect, Mode, Verdict, verdict};
 pub use contract_diff::{
-    ConsumerBreak, ContractChange, ContractReport, Role, check_consumers, check_history, check_history_with, diff_contracts,
-    policy_mode,
+    ConsumerBreak, ContractChange, ContractReport, Role, check_consumers, check_history, check_history_with,
+    diff_contracts, policy_mode,
 };
 pub use schema_diff::{diff_schemas, diff_schemas_at};

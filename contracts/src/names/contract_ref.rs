@@ -36,9 +36,8 @@ impl ContractRef {
             .split_once('#')
             .ok_or_else(|| NameError::new(KIND, input, format!("it has no '#'; {SHAPE}")))?;
         let service = ServiceName::parse(service).map_err(|err| NameError::new(KIND, input, err.to_string()))?;
-        let major = parse_major(major).ok_or_else(|| {
-            NameError::new(KIND, input, format!("{major:?} is not a major version number; {SHAPE}"))
-        })?;
+        let major = parse_major(major)
+            .ok_or_else(|| NameError::new(KIND, input, format!("{major:?} is not a major version number; {SHAPE}")))?;
         let member = MemberName::parse(member).map_err(|err| NameError::new(KIND, input, err.to_string()))?;
         Ok(Self { service, major, member })
     }
@@ -49,7 +48,11 @@ impl ContractId {
     pub fn parse(input: &str) -> Result<Self, NameError> {
         const KIND: &str = "contract id";
         let (service, version) = input.split_once('@').ok_or_else(|| {
-            NameError::new(KIND, input, "it has no '@'; expected service@version, such as inventory@1.3.0")
+            NameError::new(
+                KIND,
+                input,
+                "it has no '@'; expected service@version, such as inventory@1.3.0",
+            )
         })?;
         let service = ServiceName::parse(service).map_err(|err| NameError::new(KIND, input, err.to_string()))?;
         let version = Version::parse(version).map_err(|err| NameError::new(KIND, input, err.to_string()))?;
@@ -64,9 +67,8 @@ impl ContractId {
 
 /// A major version: decimal digits without a leading zero (except `0`).
 fn parse_major(text: &str) -> Option<u64> {
-    let well_formed = !text.is_empty()
-        && text.chars().all(|c| c.is_ascii_digit())
-        && (text == "0" || !text.starts_with('0'));
+    let well_formed =
+        !text.is_empty() && text.chars().all(|c| c.is_ascii_digit()) && (text == "0" || !text.starts_with('0'));
     if well_formed { text.parse().ok() } else { None }
 }
 

@@ -33,7 +33,17 @@ mod tests {
 
     #[test]
     fn refuses_other_shapes() {
-        for bad in ["", "Inventory", "2pay", "order_view", "order view", "a.b", "end-", "a--b", "*"] {
+        for bad in [
+            "",
+            "Inventory",
+            "2pay",
+            "order_view",
+            "order view",
+            "a.b",
+            "end-",
+            "a--b",
+            "*",
+        ] {
             let err = ServiceName::parse(bad).unwrap_err();
             assert_eq!(err.kind, "service name", "{bad:?}");
         }

@@ -123,7 +123,13 @@ mod tests {
 
     #[test]
     fn concrete_subjects() {
-        for ok in ["shop.inventory.v1.reserve", "a", "$SRV.PING", "_INBOX.abc123", "soa.registry.v1.get"] {
+        for ok in [
+            "shop.inventory.v1.reserve",
+            "a",
+            "$SRV.PING",
+            "_INBOX.abc123",
+            "soa.registry.v1.get",
+        ] {
             assert!(Subject::parse(ok).is_ok(), "{ok}");
         }
         for (bad, why) in [
@@ -148,7 +154,12 @@ mod tests {
     fn patterns_allow_wildcards_as_whole_tokens() {
         assert!(SubjectPattern::parse("shop.*.v1.>").is_ok());
         assert!(SubjectPattern::parse(">").is_ok());
-        assert!(SubjectPattern::parse("a.>.b").unwrap_err().to_string().contains("last token"));
+        assert!(
+            SubjectPattern::parse("a.>.b")
+                .unwrap_err()
+                .to_string()
+                .contains("last token")
+        );
         assert!(SubjectPattern::parse("a.b>").is_err());
         assert!(!SubjectPattern::parse("a.b").unwrap().has_wildcards());
     }

@@ -11,9 +11,13 @@ impl Version {
     /// Parses a semantic version (`MAJOR.MINOR.PATCH`, with optional
     /// pre-release and build parts).
     pub fn parse(input: &str) -> Result<Self, NameError> {
-        semver::Version::parse(input)
-            .map(Self)
-            .map_err(|err| NameError::new("version", input, format!("{err}; expected MAJOR.MINOR.PATCH such as 1.3.0")))
+        semver::Version::parse(input).map(Self).map_err(|err| {
+            NameError::new(
+                "version",
+                input,
+                format!("{err}; expected MAJOR.MINOR.PATCH such as 1.3.0"),
+            )
+        })
     }
 
     /// Builds a version from its three numbers.

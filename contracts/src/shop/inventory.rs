@@ -111,34 +111,30 @@ crate::events! {
 
 /// The `inventory@1` contract.
 pub fn contract() -> Result<ContractDocument, NameError> {
-    Ok(ContractBuilder::new(DOMAIN, "inventory", "1.0.0", "Stock levels and reservations", OWNER)?
-        .tags(&["shop", "stock"])
-        .operation::<Reserve>(
-            OperationSpec {
+    Ok(
+        ContractBuilder::new(DOMAIN, "inventory", "1.0.0", "Stock levels and reservations", OWNER)?
+            .tags(&["shop", "stock"])
+            .operation::<Reserve>(OperationSpec {
                 description: "Reserve stock for an order",
                 errors: &["OUT_OF_STOCK"],
                 idempotent: true,
-            },
-        )?
-        .operation::<Release>(
-            OperationSpec {
+            })?
+            .operation::<Release>(OperationSpec {
                 description: "Give back the stock reserved for an order",
                 idempotent: true,
                 ..Default::default()
-            },
-        )?
-        .operation::<Stock>(
-            OperationSpec {
+            })?
+            .operation::<Stock>(OperationSpec {
                 description: "How much of a product is free and reserved",
                 idempotent: true,
                 ..Default::default()
-            },
-        )?
-        .event::<Reserved>("Stock was reserved for an order")?
-        .event::<OutOfStock>("An order asked for more stock than there is")?
-        .event::<Released>("Stock reserved for an order was given back")?
-        .consumes("orders@1#placed")?
-        .consumes("payments@1#declined")?
-        .consumes("shipping@1#failed")?
-        .build())
+            })?
+            .event::<Reserved>("Stock was reserved for an order")?
+            .event::<OutOfStock>("An order asked for more stock than there is")?
+            .event::<Released>("Stock reserved for an order was given back")?
+            .consumes("orders@1#placed")?
+            .consumes("payments@1#declined")?
+            .consumes("shipping@1#failed")?
+            .build(),
+    )
 }

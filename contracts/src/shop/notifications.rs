@@ -80,24 +80,26 @@ crate::events! {
 
 /// The `notifications@1` contract.
 pub fn contract() -> Result<ContractDocument, NameError> {
-    Ok(ContractBuilder::new(DOMAIN, "notifications", "1.0.0", "Tells customers what happened to their orders", OWNER)?
-        .tags(&["shop", "customers"])
-        .operation::<Send>(
-            OperationSpec {
-                description: "Send a notification to a customer",
-                idempotent: true,
-                ..Default::default()
-            },
-        )?
-        .operation::<List>(
-            OperationSpec {
-                description: "List the notifications sent, for one order or all",
-                idempotent: true,
-                ..Default::default()
-            },
-        )?
-        .event::<Sent>("A notification was sent to a customer")?
-        .consumes("orders@1#completed")?
-        .consumes("orders@1#cancelled")?
-        .build())
+    Ok(ContractBuilder::new(
+        DOMAIN,
+        "notifications",
+        "1.0.0",
+        "Tells customers what happened to their orders",
+        OWNER,
+    )?
+    .tags(&["shop", "customers"])
+    .operation::<Send>(OperationSpec {
+        description: "Send a notification to a customer",
+        idempotent: true,
+        ..Default::default()
+    })?
+    .operation::<List>(OperationSpec {
+        description: "List the notifications sent, for one order or all",
+        idempotent: true,
+        ..Default::default()
+    })?
+    .event::<Sent>("A notification was sent to a customer")?
+    .consumes("orders@1#completed")?
+    .consumes("orders@1#cancelled")?
+    .build())
 }

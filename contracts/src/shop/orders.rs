@@ -160,35 +160,35 @@ crate::events! {
 
 /// The `orders@1` contract.
 pub fn contract() -> Result<ContractDocument, NameError> {
-    Ok(ContractBuilder::new(DOMAIN, "orders", "1.0.0", "Takes orders and tracks them to completion or cancellation", OWNER)?
-        .tags(&["shop", "orders"])
-        .operation::<Place>(
-            OperationSpec {
-                description: "Place an order; fulfilment starts in the order's mode",
-                idempotent: true,
-                ..Default::default()
-            },
-        )?
-        .operation::<Get>(
-            OperationSpec {
-                description: "Fetch one order",
-                idempotent: true,
-                ..Default::default()
-            },
-        )?
-        .operation::<List>(
-            OperationSpec {
-                description: "List orders, optionally by status, a page at a time",
-                idempotent: true,
-                ..Default::default()
-            },
-        )?
-        .event::<Placed>("An order was placed and its fulfilment starts")?
-        .event::<Completed>("An order was fulfilled")?
-        .event::<Cancelled>("An order could not be fulfilled and was undone")?
-        .consumes("shipping@1#scheduled")?
-        .consumes("inventory@1#out-of-stock")?
-        .consumes("payments@1#declined")?
-        .consumes("shipping@1#failed")?
-        .build())
+    Ok(ContractBuilder::new(
+        DOMAIN,
+        "orders",
+        "1.0.0",
+        "Takes orders and tracks them to completion or cancellation",
+        OWNER,
+    )?
+    .tags(&["shop", "orders"])
+    .operation::<Place>(OperationSpec {
+        description: "Place an order; fulfilment starts in the order's mode",
+        idempotent: true,
+        ..Default::default()
+    })?
+    .operation::<Get>(OperationSpec {
+        description: "Fetch one order",
+        idempotent: true,
+        ..Default::default()
+    })?
+    .operation::<List>(OperationSpec {
+        description: "List orders, optionally by status, a page at a time",
+        idempotent: true,
+        ..Default::default()
+    })?
+    .event::<Placed>("An order was placed and its fulfilment starts")?
+    .event::<Completed>("An order was fulfilled")?
+    .event::<Cancelled>("An order could not be fulfilled and was undone")?
+    .consumes("shipping@1#scheduled")?
+    .consumes("inventory@1#out-of-stock")?
+    .consumes("payments@1#declined")?
+    .consumes("shipping@1#failed")?
+    .build())
 }

@@ -104,26 +104,24 @@ crate::events! {
 
 /// The `payments@1` contract.
 pub fn contract() -> Result<ContractDocument, NameError> {
-    Ok(ContractBuilder::new(DOMAIN, "payments", "1.0.0", "Charges customers and refunds them", OWNER)?
-        .tags(&["shop", "money"])
-        .operation::<Charge>(
-            OperationSpec {
+    Ok(
+        ContractBuilder::new(DOMAIN, "payments", "1.0.0", "Charges customers and refunds them", OWNER)?
+            .tags(&["shop", "money"])
+            .operation::<Charge>(OperationSpec {
                 description: "Charge a customer for an order",
                 errors: &["PAYMENT_DECLINED"],
                 idempotent: true,
-            },
-        )?
-        .operation::<Refund>(
-            OperationSpec {
+            })?
+            .operation::<Refund>(OperationSpec {
                 description: "Refund what was charged for an order",
                 idempotent: true,
                 ..Default::default()
-            },
-        )?
-        .event::<Charged>("A customer was charged for an order")?
-        .event::<Declined>("A charge for an order was declined")?
-        .event::<Refunded>("A charge for an order was refunded")?
-        .consumes("inventory@1#reserved")?
-        .consumes("shipping@1#failed")?
-        .build())
+            })?
+            .event::<Charged>("A customer was charged for an order")?
+            .event::<Declined>("A charge for an order was declined")?
+            .event::<Refunded>("A charge for an order was refunded")?
+            .consumes("inventory@1#reserved")?
+            .consumes("shipping@1#failed")?
+            .build(),
+    )
 }

@@ -83,24 +83,22 @@ crate::events! {
 
 /// The `shipping@1` contract.
 pub fn contract() -> Result<ContractDocument, NameError> {
-    Ok(ContractBuilder::new(DOMAIN, "shipping", "1.0.0", "Schedules and cancels shipments", OWNER)?
-        .tags(&["shop", "logistics"])
-        .operation::<Schedule>(
-            OperationSpec {
+    Ok(
+        ContractBuilder::new(DOMAIN, "shipping", "1.0.0", "Schedules and cancels shipments", OWNER)?
+            .tags(&["shop", "logistics"])
+            .operation::<Schedule>(OperationSpec {
                 description: "Schedule the shipment of an order",
                 errors: &["SHIPPING_UNAVAILABLE"],
                 idempotent: true,
-            },
-        )?
-        .operation::<Cancel>(
-            OperationSpec {
+            })?
+            .operation::<Cancel>(OperationSpec {
                 description: "Cancel the shipment of an order",
                 idempotent: true,
                 ..Default::default()
-            },
-        )?
-        .event::<Scheduled>("A shipment was scheduled for an order")?
-        .event::<Failed>("No shipment could be scheduled for an order")?
-        .consumes("payments@1#charged")?
-        .build())
+            })?
+            .event::<Scheduled>("A shipment was scheduled for an order")?
+            .event::<Failed>("No shipment could be scheduled for an order")?
+            .consumes("payments@1#charged")?
+            .build(),
+    )
 }

@@ -36,7 +36,10 @@ fn checked_in_documents_match_the_rust_types() {
     on_disk.sort();
     let mut exported: Vec<String> = documents.iter().map(file_name).collect();
     exported.sort();
-    assert_eq!(on_disk, exported, "contracts/catalog/ holds documents no Rust type exports");
+    assert_eq!(
+        on_disk, exported,
+        "contracts/catalog/ holds documents no Rust type exports"
+    );
     assert!(
         drifted.is_empty(),
         "these documents drifted from the Rust types: {drifted:?}; run `SOA_UPDATE_CATALOG=1 cargo test -p contracts` and commit the result"
@@ -69,7 +72,11 @@ fn consumed_events_and_called_operations_exist_in_the_catalog() {
                 .iter()
                 .find(|other| other.service == reference.service && other.version.major() == reference.major)
                 .unwrap_or_else(|| panic!("{} consumes {reference}, which no contract declares", document.id()));
-            assert!(producer.events.contains_key(&reference.member), "{} consumes missing {reference}", document.id());
+            assert!(
+                producer.events.contains_key(&reference.member),
+                "{} consumes missing {reference}",
+                document.id()
+            );
         }
     }
 }

@@ -8,8 +8,11 @@ use serde_json::{Value, json};
 
 use crate::sample_document;
 
+/// A finding as the tests compare it: rule, pointer, position, message.
+type Found = (Rule, String, Option<Position>, String);
+
 /// Checks `text` and returns the error text, or the findings as text.
-fn check(text: &str) -> Result<Vec<(Rule, String, Option<Position>, String)>, DocumentError> {
+fn check(text: &str) -> Result<Vec<Found>, DocumentError> {
     let (_, findings) = check_document("inventory.json", text, &Limits::default(), &SchemaSet::default())?;
     Ok(findings
         .into_iter()
@@ -22,7 +25,7 @@ fn pretty(value: &Value) -> String {
 }
 
 /// Applies `edit` to the sample document and checks the result.
-fn check_edited(edit: impl FnOnce(&mut Value)) -> Result<Vec<(Rule, String, Option<Position>, String)>, DocumentError> {
+fn check_edited(edit: impl FnOnce(&mut Value)) -> Result<Vec<Found>, DocumentError> {
     let mut document = sample_document();
     edit(&mut document);
     check(&pretty(&document))
@@ -37,7 +40,9 @@ fn the_sample_is_clean() {
 fn malformed_json_names_line_and_column() {
     let text = "{\n  \"contract\": \"soabus/v1\",\n  \"service\": \"inventory\"\n  \"version\": \"1.0.0\"\n}";
     let err = check(text).unwrap_err();
-    let DocumentError::Syntax { position, .. } = &err else { panic!("{err:?}") };
+    let DocumentError::Syntax { position, .. } = &err else {
+        panic!("{err:?}")
+    };
     assert_eq!(*position, Position { line: 4, column: 3 });
     assert_eq!(
         err.to_string(),
@@ -50,7 +55,9 @@ fn malformed_json_names_line_and_column() {
 #[test]
 fn wrong_types_name_the_pointer_and_line() {
     let err = check_edited(|doc| doc["operations"]["reserve"]["idempotent"] = json!("yes")).unwrap_err();
-    let DocumentError::Invalid { problems, .. } = &err else { panic!("{err:?}") };
+    let DocumentError::Invalid { problems, .. } = &err else {
+        panic!("{err:?}")
+    };
     assert_eq!(problems.len(), 1, "{err}");
     assert_eq!(problems[0].pointer, "/operations/reserve/idempotent");
     assert!(problems[0].message.contains("is not of type \"boolean\""), "{err}");
@@ -61,7 +68,11 @@ fn wrong_types_name_the_pointer_and_line() {
         doc
     });
     assert!(text.lines().nth(line - 1).unwrap().contains("\"idempotent\": \"yes\""));
-    assert!(err.to_string().starts_with("inventory.json: not a valid contract document"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("inventory.json: not a valid contract document"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -79,13 +90,18 @@ fn missing_and_misspelt_required_fields() {
 #[test]
 fn unknown_fields_point_at_the_field() {
     let err = check_edited(|doc| doc["operations"]["reserve"]["timeout"] = json!(5)).unwrap_err();
-    let DocumentError::Invalid { problems, .. } = &err else { panic!("{err:?}") };
+    let DocumentError::Invalid { problems, .. } = &err else {
+        panic!("{err:?}")
+    };
     assert_eq!(problems.len(), 1, "{err}");
     assert_eq!(problems[0].pointer, "/operations/reserve/timeout");
     assert!(problems[0].message.contains("unknown field \"timeout\""), "{err}");
 
     let err = check_edited(|doc| doc["colour"] = json!("blue")).unwrap_err();
-    assert!(err.to_string().contains("at /colour: unknown field \"colour\""), "{err}");
+    assert!(
+        err.to_string().contains("at /colour: unknown field \"colour\""),
+        "{err}"
+    );
 }
 
 #[test]
@@ -100,9 +116,11 @@ fn bad_names_are_refused_by_their_rules() {
     assert!(err.to_string().contains("at /service"), "{err}");
     let err = check_edited(|doc| doc["consumes"] = json!(["orders#placed"])).unwrap_err();
     assert!(err.to_string().contains("at /consumes/0"), "{err}");
-    let err = check_edited(|doc| doc["operations"]["reserve"]["subject"] = json!("shop.inventory v1.reserve")).unwrap_err();
+    let err =
+        check_edited(|doc| doc["operations"]["reserve"]["subject"] = json!("shop.inventory v1.reserve")).unwrap_err();
     assert!(err.to_string().contains("at /operations/reserve/subject"), "{err}");
-    let err = check_edited(|doc| doc["operations"]["reserve"]["subject"] = json!("shop.inventory.*.reserve")).unwrap_err();
+    let err =
+        check_edited(|doc| doc["operations"]["reserve"]["subject"] = json!("shop.inventory.*.reserve")).unwrap_err();
     assert!(err.to_string().contains("only allowed in patterns"), "{err}");
 }
 
@@ -126,15 +144,21 @@ fn remote_refs_are_refused_with_the_pointer() {
 
 #[test]
 fn refs_must_resolve() {
-    let findings = check_edited(|doc| doc["operations"]["reserve"]["request"] = json!({"$ref": "#/$defs/Nope"})).unwrap();
+    let findings =
+        check_edited(|doc| doc["operations"]["reserve"]["request"] = json!({"$ref": "#/$defs/Nope"})).unwrap();
     assert_eq!(findings.len(), 1, "{findings:#?}");
     assert_eq!(findings[0].0, Rule::UnresolvedRef);
     assert!(findings[0].3.contains("points to nothing"));
 
     let findings =
-        check_edited(|doc| doc["operations"]["reserve"]["request"] = json!({"$ref": "soa://payments@1#/$defs/Money"})).unwrap();
+        check_edited(|doc| doc["operations"]["reserve"]["request"] = json!({"$ref": "soa://payments@1#/$defs/Money"}))
+            .unwrap();
     assert_eq!(findings[0].0, Rule::UnresolvedRef);
-    assert!(findings[0].3.contains("payments@1, which is not registered"), "{}", findings[0].3);
+    assert!(
+        findings[0].3.contains("payments@1, which is not registered"),
+        "{}",
+        findings[0].3
+    );
 }
 
 #[test]
@@ -150,7 +174,8 @@ fn cross_contract_refs_resolve_through_supplied_contracts() {
 
     let mut document = sample_document();
     document["operations"]["reserve"]["response"] = json!({"$ref": "soa://payments@1#/$defs/Money"});
-    let (document, findings) = check_document("inventory.json", &pretty(&document), &Limits::default(), &external).unwrap();
+    let (document, findings) =
+        check_document("inventory.json", &pretty(&document), &Limits::default(), &external).unwrap();
     assert_eq!(findings, vec![]);
     let compiled = contracts::compile_contract(&document, &external).unwrap();
     let response = &compiled.validators[&contracts::MessageKey::Response("reserve".parse().unwrap())];
@@ -162,7 +187,11 @@ fn cross_contract_refs_resolve_through_supplied_contracts() {
     missing["operations"]["reserve"]["response"] = json!({"$ref": "soa://payments@1#/$defs/Euro"});
     let (_, findings) = check_document("inventory.json", &pretty(&missing), &Limits::default(), &external).unwrap();
     assert_eq!(findings[0].rule, Rule::UnresolvedRef);
-    assert!(findings[0].message.contains("has nothing at #/$defs/Euro"), "{}", findings[0].message);
+    assert!(
+        findings[0].message.contains("has nothing at #/$defs/Euro"),
+        "{}",
+        findings[0].message
+    );
 }
 
 #[test]
@@ -184,39 +213,66 @@ fn unknown_remote_schema_dialects_are_refused() {
 
 #[test]
 fn ids_inside_contract_schemas_are_refused() {
-    let findings = check_edited(|doc| doc["$defs"]["Reservation"]["$id"] = json!("https://example.com/r.json")).unwrap();
+    let findings =
+        check_edited(|doc| doc["$defs"]["Reservation"]["$id"] = json!("https://example.com/r.json")).unwrap();
     assert_eq!(findings[0].0, Rule::ForbiddenId);
 }
 
 #[test]
 fn subjects_without_the_major_version_are_refused() {
-    let findings = check_edited(|doc| doc["operations"]["reserve"]["subject"] = json!("shop.inventory.reserve")).unwrap();
+    let findings =
+        check_edited(|doc| doc["operations"]["reserve"]["subject"] = json!("shop.inventory.reserve")).unwrap();
     assert_eq!(findings.len(), 1, "{findings:#?}");
     assert_eq!(findings[0].0, Rule::SubjectShape);
-    assert!(findings[0].3.contains("shop.inventory.v1.reserve") || findings[0].3.contains("<domain>.inventory.v1.reserve"));
+    assert!(
+        findings[0].3.contains("shop.inventory.v1.reserve") || findings[0].3.contains("<domain>.inventory.v1.reserve")
+    );
 
-    let findings = check_edited(|doc| doc["operations"]["reserve"]["subject"] = json!("shop.inventory.v2.reserve")).unwrap();
+    let findings =
+        check_edited(|doc| doc["operations"]["reserve"]["subject"] = json!("shop.inventory.v2.reserve")).unwrap();
     assert_eq!(findings.len(), 1, "{findings:#?}");
     assert_eq!(findings[0].0, Rule::SubjectMajor);
     assert!(findings[0].3.contains("carries major version 2"), "{}", findings[0].3);
 
-    let findings = check_edited(|doc| doc["operations"]["reserve"]["subject"] = json!("shop.inventory.latest.reserve")).unwrap();
+    let findings =
+        check_edited(|doc| doc["operations"]["reserve"]["subject"] = json!("shop.inventory.latest.reserve")).unwrap();
     assert_eq!(findings[0].0, Rule::SubjectMajor);
 }
 
 #[test]
 fn other_subject_rules() {
-    let findings = check_edited(|doc| doc["operations"]["reserve"]["subject"] = json!("shop.stock.v1.reserve")).unwrap();
-    assert_eq!(findings.iter().map(|f| f.0).collect::<Vec<_>>(), vec![Rule::SubjectService]);
-    let findings = check_edited(|doc| doc["operations"]["reserve"]["subject"] = json!("shop.inventory.v1.hold")).unwrap();
-    assert_eq!(findings.iter().map(|f| f.0).collect::<Vec<_>>(), vec![Rule::SubjectName]);
-    let findings = check_edited(|doc| doc["events"]["reserved"]["subject"] = json!("store.inventory.v1.reserved")).unwrap();
-    assert_eq!(findings.iter().map(|f| f.0).collect::<Vec<_>>(), vec![Rule::SubjectDomain]);
-    assert!(!has_errors(&check_document("x", &pretty(&{
-        let mut doc = sample_document();
-        doc["events"]["reserved"]["subject"] = json!("store.inventory.v1.reserved");
-        doc
-    }), &Limits::default(), &SchemaSet::default()).unwrap().1));
+    let findings =
+        check_edited(|doc| doc["operations"]["reserve"]["subject"] = json!("shop.stock.v1.reserve")).unwrap();
+    assert_eq!(
+        findings.iter().map(|f| f.0).collect::<Vec<_>>(),
+        vec![Rule::SubjectService]
+    );
+    let findings =
+        check_edited(|doc| doc["operations"]["reserve"]["subject"] = json!("shop.inventory.v1.hold")).unwrap();
+    assert_eq!(
+        findings.iter().map(|f| f.0).collect::<Vec<_>>(),
+        vec![Rule::SubjectName]
+    );
+    let findings =
+        check_edited(|doc| doc["events"]["reserved"]["subject"] = json!("store.inventory.v1.reserved")).unwrap();
+    assert_eq!(
+        findings.iter().map(|f| f.0).collect::<Vec<_>>(),
+        vec![Rule::SubjectDomain]
+    );
+    assert!(!has_errors(
+        &check_document(
+            "x",
+            &pretty(&{
+                let mut doc = sample_document();
+                doc["events"]["reserved"]["subject"] = json!("store.inventory.v1.reserved");
+                doc
+            }),
+            &Limits::default(),
+            &SchemaSet::default()
+        )
+        .unwrap()
+        .1
+    ));
 }
 
 #[test]
@@ -236,40 +292,72 @@ fn duplicate_subjects_are_refused() {
 
 #[test]
 fn schemas_that_do_not_compile_are_refused() {
-    let findings = check_edited(|doc| doc["$defs"]["Reservation"]["properties"]["quantity"]["type"] = json!("integr")).unwrap();
+    let findings =
+        check_edited(|doc| doc["$defs"]["Reservation"]["properties"]["quantity"]["type"] = json!("integr")).unwrap();
     assert!(!findings.is_empty());
     assert!(findings.iter().all(|f| f.0 == Rule::InvalidSchema), "{findings:#?}");
-    assert!(findings[0].1.starts_with("/$defs/Reservation/properties/quantity/type"), "{findings:#?}");
+    assert!(
+        findings[0].1.starts_with("/$defs/Reservation/properties/quantity/type"),
+        "{findings:#?}"
+    );
 
-    let findings = check_edited(|doc| doc["$defs"]["Reservation"]["properties"]["quantity"]["minimum"] = json!("one")).unwrap();
-    assert!(findings.iter().all(|f| f.0 == Rule::InvalidSchema) && !findings.is_empty(), "{findings:#?}");
+    let findings =
+        check_edited(|doc| doc["$defs"]["Reservation"]["properties"]["quantity"]["minimum"] = json!("one")).unwrap();
+    assert!(
+        findings.iter().all(|f| f.0 == Rule::InvalidSchema) && !findings.is_empty(),
+        "{findings:#?}"
+    );
 
     // A pattern the linear-time engine cannot compile (a back-reference).
-    let findings = check_edited(|doc| doc["$defs"]["Reservation"]["properties"]["order_id"]["pattern"] = json!("^(a)\\1$")).unwrap();
-    assert_eq!(findings.iter().map(|f| f.0).collect::<Vec<_>>(), vec![Rule::SchemaCompile], "{findings:#?}");
+    let findings =
+        check_edited(|doc| doc["$defs"]["Reservation"]["properties"]["order_id"]["pattern"] = json!("^(a)\\1$"))
+            .unwrap();
+    assert_eq!(
+        findings.iter().map(|f| f.0).collect::<Vec<_>>(),
+        vec![Rule::SchemaCompile],
+        "{findings:#?}"
+    );
     assert!(findings[0].3.contains("does not compile"), "{}", findings[0].3);
 
-    let findings = check_edited(|doc| doc["$defs"]["Reservation"]["properties"]["order_id"]["pattern"] = json!("([")).unwrap();
-    assert!(!findings.is_empty() && findings.iter().all(|f| matches!(f.0, Rule::SchemaCompile | Rule::InvalidSchema)), "{findings:#?}");
+    let findings =
+        check_edited(|doc| doc["$defs"]["Reservation"]["properties"]["order_id"]["pattern"] = json!("([")).unwrap();
+    assert!(
+        !findings.is_empty()
+            && findings
+                .iter()
+                .all(|f| matches!(f.0, Rule::SchemaCompile | Rule::InvalidSchema)),
+        "{findings:#?}"
+    );
 }
 
 #[test]
 fn operations_need_descriptions() {
     let findings = check_edited(|doc| {
-        doc["operations"]["reserve"].as_object_mut().unwrap().remove("description");
+        doc["operations"]["reserve"]
+            .as_object_mut()
+            .unwrap()
+            .remove("description");
     })
     .unwrap();
-    assert_eq!(findings.iter().map(|f| f.0).collect::<Vec<_>>(), vec![Rule::OperationDescription]);
+    assert_eq!(
+        findings.iter().map(|f| f.0).collect::<Vec<_>>(),
+        vec![Rule::OperationDescription]
+    );
     assert_eq!(findings[0].1, "/operations/reserve");
 }
 
 #[test]
 fn declared_examples_must_validate() {
     let findings = check_edited(|doc| {
-        doc["$defs"]["Reservation"]["examples"] = json!([{"order_id": "o-1", "quantity": 2}, {"order_id": "o-1", "quantity": 0}]);
+        doc["$defs"]["Reservation"]["examples"] =
+            json!([{"order_id": "o-1", "quantity": 2}, {"order_id": "o-1", "quantity": 0}]);
     })
     .unwrap();
-    assert_eq!(findings.iter().map(|f| f.0).collect::<Vec<_>>(), vec![Rule::InvalidExample], "{findings:#?}");
+    assert_eq!(
+        findings.iter().map(|f| f.0).collect::<Vec<_>>(),
+        vec![Rule::InvalidExample],
+        "{findings:#?}"
+    );
     assert_eq!(findings[0].1, "/$defs/Reservation/examples/1");
     assert!(findings[0].3.contains("/quantity"), "{}", findings[0].3);
 }
@@ -290,7 +378,10 @@ fn ten_thousand_deep_nesting_is_refused_without_overflow() {
     let deep_array = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
     let err = check(&deep_array).unwrap_err();
     assert!(matches!(err, DocumentError::TooDeep { .. }), "{err:?}");
-    assert!(err.to_string().starts_with("inventory.json:1:65: the document nests"), "{err}");
+    assert!(
+        err.to_string().starts_with("inventory.json:1:65: the document nests"),
+        "{err}"
+    );
 
     // Deep nesting inside an otherwise valid document, and unclosed nesting.
     // Built as text: a serde_json value this deep would overflow the stack itself.
@@ -299,7 +390,10 @@ fn ten_thousand_deep_nesting_is_refused_without_overflow() {
         "{{\"contract\":\"soabus/v1\",\"service\":\"a\",\"version\":\"1.0.0\",\"description\":\"d\",\"owner\":\"o\",\"$defs\":{{\"X\":{nested}}}}}"
     );
     assert!(matches!(check(&text).unwrap_err(), DocumentError::TooDeep { .. }));
-    assert!(matches!(check(&"{\"a\":".repeat(10_000)).unwrap_err(), DocumentError::TooDeep { .. }));
+    assert!(matches!(
+        check(&"{\"a\":".repeat(10_000)).unwrap_err(),
+        DocumentError::TooDeep { .. }
+    ));
 }
 
 #[test]
@@ -312,6 +406,9 @@ fn errors_list_every_problem_once() {
     .unwrap_err();
     let problems = err.problems();
     let pointers: Vec<&str> = problems.iter().map(|p| p.pointer.as_str()).collect();
-    assert!(pointers.contains(&"/version") && pointers.contains(&"/owner") && pointers.contains(&"/tags"), "{err}");
+    assert!(
+        pointers.contains(&"/version") && pointers.contains(&"/owner") && pointers.contains(&"/tags"),
+        "{err}"
+    );
     assert_eq!(err.to_string().matches("\n  - ").count(), problems.len());
 }

@@ -1,5 +1,8 @@
 //! Integration tests of the `contracts` crate: one binary, one module per feature.
 
+// Test helpers stop at the line that failed, like the tests that call them.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod catalog;
 mod compat_contracts;
 mod compat_properties;

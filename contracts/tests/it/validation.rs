@@ -61,9 +61,16 @@ fn every_failing_value_is_reported_with_its_pointer() {
     order["coupon"] = json!("FREE");
     let mut pointers = check(order);
     pointers.sort();
-    assert_eq!(pointers, vec!["", "/items/0/quantity", "/items/0/unit_price/currency", "/mode"]);
+    assert_eq!(
+        pointers,
+        vec!["", "/items/0/quantity", "/items/0/unit_price/currency", "/mode"]
+    );
 
-    assert_eq!(check(json!({"order_id": "ord-1"})), vec![""; 3], "three missing required fields");
+    assert_eq!(
+        check(json!({"order_id": "ord-1"})),
+        vec![""; 3],
+        "three missing required fields"
+    );
     assert_eq!(check(json!([])), vec![""]);
     let mut empty_items = valid_order();
     empty_items["items"] = json!([]);
@@ -85,7 +92,11 @@ fn failures_become_the_wire_error_body() {
     assert_eq!(body.code, ErrorCode::ValidationFailed);
     assert_eq!(body.details.len(), 1);
     assert_eq!(body.details[0].pointer, "/items/0/quantity");
-    assert!(body.details[0].schema_path.as_deref().unwrap().ends_with("/minimum"), "{:?}", body.details[0]);
+    assert!(
+        body.details[0].schema_path.as_deref().unwrap().ends_with("/minimum"),
+        "{:?}",
+        body.details[0]
+    );
 }
 
 #[test]
@@ -138,7 +149,9 @@ fn formats_are_asserted() {
     let compiled = compile_contract(&document, &SchemaSet::default()).unwrap();
     let validator = &compiled.validators[&MessageKey::Request("reserve".parse().unwrap())];
     assert!(validator.is_valid(&json!({"order_id": "a", "quantity": 1, "when": "2026-11-27T10:00:00Z"})));
-    let failure = validator.validate(&json!({"order_id": "a", "quantity": 1, "when": "tomorrow"})).unwrap_err();
+    let failure = validator
+        .validate(&json!({"order_id": "a", "quantity": 1, "when": "tomorrow"}))
+        .unwrap_err();
     assert_eq!(failure.details[0].pointer, "/when");
 }
 
@@ -155,7 +168,10 @@ fn the_cache_compiles_each_message_once() {
 
     let missing = MessageKey::Request("refund".parse().unwrap());
     let problem = cache.get_or_compile(&document, &missing, &external).unwrap_err();
-    assert!(problem.to_string().contains("declares no request of refund"), "{problem}");
+    assert!(
+        problem.to_string().contains("declares no request of refund"),
+        "{problem}"
+    );
 
     let compiled = compile_contract(&document, &external).unwrap();
     cache.insert_contract(&compiled);
@@ -177,16 +193,34 @@ fn every_shop_message_type_matches_its_own_schema() {
         ("orders", "place", valid_order()),
         ("orders", "get", json!({"order_id": "ord-1"})),
         ("orders", "list", json!({"status": "completed", "limit": 10})),
-        ("inventory", "reserve", json!({"order_id": "ord-1", "items": [{"sku": "a", "quantity": 1}]})),
+        (
+            "inventory",
+            "reserve",
+            json!({"order_id": "ord-1", "items": [{"sku": "a", "quantity": 1}]}),
+        ),
         ("inventory", "release", json!({"order_id": "ord-1"})),
-        ("payments", "charge", json!({"order_id": "o", "customer_id": "c", "amount": {"amount_cents": 1, "currency": "EUR"}})),
-        ("shipping", "schedule", json!({"order_id": "o", "items": [{"sku": "a", "quantity": 1}]})),
-        ("notifications", "send", json!({"order_id": "o", "customer_id": "c", "kind": "order-confirmed", "message": "hi"})),
+        (
+            "payments",
+            "charge",
+            json!({"order_id": "o", "customer_id": "c", "amount": {"amount_cents": 1, "currency": "EUR"}}),
+        ),
+        (
+            "shipping",
+            "schedule",
+            json!({"order_id": "o", "items": [{"sku": "a", "quantity": 1}]}),
+        ),
+        (
+            "notifications",
+            "send",
+            json!({"order_id": "o", "customer_id": "c", "kind": "order-confirmed", "message": "hi"}),
+        ),
     ];
     for (service, operation, sample) in samples {
         let document = documents.iter().find(|d| d.service.as_str() == service).unwrap();
         let compiled = compile_contract(document, &external).unwrap();
         let validator = &compiled.validators[&MessageKey::Request(operation.parse().unwrap())];
-        validator.validate(&sample).unwrap_or_else(|failure| panic!("{service}#{operation}: {failure}"));
+        validator
+            .validate(&sample)
+            .unwrap_or_else(|failure| panic!("{service}#{operation}: {failure}"));
     }
 }

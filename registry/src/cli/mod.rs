@@ -18,7 +18,9 @@ pub use tokio_util::sync::CancellationToken;
 mod contract;
 mod demo;
 
-pub use contract::{CheckArgs, CheckFormat, ContractCommand, ExportArgs};
+pub use contract::{
+    CheckArgs, ContractCommand, DiffArgs, ExportArgs, ModeArg, OutputArgs, Report, ReportFormat, Source, check_sources,
+};
 pub use demo::DemoArgs;
 
 /// How `soa` ended, as its exit code.
@@ -55,6 +57,50 @@ impl From<Exit> for std::process::ExitCode {
 #[error("{0}")]
 pub struct UsageError(pub String);
 
+/// What `soa` knows about where its output goes, decided by `main` (tests
+/// and other embedders run without a terminal).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Terminal {
+    /// Standard output is a terminal, not a pipe or a file.
+    pub stdout_is_terminal: bool,
+    /// `NO_COLOR` is set (to anything but the empty string): no colours, ever.
+    pub no_color: bool,
+}
+
+impl Terminal {
+    /// Looks at this process: whether standard output is a terminal, and `NO_COLOR`.
+    pub fn detect() -> Self {
+        use std::io::IsTerminal;
+        Self {
+            stdout_is_terminal: std::io::stdout().is_terminal(),
+            no_color: std::env::var_os("NO_COLOR").is_some_and(|value| !value.is_empty()),
+        }
+    }
+}
+
+/// When to colour the output.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorChoice {
+    /// When standard output is a terminal and `NO_COLOR` is not set.
+    #[default]
+    Auto,
+    /// Always, even into a pipe.
+    Always,
+    /// Never.
+    Never,
+}
+
+impl ColorChoice {
+    /// Whether to colour, given where the output goes.
+    pub fn enabled(self, terminal: Terminal) -> bool {
+        match self {
+            Self::Auto => terminal.stdout_is_terminal && !terminal.no_color,
+            Self::Always => true,
+            Self::Never => false,
+        }
+    }
+}
+
 /// Contracts, services and the registry of a soabus on NATS.
 #[derive(Debug, Parser)]
 #[command(name = "soa", version)]
@@ -62,6 +108,9 @@ pub struct Cli {
     /// How to reach the NATS server; accepted by every command.
     #[command(flatten)]
     pub nats: NatsOptions,
+    /// When to colour the output.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
+    pub color: ColorChoice,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -153,12 +202,29 @@ impl NatsOptions {
 }
 
 /// Runs `soa` with `args` (the program name first, as in `std::env::args_os`),
-/// writing its output to `stdout` and its errors to `stderr`.
+/// writing its output to `stdout` and its errors to `stderr`, as into a pipe
+/// (no colours unless `--color always`).
 ///
 /// `shutdown` is cancelled by `main` on Ctrl-C or SIGTERM; long-running
 /// commands stop cleanly when it is. Errors are printed with their whole
 /// chain; the returned [`Exit`] is the process's exit code.
 pub async fn run<I, T>(args: I, stdout: &mut dyn Write, stderr: &mut dyn Write, shutdown: CancellationToken) -> Exit
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    run_on(args, stdout, stderr, shutdown, Terminal::default()).await
+}
+
+/// [`run`], told by `terminal` where the output goes (`main` passes
+/// [`Terminal::detect`]), which decides colours under `--color auto`.
+pub async fn run_on<I, T>(
+    args: I,
+    stdout: &mut dyn Write,
+    stderr: &mut dyn Write,
+    shutdown: CancellationToken,
+    terminal: Terminal,
+) -> Exit
 where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
@@ -178,7 +244,7 @@ where
         }
     };
     let result = match &cli.command {
-        Command::Contract(command) => contract::run(command, stdout),
+        Command::Contract(command) => contract::run(command, stdout, stderr, cli.color.enabled(terminal)),
         Command::Demo(args) => demo::run(&cli.nats, args, stdout, shutdown).await,
     };
     // Whatever was written must reach the terminal before the error does.
@@ -231,6 +297,26 @@ mod tests {
         let config = cli.nats.connect_config("test");
         assert!(config.tls_required);
         assert_eq!(config.root_certificates, Some(PathBuf::from("ca.pem")));
+    }
+
+    #[test]
+    fn colour_is_automatic_on_a_terminal_without_no_color() {
+        let terminal = Terminal {
+            stdout_is_terminal: true,
+            no_color: false,
+        };
+        assert!(ColorChoice::Auto.enabled(terminal));
+        assert!(!ColorChoice::Auto.enabled(Terminal {
+            no_color: true,
+            ..terminal
+        }));
+        assert!(!ColorChoice::Auto.enabled(Terminal::default()));
+        assert!(ColorChoice::Always.enabled(Terminal::default()));
+        assert!(!ColorChoice::Never.enabled(terminal));
+        assert_eq!(
+            parse(&["soa", "contract", "check", "x", "--color", "never"]).color,
+            ColorChoice::Never
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Tests of the `soa` command line, through `registry::cli::run` with captured
 //! output: contract check and export on real files, and the demo on a real
-//! nats-server.
+//! nats-server. The contract gate's formats, git comparison and diff have
+//! their own module, `contract_gate`.
 
 use std::path::{Path, PathBuf};
 
@@ -8,14 +9,14 @@ use registry::cli::{self, CancellationToken, Exit};
 use tests::harness::{NatsServer, workspace_root};
 
 /// What one run of `soa` did.
-struct Run {
-    exit: Exit,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Run {
+    pub(crate) exit: Exit,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 /// Runs `soa` with `args` (without the program name) and captures its output.
-async fn soa<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Run {
+pub(crate) async fn soa<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Run {
     let mut argv = vec![std::ffi::OsString::from("soa")];
     argv.extend(args.iter().map(|arg| arg.as_ref().to_owned()));
     let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
@@ -32,12 +33,12 @@ fn catalog_dir() -> PathBuf {
 }
 
 /// Asserts that `output` has a line `<file>:<line>:<column>: <rest...>` that
-/// starts with `rest`, whatever the line and column.
+/// starts with `rest`, whatever the line and column (and its indentation).
 #[track_caller]
 fn assert_diagnostic(output: &str, file: &Path, rest: &str) {
     let prefix = format!("{}:", file.display());
     let found = output.lines().any(|line| {
-        let Some(after_file) = line.strip_prefix(&prefix) else {
+        let Some(after_file) = line.trim_start().strip_prefix(&prefix) else {
             return false;
         };
         let mut parts = after_file.splitn(3, ':');
@@ -69,7 +70,7 @@ async fn the_checked_in_catalogue_passes_the_check() {
 }
 
 #[tokio::test]
-async fn bad_documents_fail_the_check_with_a_line_each() {
+async fn bad_documents_fail_the_check_with_a_line_each_and_unreadable_ones_exit_2() {
     let dir = tempfile::tempdir().unwrap();
 
     let mut remote_ref = orders_value().unwrap();
@@ -91,15 +92,21 @@ async fn bad_documents_fail_the_check_with_a_line_each() {
     .unwrap();
 
     let run = soa(&["contract".as_ref(), "check".as_ref(), dir.path().as_os_str()]).await;
-    assert_eq!(run.exit, Exit::Failure, "{}{}", run.stdout, run.stderr);
+    // A file that is not JSON cannot be checked at all: exit 2, though it is
+    // reported in its place among the others.
+    assert_eq!(run.exit, Exit::Usage, "{}{}", run.stdout, run.stderr);
+    let mut lines = run.stdout.lines();
     assert_eq!(
-        run.stdout.lines().next(),
-        Some(
-            format!(
-                "{}:4:3: error[json-syntax]: not valid JSON: expected `,` or `}}`",
-                malformed_path.display()
+        (lines.next(), lines.next()),
+        (
+            Some(malformed_path.display().to_string().as_str()),
+            Some(
+                format!(
+                    "  {}:4:3: error[json-syntax]: not valid JSON: expected `,` or `}}`",
+                    malformed_path.display()
+                )
+                .as_str()
             )
-            .as_str()
         ),
         "documents are checked in sorted order:\n{}",
         run.stdout
@@ -120,11 +127,16 @@ async fn bad_documents_fail_the_check_with_a_line_each() {
         "error[SOA020 remote-ref] at /$defs/Money/$ref: \"https://example.com/money.json\" would be fetched from outside the registry",
     );
     assert!(
-        run.stdout.ends_with("\n3 documents, 4 errors, 0 warnings\n"),
+        run.stdout.ends_with("\n3 documents, 4 errors, 0 warnings\nTo accept a finding or change on purpose, add its fingerprint to .soa-ignore.\n"),
         "{}",
         run.stdout
     );
     assert_eq!(run.stderr, "");
+
+    // Without the malformed file, the others fail policy: exit 1.
+    std::fs::remove_file(&malformed_path).unwrap();
+    let run = soa(&["contract".as_ref(), "check".as_ref(), dir.path().as_os_str()]).await;
+    assert_eq!(run.exit, Exit::Failure, "{}{}", run.stdout, run.stderr);
 }
 
 #[tokio::test]
@@ -145,13 +157,15 @@ async fn the_json_format_reports_each_document() {
     .await;
     assert_eq!(run.exit, Exit::Failure, "{}{}", run.stdout, run.stderr);
     let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
-    assert_eq!(report.as_array().map(Vec::len), Some(2));
-    assert_eq!(report[0]["service"], "orders");
-    assert_eq!(report[0]["findings"][0]["rule"], "SOA001");
-    assert_eq!(report[0]["findings"][0]["name"], "subject-shape");
-    assert_eq!(report[0]["findings"][0]["pointer"], "/operations/get/subject");
-    assert!(report[0]["findings"][0]["line"].as_u64().is_some());
-    assert_eq!(report[1]["findings"], serde_json::json!([]));
+    let documents = &report["documents"];
+    assert_eq!(documents.as_array().map(Vec::len), Some(2));
+    assert_eq!(documents[0]["service"], "orders");
+    assert_eq!(documents[0]["diagnostics"][0]["rule"], "SOA001");
+    assert_eq!(documents[0]["diagnostics"][0]["name"], "subject-shape");
+    assert_eq!(documents[0]["diagnostics"][0]["pointer"], "/operations/get/subject");
+    assert!(documents[0]["diagnostics"][0]["line"].as_u64().is_some());
+    assert_eq!(documents[1]["diagnostics"], serde_json::json!([]));
+    assert_eq!(report["summary"]["exit_code"], 1);
 }
 
 #[tokio::test]

@@ -2,5 +2,12 @@
 //!
 //! One binary links once and lets the tests run in parallel within it.
 
+// All of this binary is tests, helpers included: as clippy.toml allows in
+// tests, a failed set-up stops at the line that failed.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod cli;
+mod contract_gate;
+mod events;
 mod harness;
+mod runtime;

@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bus_services::runtime::{
-    BuildError, CallError, CallOptions, Context, RegistrationConfig, Service, ServiceClient, ServiceConfig, ServiceError,
+    BuildError, CallError, CallOptions, Context, RegistrationConfig, Service, ServiceClient, ServiceConfig,
+    ServiceError,
 };
 use contracts::shop::StockLine;
 use contracts::shop::inventory::{self, GetStock, Reservation, ReserveStock, StockLevel};
@@ -29,7 +30,10 @@ struct Running {
 impl Running {
     async fn stop(self) {
         self.shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(15), self.task).await.unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(15), self.task)
+            .await
+            .unwrap()
+            .unwrap();
     }
 }
 
@@ -111,7 +115,11 @@ async fn start(server: &NatsServer, service: Service) -> Running {
     let subject = format!("$SRV.PING.inventory.{}", service.instance_id());
     for _ in 0..100 {
         if probe.request(subject.clone(), "".into()).await.is_ok() {
-            return Running { shutdown, task, service };
+            return Running {
+                shutdown,
+                task,
+                service,
+            };
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -140,7 +148,10 @@ async fn typed_round_trip() {
     let reservation = client.call::<inventory::Reserve>(&reserve("ord-1", 2)).await.unwrap();
     assert_eq!(reservation.reservation_id, "res-ord-1");
     assert_eq!(reservation.items[0].quantity, 2);
-    let level = client.call::<inventory::Stock>(&GetStock { sku: "sku-mug".into() }).await.unwrap();
+    let level = client
+        .call::<inventory::Stock>(&GetStock { sku: "sku-mug".into() })
+        .await
+        .unwrap();
     assert_eq!(level.available, 5);
     running.stop().await;
 }
@@ -152,16 +163,34 @@ async fn invalid_requests_never_reach_the_handler_and_name_every_pointer() {
     let client = client(&server).await;
     let bad = json!({"order_id": "ord 1", "items": [{"sku": "", "quantity": 0}], "rush": true});
     let error = client.call_json("reserve", &bad).await.unwrap_err();
-    let CallError::Service { body, .. } = &error else { panic!("{error:?}") };
+    let CallError::Service { body, .. } = &error else {
+        panic!("{error:?}")
+    };
     assert_eq!(body.code, ErrorCode::ValidationFailed);
     let mut pointers: Vec<&str> = body.details.iter().map(|detail| detail.pointer.as_str()).collect();
     pointers.sort();
-    assert_eq!(pointers, vec!["", "/items/0/quantity", "/items/0/sku", "/order_id"], "{body:#?}");
-    assert_eq!(running.service.stats().endpoints.iter().map(|e| e.num_errors).sum::<u64>(), 1);
+    assert_eq!(
+        pointers,
+        vec!["", "/items/0/quantity", "/items/0/sku", "/order_id"],
+        "{body:#?}"
+    );
+    assert_eq!(
+        running
+            .service
+            .stats()
+            .endpoints
+            .iter()
+            .map(|e| e.num_errors)
+            .sum::<u64>(),
+        1
+    );
 
     // Raw bytes that are not JSON get the same treatment.
     let raw = server.client().await.unwrap();
-    let reply = raw.request("shop.inventory.v1.reserve", "not json".into()).await.unwrap();
+    let reply = raw
+        .request("shop.inventory.v1.reserve", "not json".into())
+        .await
+        .unwrap();
     let body = bus_services::wire::decode_error(reply.headers.as_ref(), &reply.payload).unwrap();
     assert_eq!(body.code, ErrorCode::ValidationFailed);
     let headers = reply.headers.unwrap();
@@ -174,19 +203,42 @@ async fn handler_errors_keep_to_the_contract() {
     let server = NatsServer::start().await.unwrap();
     let running = start(&server, inventory_service(quiet(), Arc::default())).await;
     let client = client(&server).await;
-    let error = client.call::<inventory::Reserve>(&reserve("ord-2", 9)).await.unwrap_err();
+    let error = client
+        .call::<inventory::Reserve>(&reserve("ord-2", 9))
+        .await
+        .unwrap_err();
     assert_eq!(error.code(), ErrorCode::Declared("OUT_OF_STOCK".into()));
     assert_eq!(error.body().message, "only 5 units of each product");
 
-    let error = client.call::<inventory::Reserve>(&reserve("undeclared", 1)).await.unwrap_err();
+    let error = client
+        .call::<inventory::Reserve>(&reserve("undeclared", 1))
+        .await
+        .unwrap_err();
     assert_eq!(error.code(), ErrorCode::Internal, "an undeclared code becomes INTERNAL");
 
-    let error = client.call::<inventory::Reserve>(&reserve("panic", 1)).await.unwrap_err();
-    assert_eq!(error.code(), ErrorCode::Internal, "a panicking handler still gets its caller a reply");
+    let error = client
+        .call::<inventory::Reserve>(&reserve("panic", 1))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.code(),
+        ErrorCode::Internal,
+        "a panicking handler still gets its caller a reply"
+    );
 
-    let error = client.call_json("release", &json!({"order_id": "broken"})).await.unwrap_err();
-    assert_eq!(error.code(), ErrorCode::Internal, "a response that breaks the contract is not sent");
-    assert_eq!(error.body().message, "the service produced a response that breaks its contract");
+    let error = client
+        .call_json("release", &json!({"order_id": "broken"}))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.code(),
+        ErrorCode::Internal,
+        "a response that breaks the contract is not sent"
+    );
+    assert_eq!(
+        error.body().message,
+        "the service produced a response that breaks its contract"
+    );
     running.stop().await;
 }
 
@@ -198,9 +250,17 @@ async fn nobody_serving_is_unavailable() {
         initial_backoff: Duration::from_millis(10),
         ..CallOptions::default()
     });
-    let error = client.call::<inventory::Reserve>(&reserve("ord-3", 1)).await.unwrap_err();
+    let error = client
+        .call::<inventory::Reserve>(&reserve("ord-3", 1))
+        .await
+        .unwrap_err();
     assert_eq!(error.code(), ErrorCode::Unavailable);
-    assert!(error.to_string().contains("no instance of inventory answers on shop.inventory.v1.reserve"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("no instance of inventory answers on shop.inventory.v1.reserve"),
+        "{error}"
+    );
     let unknown = client.call_json("teleport", &json!({})).await.unwrap_err();
     assert!(matches!(unknown, CallError::UnknownOperation { .. }), "{unknown:?}");
 }
@@ -212,9 +272,20 @@ async fn two_instances_share_the_load() {
     let second = start(&server, inventory_service(quiet(), Arc::default())).await;
     let client = client(&server).await;
     for index in 0..60 {
-        client.call::<inventory::Reserve>(&reserve(&format!("ord-{index}"), 1)).await.unwrap();
+        client
+            .call::<inventory::Reserve>(&reserve(&format!("ord-{index}"), 1))
+            .await
+            .unwrap();
     }
-    let served = |running: &Running| running.service.stats().endpoints.iter().map(|e| e.num_requests).sum::<u64>();
+    let served = |running: &Running| {
+        running
+            .service
+            .stats()
+            .endpoints
+            .iter()
+            .map(|e| e.num_requests)
+            .sum::<u64>()
+    };
     let (a, b) = (served(&first), served(&second));
     assert_eq!(a + b, 60);
     assert!(a > 0 && b > 0, "both instances served: {a} and {b}");
@@ -223,7 +294,14 @@ async fn two_instances_share_the_load() {
     let stats = gather(&server, "$SRV.STATS.inventory", 2).await;
     let mut counts: Vec<u64> = stats
         .iter()
-        .map(|reply| reply["endpoints"].as_array().unwrap().iter().map(|e| e["num_requests"].as_u64().unwrap()).sum())
+        .map(|reply| {
+            reply["endpoints"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["num_requests"].as_u64().unwrap())
+                .sum()
+        })
         .collect();
     counts.sort();
     let mut expected = vec![a, b];
@@ -239,7 +317,9 @@ async fn gather(server: &NatsServer, subject: &str, expected: usize) -> Vec<Valu
     let nats = server.client().await.unwrap();
     let inbox = nats.new_inbox();
     let mut replies = nats.subscribe(inbox.clone()).await.unwrap();
-    nats.publish_with_reply(subject.to_owned(), inbox, "".into()).await.unwrap();
+    nats.publish_with_reply(subject.to_owned(), inbox, "".into())
+        .await
+        .unwrap();
     let mut gathered = Vec::new();
     while gathered.len() < expected {
         match tokio::time::timeout(Duration::from_secs(2), replies.next()).await {
@@ -248,7 +328,11 @@ async fn gather(server: &NatsServer, subject: &str, expected: usize) -> Vec<Valu
         }
     }
     // Nothing more should come.
-    assert!(tokio::time::timeout(Duration::from_millis(200), replies.next()).await.is_err());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), replies.next())
+            .await
+            .is_err()
+    );
     gathered
 }
 
@@ -261,7 +345,10 @@ fn adr32_schema(kind: &str) -> Value {
         "metadata": {"type": ["object", "null"], "additionalProperties": {"type": "string"}},
     });
     let mut properties = identity.as_object().unwrap().clone();
-    properties.insert("type".into(), json!({"const": format!("io.nats.micro.v1.{kind}_response")}));
+    properties.insert(
+        "type".into(),
+        json!({"const": format!("io.nats.micro.v1.{kind}_response")}),
+    );
     let mut required = vec!["type", "name", "id", "version"];
     match kind {
         "info" => {
@@ -306,12 +393,23 @@ fn adr32_schema(kind: &str) -> Value {
 async fn discovery_answers_ping_info_and_stats_as_adr_32_says() {
     let server = NatsServer::start().await.unwrap();
     let running = start(&server, inventory_service(quiet(), Arc::default())).await;
-    client(&server).await.call::<inventory::Reserve>(&reserve("ord-4", 9)).await.unwrap_err();
+    client(&server)
+        .await
+        .call::<inventory::Reserve>(&reserve("ord-4", 9))
+        .await
+        .unwrap_err();
     let id = running.service.instance_id().to_owned();
     for kind in ["ping", "info", "stats"] {
-        let validator = jsonschema::options().should_validate_formats(true).build(&adr32_schema(kind)).unwrap();
+        let validator = jsonschema::options()
+            .should_validate_formats(true)
+            .build(&adr32_schema(kind))
+            .unwrap();
         let verb = kind.to_uppercase();
-        for subject in [format!("$SRV.{verb}"), format!("$SRV.{verb}.inventory"), format!("$SRV.{verb}.inventory.{id}")] {
+        for subject in [
+            format!("$SRV.{verb}"),
+            format!("$SRV.{verb}.inventory"),
+            format!("$SRV.{verb}.inventory.{id}"),
+        ] {
             let replies = gather(&server, &subject, 1).await;
             assert_eq!(replies.len(), 1, "{subject}");
             let reply = &replies[0];
@@ -334,9 +432,19 @@ async fn discovery_answers_ping_info_and_stats_as_adr_32_says() {
     assert_eq!(subjects["reserve"], "shop.inventory.v1.reserve");
     assert_eq!(info["endpoints"][0]["queue_group"], "inventory");
     let stats = &gather(&server, "$SRV.STATS.inventory", 1).await[0];
-    let reserve_stats = stats["endpoints"].as_array().unwrap().iter().find(|e| e["name"] == "reserve").unwrap();
+    let reserve_stats = stats["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "reserve")
+        .unwrap();
     assert_eq!(reserve_stats["num_errors"], 1);
-    assert!(reserve_stats["last_error"].as_str().unwrap().starts_with("OUT_OF_STOCK"));
+    assert!(
+        reserve_stats["last_error"]
+            .as_str()
+            .unwrap()
+            .starts_with("OUT_OF_STOCK")
+    );
     running.stop().await;
 }
 
@@ -355,15 +463,23 @@ async fn correlation_and_trace_propagate_across_a_call() {
             let client = inventory_client.in_flow(ctx.propagation());
             let forwarded = forwarded_in_handler.clone();
             async move {
-                *forwarded.lock().unwrap() = Some((ctx.correlation_id().map(|c| c.to_string()), ctx.trace().trace_id()));
-                client.call::<inventory::Stock>(&GetStock { sku: "sku-kettle".into() }).await.map_err(ServiceError::internal)?;
+                *forwarded.lock().unwrap() =
+                    Some((ctx.correlation_id().map(|c| c.to_string()), ctx.trace().trace_id()));
+                client
+                    .call::<inventory::Stock>(&GetStock {
+                        sku: "sku-kettle".into(),
+                    })
+                    .await
+                    .map_err(ServiceError::internal)?;
                 Ok(json!({
                     "notification_id": "n-1", "order_id": request["order_id"], "customer_id": request["customer_id"],
                     "kind": request["kind"], "message": request["message"]
                 }))
             }
         })
-        .handle_json("list", |_ctx, _request: Value| async move { Ok(json!({"notifications": []})) })
+        .handle_json("list", |_ctx, _request: Value| async move {
+            Ok(json!({"notifications": []}))
+        })
         .build()
         .unwrap();
     let nats = server.client().await.unwrap();
@@ -379,7 +495,14 @@ async fn correlation_and_trace_propagate_across_a_call() {
     let payload = json!({"order_id": "ord-77", "customer_id": "c", "kind": "order-confirmed", "message": "on its way"});
     let mut reply = None;
     for _ in 0..100 {
-        match caller.request_with_headers("shop.notifications.v1.send", headers.clone(), payload.to_string().into()).await {
+        match caller
+            .request_with_headers(
+                "shop.notifications.v1.send",
+                headers.clone(),
+                payload.to_string().into(),
+            )
+            .await
+        {
             Ok(message) => {
                 reply = Some(message);
                 break;
@@ -388,13 +511,31 @@ async fn correlation_and_trace_propagate_across_a_call() {
         }
     }
     let reply = reply.unwrap();
-    assert!(reply.headers.as_ref().and_then(|h| h.get("Nats-Service-Error-Code")).is_none(), "{:?}", String::from_utf8_lossy(&reply.payload));
+    assert!(
+        reply
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("Nats-Service-Error-Code"))
+            .is_none(),
+        "{:?}",
+        String::from_utf8_lossy(&reply.payload)
+    );
     let reply_headers = reply.headers.unwrap();
     assert_eq!(reply_headers.get("Soa-Correlation-Id").unwrap().as_str(), "ord-77");
-    assert!(reply_headers.get("traceparent").unwrap().as_str().starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+    assert!(
+        reply_headers
+            .get("traceparent")
+            .unwrap()
+            .as_str()
+            .starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-")
+    );
     let expected = (Some("ord-77".to_owned()), "4bf92f3577b34da6a3ce929d0e0e4736".to_owned());
     assert_eq!(forwarded.lock().unwrap().clone(), Some(expected.clone()));
-    assert_eq!(seen.lock().unwrap().clone(), vec![expected], "inventory saw the same flow and trace");
+    assert_eq!(
+        seen.lock().unwrap().clone(),
+        vec![expected],
+        "inventory saw the same flow and trace"
+    );
     shutdown.cancel();
     task.await.unwrap();
     inventory_running.stop().await;
@@ -411,9 +552,18 @@ async fn graceful_shutdown_finishes_the_request_in_flight() {
     let reservation = call.await.unwrap().unwrap();
     assert_eq!(reservation.reservation_id, "res-slow");
     // After shutdown nobody answers.
-    let late = ServiceClient::new(server.client().await.unwrap(), inventory::contract().unwrap())
-        .with_options(CallOptions { max_attempts: 1, ..CallOptions::default() });
-    assert_eq!(late.call::<inventory::Reserve>(&reserve("late", 1)).await.unwrap_err().code(), ErrorCode::Unavailable);
+    let late =
+        ServiceClient::new(server.client().await.unwrap(), inventory::contract().unwrap()).with_options(CallOptions {
+            max_attempts: 1,
+            ..CallOptions::default()
+        });
+    assert_eq!(
+        late.call::<inventory::Reserve>(&reserve("late", 1))
+            .await
+            .unwrap_err()
+            .code(),
+        ErrorCode::Unavailable
+    );
 }
 
 #[tokio::test]
@@ -444,12 +594,22 @@ async fn building_refuses_missing_and_unknown_handlers() {
         .build()
         .unwrap_err();
     assert!(matches!(missing, BuildError::MissingHandler { .. }), "{missing}");
-    assert!(missing.to_string().contains("declares operation \"release\" but no handler"), "{missing}");
+    assert!(
+        missing
+            .to_string()
+            .contains("declares operation \"release\" but no handler"),
+        "{missing}"
+    );
     let unknown = Service::builder(inventory::contract().unwrap())
         .handle_json("teleport", |_ctx, request: Value| async move { Ok(request) })
         .build()
         .unwrap_err();
-    assert!(unknown.to_string().contains("\"teleport\", which inventory@1.0.0 does not declare"), "{unknown}");
+    assert!(
+        unknown
+            .to_string()
+            .contains("\"teleport\", which inventory@1.0.0 does not declare"),
+        "{unknown}"
+    );
     let mut broken = inventory::contract().unwrap().to_value();
     broken["$defs"]["ReserveStock"]["properties"]["order_id"] = json!({"$ref": "https://example.com/order-id.json"});
     let broken = ContractDocument::from_json_value("broken", &broken, None).unwrap();
@@ -461,7 +621,9 @@ async fn building_refuses_missing_and_unknown_handlers() {
 async fn registry_responder(server: &NatsServer, log: Arc<Mutex<Vec<(String, Value)>>>) -> JoinHandle<()> {
     let nats = server.client().await.unwrap();
     let mut requests = nats.subscribe("soa.registry.v1.*").await.unwrap();
-    bus_services::wire::round_trip(&nats, Duration::from_secs(5)).await.unwrap();
+    bus_services::wire::round_trip(&nats, Duration::from_secs(5))
+        .await
+        .unwrap();
     tokio::spawn(async move {
         while let Some(message) = requests.next().await {
             let verb = message.subject.as_str().rsplit('.').next().unwrap().to_owned();
@@ -494,11 +656,22 @@ async fn registers_heartbeats_and_deregisters() {
     };
     // The registry is not there when the service starts: it keeps serving.
     let running = start(&server, inventory_service(config, Arc::default())).await;
-    client(&server).await.call::<inventory::Reserve>(&reserve("no-registry", 1)).await.unwrap();
+    client(&server)
+        .await
+        .call::<inventory::Reserve>(&reserve("no-registry", 1))
+        .await
+        .unwrap();
     let log = Arc::new(Mutex::new(Vec::new()));
     let responder = registry_responder(&server, log.clone()).await;
     for _ in 0..50 {
-        if log.lock().unwrap().iter().filter(|(verb, _)| verb == "heartbeat").count() >= 2 {
+        if log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(verb, _)| verb == "heartbeat")
+            .count()
+            >= 2
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -508,7 +681,10 @@ async fn registers_heartbeats_and_deregisters() {
     let verbs: Vec<&str> = log.iter().map(|(verb, _)| verb.as_str()).collect();
     assert_eq!(verbs.first(), Some(&"register"), "{verbs:?}");
     assert_eq!(verbs.last(), Some(&"deregister"), "{verbs:?}");
-    assert!(verbs.iter().filter(|verb| **verb == "heartbeat").count() >= 2, "{verbs:?}");
+    assert!(
+        verbs.iter().filter(|verb| **verb == "heartbeat").count() >= 2,
+        "{verbs:?}"
+    );
     let register = &log[0].1;
     assert_eq!(register["owner_token"], "team-secret");
     let document = ContractDocument::from_json_value("register", &register["document"], None).unwrap();

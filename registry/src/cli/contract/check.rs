@@ -1,23 +1,27 @@
-//! `soa contract check PATH...`: reads contract documents from files and
-//! folders, checks each one and prints every finding with its place.
+//! `soa contract check PATH... [--against REV]`: reads contract documents
+//! from files and folders, checks each one, optionally compares each with the
+//! same file at a git revision, and prints every finding with its place.
 //!
 //! Checking is two passes over documents parsed once: first every readable
 //! document joins one [`SchemaSet`], so `soa://` references between the
 //! documents given resolve; then each is linted against that set. The result
-//! is a [`Report`] of plain data, and each output format is one renderer of
-//! it, so formats such as GitHub annotations or SARIF are one function more.
+//! is a [`Report`] of plain data that each output format renders.
 
 use std::collections::HashSet;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
-use clap::{Args, ValueEnum};
-use contracts::locate::Position;
-use contracts::{ContractDocument, ContractId, DocumentError, Finding, Limits, SchemaSet, Severity, lint};
-use serde::Serialize;
+use clap::Args;
+use contracts::{ContractDocument, DocumentError, Limits, SchemaSet, lint};
 
+use super::against::{FileAtRevision, GitRevision, ListedFile};
+use super::compare::{compare_into, mark_new};
+use super::report::{
+    ChangeDetail, CommandKind, Comparison, ComparisonOutcome, Diagnostic, DocumentReport, Kind, Level, Report,
+    file_scope,
+};
+use super::{OutputArgs, finish};
 use crate::cli::{Exit, UsageError};
 
 /// Arguments of `soa contract check`.
@@ -26,222 +30,68 @@ pub struct CheckArgs {
     /// Contract documents, or folders in which every *.json file is one (searched recursively).
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
-    /// How to print the result.
-    #[arg(long, value_enum, default_value_t = CheckFormat::Human)]
-    pub format: CheckFormat,
-}
-
-/// The output formats of `soa contract check`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum CheckFormat {
-    /// One `path:line:column: severity[rule] at pointer: message` line per
-    /// finding, then a summary.
-    Human,
-    /// A JSON array with one object per document.
-    Json,
+    /// Compare each document with the same file at this git revision (such as
+    /// origin/main); breaking changes fail the check.
+    ///
+    /// A file that does not exist at the revision is a new document. A
+    /// document under a folder given that existed at the revision and is gone
+    /// is reported as removed, unless a document of the same service and major
+    /// now stands elsewhere (then that one is compared with it).
+    #[arg(long, value_name = "REV")]
+    pub against: Option<String>,
+    /// Output, verdict and ignore options.
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 /// Runs `soa contract check`.
-pub(super) fn run(args: &CheckArgs, out: &mut dyn Write) -> anyhow::Result<Exit> {
+pub(super) fn run(args: &CheckArgs, out: &mut dyn Write, err: &mut dyn Write, color: bool) -> anyhow::Result<Exit> {
     let files = collect_files(&args.paths)?;
-    let sources = files
-        .iter()
-        .map(|path| Source {
-            path: path.display().to_string(),
-            text: fs::read_to_string(path).map_err(|error| error.to_string()),
-        })
-        .collect();
-    let report = check_sources(sources, &Limits::default());
-    match args.format {
-        CheckFormat::Human => render_human(&report, out),
-        CheckFormat::Json => render_json(&report, out),
+    let ignore = args.output.ignore_list()?;
+    // Git is asked first, so an unknown revision stops the check before any work.
+    let mut revision = args.against.as_deref().map(GitRevision::new).transpose()?;
+    let earlier = match &mut revision {
+        Some(revision) => Some(EarlierVersions {
+            files: revision.read_files(&files)?,
+            listed: list_folders(revision, &args.paths)?,
+        }),
+        None => None,
+    };
+    let sources = files.iter().map(|path| Source::read(path)).collect();
+    let limits = Limits::default();
+    let mut report = check_sources(sources, &limits);
+    report.lenient = args.output.lenient;
+    if let (Some(revision), Some(earlier)) = (&revision, earlier) {
+        compare_with_revision(&mut report, revision.name(), earlier, &limits);
     }
-    .context("could not write the report")?;
-    Ok(if report.failed() { Exit::Failure } else { Exit::Success })
+    report.apply_ignores(&ignore);
+    finish(&report, &args.output, out, err, color)
 }
 
 /// One document to check: where it came from and its text, or why the text
 /// could not be read.
 #[derive(Debug, Clone)]
-pub(crate) struct Source {
-    pub(crate) path: String,
-    pub(crate) text: Result<String, String>,
+pub struct Source {
+    /// The path, as shown in the output.
+    pub path: String,
+    /// The text, or why it could not be read.
+    pub text: Result<String, String>,
 }
 
-/// What checking a set of documents found.
-#[derive(Debug)]
-pub(crate) struct Report {
-    pub(crate) documents: Vec<DocumentReport>,
-}
-
-/// What checking one document found.
-#[derive(Debug)]
-pub(crate) struct DocumentReport {
-    pub(crate) path: String,
-    pub(crate) outcome: Outcome,
-}
-
-/// A document was either read and linted, or could not be read at all.
-#[derive(Debug)]
-pub(crate) enum Outcome {
-    /// Read as a contract document; the findings may be empty.
-    Checked { id: ContractId, findings: Vec<Finding> },
-    /// The file could not be read.
-    Unreadable(String),
-    /// The text is not a contract document.
-    Invalid(DocumentError),
-}
-
-/// One line of output, whatever produced it: a lint finding or a reason the
-/// document could not be read.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub(crate) struct Diagnostic {
-    severity: Severity,
-    /// A lint rule's id (`SOA001`), or what kind of reading failure.
-    rule: String,
-    /// The lint rule's name (`subject-shape`), when it is one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pointer: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    line: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    column: Option<usize>,
-    message: String,
-}
-
-impl Diagnostic {
-    fn new(severity: Severity, rule: &str, position: Option<Position>, message: String) -> Self {
+impl Source {
+    /// Reads the file at `path`.
+    pub fn read(path: &Path) -> Self {
         Self {
-            severity,
-            rule: rule.to_owned(),
-            name: None,
-            pointer: None,
-            line: position.map(|position| position.line),
-            column: position.map(|position| position.column),
-            message,
+            path: path.display().to_string(),
+            text: fs::read_to_string(path).map_err(|error| error.to_string()),
         }
-    }
-
-    fn from_finding(finding: &Finding) -> Self {
-        Self {
-            name: Some(finding.rule.name().to_owned()),
-            pointer: Some(finding.pointer.clone()),
-            ..Self::new(
-                finding.severity,
-                finding.rule.id(),
-                finding.position,
-                finding.message.clone(),
-            )
-        }
-    }
-
-    /// `path:line:column: error[SOA001 subject-shape] at /pointer: message`.
-    fn human(&self, path: &str) -> String {
-        let mut line = path.to_owned();
-        if let (Some(row), Some(column)) = (self.line, self.column) {
-            line.push_str(&format!(":{row}:{column}"));
-        }
-        let severity = match self.severity {
-            Severity::Error => "error",
-            Severity::Warning => "warning",
-        };
-        line.push_str(&format!(": {severity}[{}", self.rule));
-        if let Some(name) = &self.name {
-            line.push_str(&format!(" {name}"));
-        }
-        line.push(']');
-        if let Some(pointer) = &self.pointer {
-            let pointer = if pointer.is_empty() { "(document root)" } else { pointer };
-            line.push_str(&format!(" at {pointer}"));
-        }
-        line.push_str(&format!(": {}", self.message));
-        line
-    }
-}
-
-impl DocumentReport {
-    /// Every diagnostic of the document, in document order.
-    pub(crate) fn diagnostics(&self) -> Vec<Diagnostic> {
-        match &self.outcome {
-            Outcome::Checked { findings, .. } => findings.iter().map(Diagnostic::from_finding).collect(),
-            Outcome::Unreadable(reason) => {
-                vec![Diagnostic::new(
-                    Severity::Error,
-                    "unreadable",
-                    None,
-                    format!("could not read the file: {reason}"),
-                )]
-            }
-            Outcome::Invalid(error) => document_error_diagnostics(&self.path, error),
-        }
-    }
-}
-
-/// The diagnostics of a document that could not be read as a contract.
-fn document_error_diagnostics(path: &str, error: &DocumentError) -> Vec<Diagnostic> {
-    let single = |rule: &str, position: Option<Position>| {
-        vec![Diagnostic::new(
-            Severity::Error,
-            rule,
-            position,
-            without_location(error, path, position),
-        )]
-    };
-    match error {
-        DocumentError::Syntax { position, .. } => single("json-syntax", Some(*position)),
-        DocumentError::TooDeep { position, .. } => single("too-deep", Some(*position)),
-        DocumentError::TooLarge { .. } => single("too-large", None),
-        DocumentError::Invalid { problems, .. } => problems
-            .iter()
-            .map(|problem| Diagnostic {
-                pointer: Some(problem.pointer.clone()),
-                ..Diagnostic::new(
-                    Severity::Error,
-                    "contract-format",
-                    problem.position,
-                    problem.message.clone(),
-                )
-            })
-            .collect(),
-    }
-}
-
-/// The error's message without the `path:line:column: ` it starts with, which
-/// the output prints in its own place.
-fn without_location(error: &DocumentError, path: &str, position: Option<Position>) -> String {
-    let text = error.to_string();
-    let prefixes = [
-        position.map(|position| format!("{path}:{}:{}: ", position.line, position.column)),
-        Some(format!("{path}: ")),
-    ];
-    prefixes
-        .into_iter()
-        .flatten()
-        .find_map(|prefix| text.strip_prefix(&prefix).map(str::to_owned))
-        .unwrap_or(text)
-}
-
-impl Report {
-    /// How many diagnostics of `severity` the report holds.
-    pub(crate) fn count(&self, severity: Severity) -> usize {
-        self.documents
-            .iter()
-            .flat_map(DocumentReport::diagnostics)
-            .filter(|diagnostic| diagnostic.severity == severity)
-            .count()
-    }
-
-    /// True when the check fails: any error, including an unreadable document.
-    pub(crate) fn failed(&self) -> bool {
-        self.count(Severity::Error) > 0
     }
 }
 
 /// Checks the documents: parse each once, make all of them available to each
-/// other's `soa://` references, then lint each.
-pub(crate) fn check_sources(sources: Vec<Source>, limits: &Limits) -> Report {
+/// other's `soa://` references, then lint each. This is all of `soa contract
+/// check` but the files and the output.
+pub fn check_sources(sources: Vec<Source>, limits: &Limits) -> Report {
     let parsed: Vec<(Source, Option<Result<ContractDocument, DocumentError>>)> = sources
         .into_iter()
         .map(|source| {
@@ -260,26 +110,192 @@ pub(crate) fn check_sources(sources: Vec<Source>, limits: &Limits) -> Report {
     {
         external.add_contract(document);
     }
-    let documents = parsed
+    let mut report = Report::new(CommandKind::Check);
+    report.documents = parsed
         .into_iter()
         .map(|(source, document)| {
-            let outcome = match (source.text, document) {
-                (Err(reason), _) => Outcome::Unreadable(reason),
-                (Ok(text), Some(Ok(document))) => Outcome::Checked {
-                    findings: lint(&document, Some(&text), &external),
-                    id: document.id(),
-                },
-                (Ok(_), Some(Err(error))) => Outcome::Invalid(error),
+            let mut result = DocumentReport::new(source.path);
+            match (source.text, document) {
+                (Err(reason), _) => result.diagnostics.push(Diagnostic::new(
+                    Level::Error,
+                    Kind::Input,
+                    &file_scope(&result.path),
+                    "unreadable",
+                    format!("could not read the file: {reason}"),
+                )),
+                (Ok(text), Some(Ok(document))) => {
+                    let scope = document.service.to_string();
+                    result.diagnostics = lint(&document, Some(&text), &external)
+                        .iter()
+                        .map(|finding| Diagnostic::from_finding(&scope, finding))
+                        .collect();
+                    result.contract = Some(document.id());
+                    result.parsed = Some((document, text));
+                }
+                (Ok(_), Some(Err(error))) => {
+                    result.diagnostics = Diagnostic::from_document_error(&result.path, &error);
+                }
                 // Every readable source was parsed above.
-                (Ok(_), None) => Outcome::Unreadable("the file was not parsed".to_owned()),
-            };
-            DocumentReport {
-                path: source.path,
-                outcome,
+                (Ok(_), None) => result.diagnostics.push(Diagnostic::new(
+                    Level::Error,
+                    Kind::Input,
+                    &file_scope(&result.path),
+                    "unreadable",
+                    "the file was not parsed".to_owned(),
+                )),
             }
+            result
         })
         .collect();
-    Report { documents }
+    report
+}
+
+/// What the revision held: each checked file, and the documents that were
+/// under the folders given and are gone.
+struct EarlierVersions {
+    /// Each checked file at the revision, in the order of the files.
+    files: Vec<FileAtRevision>,
+    /// Each gone file, with the folder (as given) it was under.
+    listed: Vec<(PathBuf, ListedFile)>,
+}
+
+/// The `*.json` files that were under the folders among `paths` at the
+/// revision and are no longer in the working tree.
+fn list_folders(revision: &mut GitRevision, paths: &[PathBuf]) -> Result<Vec<(PathBuf, ListedFile)>, UsageError> {
+    let mut listed = Vec::new();
+    for folder in paths.iter().filter(|path| path.is_dir()) {
+        for file in revision.gone_json_files_under(folder)? {
+            listed.push((folder.clone(), file));
+        }
+    }
+    Ok(listed)
+}
+
+/// Compares each checked document with its earlier version at `base`, and
+/// reports the documents that are gone since.
+fn compare_with_revision(report: &mut Report, base: &str, earlier: EarlierVersions, limits: &Limits) {
+    report.against = Some(base.to_owned());
+    let lenient = report.lenient;
+    for (document, old) in report.documents.iter_mut().zip(earlier.files) {
+        document.repo_path = Some(old.repo_path.clone());
+        let Some(policy) = document.parsed.as_ref().map(|(parsed, _)| parsed.compatibility) else {
+            // A document that cannot be read now has its own errors already.
+            continue;
+        };
+        let Some(bytes) = old.content else {
+            mark_new(document, base);
+            continue;
+        };
+        match read_earlier(base, &old.repo_path, bytes, limits) {
+            Ok(old_document) => compare_into(document, base, &old.repo_path, &old_document, policy, lenient),
+            Err(reason) => not_compared(document, base, &old.repo_path, &reason),
+        }
+    }
+    for (folder, gone) in earlier.listed {
+        // A file that was no contract at the revision is not missed.
+        let Ok(old_document) = read_earlier(base, &gone.repo_path, gone.content, limits) else {
+            continue;
+        };
+        let moved_to = report.documents.iter_mut().find(|document| {
+            document
+                .comparison
+                .as_ref()
+                .is_some_and(|comparison| comparison.outcome == ComparisonOutcome::NewDocument)
+                && document.parsed.as_ref().is_some_and(|(new, _)| {
+                    new.service == old_document.service && new.version.major() == old_document.version.major()
+                })
+        });
+        match moved_to {
+            Some(document) => {
+                document
+                    .diagnostics
+                    .retain(|diagnostic| diagnostic.rule != "new-document");
+                let scope = document.scope();
+                document.diagnostics.push(Diagnostic::new(
+                    Level::Note,
+                    Kind::Comparison,
+                    &scope,
+                    "document-moved",
+                    format!(
+                        "moved: at {base} the contract {} was at {}; compared with that",
+                        old_document.id(),
+                        gone.repo_path
+                    ),
+                ));
+                let policy = document
+                    .parsed
+                    .as_ref()
+                    .map_or(old_document.compatibility, |(new, _)| new.compatibility);
+                compare_into(document, base, &gone.repo_path, &old_document, policy, lenient);
+            }
+            None => {
+                let path = folder.join(&gone.under_folder).display().to_string();
+                report
+                    .documents
+                    .push(removed(path, base, &gone.repo_path, &old_document));
+            }
+        }
+    }
+}
+
+/// The earlier version of a document, read as a contract; why not, if it cannot be.
+fn read_earlier(base: &str, repo_path: &str, bytes: Vec<u8>, limits: &Limits) -> Result<ContractDocument, String> {
+    let text = String::from_utf8(bytes).map_err(|_| format!("{base}:{repo_path} is not UTF-8 text"))?;
+    ContractDocument::parse(&format!("{base}:{repo_path}"), &text, limits).map_err(|error| error.to_string())
+}
+
+/// Reports that the earlier version exists but cannot be compared: a
+/// warning, not a failure, since the change at hand may be what fixes it.
+fn not_compared(document: &mut DocumentReport, base: &str, repo_path: &str, reason: &str) {
+    let scope = document.scope();
+    document.diagnostics.push(Diagnostic::new(
+        Level::Warning,
+        Kind::Comparison,
+        &scope,
+        "earlier-version-unreadable",
+        format!("the version at {base} is not a valid contract document, so nothing is compared: {reason}"),
+    ));
+    document.comparison = Some(Comparison {
+        base: base.to_owned(),
+        old_path: Some(repo_path.to_owned()),
+        old_contract: None,
+        policy: None,
+        outcome: ComparisonOutcome::NotCompared,
+    });
+}
+
+/// The report of a document that existed at `base` and is gone.
+fn removed(path: String, base: &str, repo_path: &str, old: &ContractDocument) -> DocumentReport {
+    let scope = old.service.to_string();
+    let id = old.id();
+    let mut diagnostic = Diagnostic::new(
+        Level::Error,
+        Kind::Change,
+        &scope,
+        "document-removed",
+        format!(
+            "the contract {id} was at {repo_path} at {base} and is gone, so its callers and consumers lose it; if it moved, keep its service and major; if it is retired on purpose, accept this change by its fingerprint"
+        ),
+    );
+    diagnostic.change = Some(ChangeDetail {
+        role: Some(contracts::compat::Role::Contract),
+        member: None,
+        effect: contracts::compat::Effect::Narrows,
+        breaking: Some(true),
+    });
+    let mut document = DocumentReport::new(path);
+    document.removed = true;
+    document.repo_path = Some(repo_path.to_owned());
+    document.contract = Some(id.clone());
+    document.diagnostics.push(diagnostic);
+    document.comparison = Some(Comparison {
+        base: base.to_owned(),
+        old_path: Some(repo_path.to_owned()),
+        old_contract: Some(id.to_string()),
+        policy: Some(super::report::policy_name(old.compatibility)),
+        outcome: ComparisonOutcome::Compared,
+    });
+    document
 }
 
 /// The files to check: each path that is a file, and every `*.json` file
@@ -333,92 +349,9 @@ fn find_json_files(dir: &Path, found: &mut Vec<PathBuf>) -> io::Result<()> {
     Ok(())
 }
 
-fn render_human(report: &Report, out: &mut dyn Write) -> io::Result<()> {
-    for document in &report.documents {
-        for diagnostic in document.diagnostics() {
-            writeln!(out, "{}", diagnostic.human(&document.path))?;
-        }
-    }
-    let (errors, warnings) = (report.count(Severity::Error), report.count(Severity::Warning));
-    writeln!(
-        out,
-        "{}, {}, {}",
-        plural(report.documents.len(), "document"),
-        plural(errors, "error"),
-        plural(warnings, "warning")
-    )
-}
-
-/// The JSON form of one document's result.
-#[derive(Debug, Serialize)]
-struct JsonDocument<'a> {
-    path: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    service: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    version: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    findings: Option<Vec<Diagnostic>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<JsonError>,
-}
-
-/// Why a document could not be read, in JSON.
-#[derive(Debug, Serialize)]
-struct JsonError {
-    message: String,
-    problems: Vec<Diagnostic>,
-}
-
-fn render_json(report: &Report, out: &mut dyn Write) -> io::Result<()> {
-    let documents: Vec<JsonDocument<'_>> = report
-        .documents
-        .iter()
-        .map(|document| {
-            let mut json = JsonDocument {
-                path: &document.path,
-                service: None,
-                version: None,
-                findings: None,
-                error: None,
-            };
-            match &document.outcome {
-                Outcome::Checked { id, .. } => {
-                    json.service = Some(id.service.to_string());
-                    json.version = Some(id.version.to_string());
-                    json.findings = Some(document.diagnostics());
-                }
-                Outcome::Unreadable(reason) => {
-                    json.error = Some(JsonError {
-                        message: format!("could not read the file: {reason}"),
-                        problems: document.diagnostics(),
-                    });
-                }
-                Outcome::Invalid(error) => {
-                    json.error = Some(JsonError {
-                        message: error.to_string(),
-                        problems: document.diagnostics(),
-                    });
-                }
-            }
-            json
-        })
-        .collect();
-    serde_json::to_writer_pretty(&mut *out, &documents).map_err(io::Error::other)?;
-    writeln!(out)
-}
-
-/// `1 document`, `2 documents`.
-fn plural(count: usize, noun: &str) -> String {
-    if count == 1 {
-        format!("{count} {noun}")
-    } else {
-        format!("{count} {noun}s")
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::render::{ReportFormat, render};
     use super::*;
 
     fn source(path: &str, text: &str) -> Source {
@@ -428,10 +361,14 @@ mod tests {
         }
     }
 
-    fn human(report: &Report) -> String {
+    fn output(report: &Report, format: ReportFormat) -> String {
         let mut out = Vec::new();
-        render_human(report, &mut out).unwrap();
+        render(report, format, false, &mut out).unwrap();
         String::from_utf8(out).unwrap()
+    }
+
+    fn human(report: &Report) -> String {
+        output(report, ReportFormat::Human)
     }
 
     fn orders_text() -> String {
@@ -442,6 +379,7 @@ mod tests {
     fn clean_documents_print_only_the_summary() {
         let report = check_sources(vec![source("orders.v1.json", &orders_text())], &Limits::default());
         assert!(!report.failed());
+        assert_eq!(report.exit(), Exit::Success);
         assert_eq!(human(&report), "1 document, 0 errors, 0 warnings\n");
     }
 
@@ -469,21 +407,28 @@ mod tests {
     }
 
     #[test]
-    fn a_finding_line_names_the_place_the_rule_and_the_pointer() {
+    fn a_finding_line_names_the_place_the_rule_the_pointer_and_the_fingerprint() {
         let text = orders_text().replace("\"shop.orders.v1.get\"", "\"shop.orders.get\"");
         let report = check_sources(vec![source("bad.json", &text)], &Limits::default());
         let output = human(&report);
-        let line = output.lines().next().unwrap();
+        let mut lines = output.lines();
+        assert_eq!(lines.next(), Some("orders 1.0.0 (bad.json)"), "{output}");
+        let line = lines.next().unwrap();
         assert!(
-            line.starts_with("bad.json:")
-                && line.contains(": error[SOA001 subject-shape] at /operations/get/subject: "),
+            line.starts_with("  bad.json:")
+                && line.contains(": error[SOA001 subject-shape] at /operations/get/subject: ")
+                && line.ends_with(&format!(
+                    " (fingerprint {})",
+                    super::super::fingerprint::fingerprint("orders", "SOA001", "/operations/get/subject", "")
+                )),
             "{output}"
         );
-        assert!(output.ends_with("\n1 document, 1 error, 0 warnings\n"), "{output}");
+        assert!(output.ends_with("\n1 document, 1 error, 0 warnings\nTo accept a finding or change on purpose, add its fingerprint to .soa-ignore.\n"), "{output}");
+        assert_eq!(report.exit(), Exit::Failure);
     }
 
     #[test]
-    fn unreadable_and_malformed_documents_are_errors_with_their_place() {
+    fn unreadable_input_is_exit_2_and_format_problems_exit_1() {
         let report = check_sources(
             vec![
                 source("broken.json", "{\n  \"contract\": \"soabus/v1\",\n  oops\n}"),
@@ -495,46 +440,66 @@ mod tests {
             ],
             &Limits::default(),
         );
-        assert!(report.failed());
+        assert_eq!(report.exit(), Exit::Usage);
         let output = human(&report);
         assert!(
-            output.contains("broken.json:3:3: error[json-syntax]: not valid JSON: key must be a string\n"),
+            output.contains("  broken.json:3:3: error[json-syntax]: not valid JSON: key must be a string\n"),
             "{output}"
         );
         assert!(
             output.contains(
-                "binary.json: error[unreadable]: could not read the file: stream did not contain valid UTF-8\n"
+                "  binary.json: error[unreadable]: could not read the file: stream did not contain valid UTF-8\n"
             ),
             "{output}"
         );
         assert!(
-            output.contains("other.json:1:37: error[contract-format] at /colour: unknown field \"colour\""),
+            output.contains("  other.json:1:37: error[contract-format] at /colour: unknown field \"colour\""),
             "{output}"
         );
+
+        let invalid_only = check_sources(
+            vec![source("other.json", r#"{"contract": "soabus/v1", "colour": "blue"}"#)],
+            &Limits::default(),
+        );
+        assert_eq!(invalid_only.exit(), Exit::Failure);
     }
 
     #[test]
-    fn the_json_format_has_one_object_per_document() {
+    fn too_large_and_too_deep_documents_are_input_errors() {
+        let limits = Limits {
+            max_document_bytes: 64,
+            max_depth: 3,
+        };
+        let report = check_sources(
+            vec![source("deep.json", "[[[[[]]]]]"), source("large.json", &" ".repeat(65))],
+            &limits,
+        );
+        let rules: Vec<&str> = report
+            .diagnostics()
+            .map(|diagnostic| diagnostic.rule.as_str())
+            .collect();
+        assert_eq!(rules, ["too-deep", "too-large"]);
+        assert_eq!(report.exit(), Exit::Usage);
+    }
+
+    #[test]
+    fn the_json_format_has_the_documents_and_a_summary() {
         let report = check_sources(
             vec![source("orders.v1.json", &orders_text()), source("broken.json", "{")],
             &Limits::default(),
         );
-        let mut out = Vec::new();
-        render_json(&report, &mut out).unwrap();
-        let json: serde_json::Value = serde_json::from_slice(&out).unwrap();
-        assert_eq!(json[0]["path"], "orders.v1.json");
-        assert_eq!(json[0]["service"], "orders");
-        assert_eq!(json[0]["version"], "1.0.0");
-        assert_eq!(json[0]["findings"], serde_json::json!([]));
-        assert_eq!(json[1]["path"], "broken.json");
-        assert_eq!(json[1]["error"]["problems"][0]["rule"], "json-syntax");
-        assert_eq!(json[1]["error"]["problems"][0]["line"], 1);
-        assert!(
-            json[1]["error"]["message"]
-                .as_str()
-                .unwrap()
-                .starts_with("broken.json:1:")
-        );
+        let json: serde_json::Value = serde_json::from_str(&output(&report, ReportFormat::Json)).unwrap();
+        let documents = &json["documents"];
+        assert_eq!(documents[0]["path"], "orders.v1.json");
+        assert_eq!(documents[0]["service"], "orders");
+        assert_eq!(documents[0]["version"], "1.0.0");
+        assert_eq!(documents[0]["diagnostics"], serde_json::json!([]));
+        assert_eq!(documents[1]["path"], "broken.json");
+        assert_eq!(documents[1]["diagnostics"][0]["rule"], "json-syntax");
+        assert_eq!(documents[1]["diagnostics"][0]["kind"], "input");
+        assert_eq!(documents[1]["diagnostics"][0]["line"], 1);
+        assert_eq!(json["summary"]["errors"], 1);
+        assert_eq!(json["summary"]["exit_code"], 2);
     }
 
     #[test]
