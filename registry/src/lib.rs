@@ -1,7 +1,7 @@
 //! The soabus registry and the `soa` command-line tool.
 //!
 //! This edition holds the command line only: [`cli`] parses the arguments and
-//! runs `soa contract check|export` and the foundation `soa demo`. The
+//! runs `soa contract check|diff|export`, `soa discover` and `soa demo`. The
 //! registry service (catalogue indexes, stores, NATS and HTTP APIs) joins it
 //! as its own modules; the CLI will then reach it through NATS messages whose
 //! types live in `contracts`, as any other client does.

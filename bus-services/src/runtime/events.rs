@@ -27,6 +27,12 @@ use super::error::ServiceError;
 use super::trace::TraceContext;
 use crate::wire::{self, Envelope};
 
+/// How many messages a consumer pulls at a time.
+const PREFETCH: usize = 8;
+
+/// The longest dead-letter reason kept in its header.
+const MAX_REASON_CHARS: usize = 512;
+
 /// How long JetStream remembers message ids to drop duplicates.
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 
@@ -102,16 +108,28 @@ pub async fn ensure_event_stream(js: &jetstream::Context, contract: &ContractDoc
         })
         .await
         .map_err(jetstream_error)?;
-    let mut config = stream.info().await.map_err(jetstream_error)?.config.clone();
-    let missing: Vec<String> = wanted
-        .into_iter()
-        .filter(|subject| !config.subjects.contains(subject))
-        .collect();
-    if !missing.is_empty() {
+    // Read-modify-write races with instances of other minor versions
+    // starting at the same time: check again until every subject is there.
+    for _ in 0..5 {
+        let mut config = stream.info().await.map_err(jetstream_error)?.config.clone();
+        let missing: Vec<String> = wanted
+            .iter()
+            .filter(|subject| !config.subjects.contains(subject))
+            .cloned()
+            .collect();
+        if missing.is_empty() {
+            return Ok(name);
+        }
         config.subjects.extend(missing);
         js.update_stream(config).await.map_err(jetstream_error)?;
     }
-    Ok(name)
+    let still_missing = stream.info().await.map_err(jetstream_error)?.config.subjects.clone();
+    if wanted.iter().all(|subject| still_missing.contains(subject)) {
+        return Ok(name);
+    }
+    Err(EventError::JetStream(format!(
+        "could not add every event subject to stream {name}"
+    )))
 }
 
 /// Publishes one contract's events.
@@ -221,8 +239,10 @@ impl EventPublisher {
 }
 
 /// How a durable consumer behaves.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ConsumerConfig {
+    /// Contracts that `soa://` references in the producer's contract point into.
+    pub schemas: SchemaSet,
     /// The durable consumer's name: one per consuming service and event, so
     /// instances of the service share its messages.
     pub durable_name: String,
@@ -241,6 +261,7 @@ impl ConsumerConfig {
     /// Defaults for a consumer called `durable_name`.
     pub fn new(durable_name: impl Into<String>) -> Self {
         Self {
+            schemas: SchemaSet::default(),
             durable_name: durable_name.into(),
             max_deliveries: 5,
             ack_wait: Duration::from_secs(30),
@@ -331,7 +352,7 @@ where
     };
     let event = MemberName::parse(E::NAME).map_err(|_| unknown())?;
     let subject = producer.events.get(&event).ok_or_else(unknown)?.subject.to_string();
-    let validators = event_validators(&producer, &SchemaSet::default())?;
+    let validators = event_validators(&producer, &config.schemas)?;
     let validator = validators.get(&event).cloned().ok_or_else(unknown)?;
     let stream = js.get_stream(&stream_name).await.map_err(jetstream_error)?;
     let consumer: consumer::PullConsumer = stream
@@ -342,14 +363,22 @@ where
                 filter_subject: subject.clone(),
                 ack_policy: consumer::AckPolicy::Explicit,
                 ack_wait: config.ack_wait,
-                // The runtime dead-letters before the server would give up.
-                max_deliver: i64::try_from(config.max_deliveries.saturating_add(1)).unwrap_or(i64::MAX),
+                // Only the runtime gives up on a message, after storing it as a
+                // dead letter; the server never drops one on its own.
+                max_deliver: -1,
                 ..Default::default()
             },
         )
         .await
         .map_err(jetstream_error)?;
-    let mut messages = consumer.messages().await.map_err(jetstream_error)?;
+    // Small batches: messages are handled one by one, and a large prefetch
+    // would sit past the ack wait and be redelivered while still queued here.
+    let mut messages = consumer
+        .stream()
+        .max_messages_per_batch(PREFETCH)
+        .messages()
+        .await
+        .map_err(jetstream_error)?;
     let dead_letters = subjects::dead_letter(&stream_name, &config.durable_name);
     let producer_id = producer.id();
     loop {
@@ -402,7 +431,18 @@ where
             Disposition::Retry(delay) => message.ack_with(AckKind::Nak(Some(delay))).await,
             Disposition::DeadLetter(reason) => {
                 tracing::warn!(reason = %reason, delivery, "Moving the event to the dead-letter stream.");
-                let mut map = message.headers.clone().unwrap_or_default();
+                // Keep the message's own headers, but none of JetStream's
+                // publish expectations (`Nats-Expected-*`, `Nats-Rollup`, ...),
+                // which would make the dead letter itself refused.
+                let mut map = HeaderMap::new();
+                for (name, values) in message.headers.iter().flat_map(HeaderMap::iter) {
+                    if !name.to_string().to_ascii_lowercase().starts_with("nats-") {
+                        for value in values {
+                            map.append(name.clone(), value.clone());
+                        }
+                    }
+                }
+                let reason: String = reason.chars().take(MAX_REASON_CHARS).collect();
                 wire::insert_header(&mut map, headers::DEAD_LETTER_REASON, &reason);
                 wire::insert_header(&mut map, headers::DEAD_LETTER_SUBJECT, message.subject.as_str());
                 wire::insert_header(&mut map, headers::DEAD_LETTER_CONSUMER, &config.durable_name);
@@ -414,7 +454,7 @@ where
                         &info.stream_sequence.to_string(),
                     );
                 }
-                // A dead letter is a new message: it must not be dropped as a duplicate of the original.
+                // A dead letter is a new message: a fresh id, so it is not dropped as a duplicate.
                 wire::insert_header(&mut map, headers::MESSAGE_ID, &wire::new_message_id());
                 match publish_dead_letter(&js, &dead_letters, map, message.payload.clone()).await {
                     // Only once the dead letter is stored is the original given up.
@@ -543,16 +583,35 @@ impl ProcessedKeys {
 
     /// Records `key` and returns true the first time; false when it was
     /// recorded already (atomically: of two racing callers one gets true).
+    /// If the effect the key guards then fails, call [`forget`](Self::forget)
+    /// so a redelivery can try again.
     pub async fn first_time(&self, key: &str) -> Result<bool, EventError> {
-        match self.store.create(sanitize(key), bytes::Bytes::from_static(b"1")).await {
+        match self
+            .store
+            .create(encode_key(key), bytes::Bytes::from_static(b"1"))
+            .await
+        {
             Ok(_) => Ok(true),
             Err(error) if error.kind() == jetstream::kv::CreateErrorKind::AlreadyExists => Ok(false),
             Err(error) => Err(jetstream_error(error)),
         }
     }
+
+    /// Removes `key`, for an effect that failed after [`first_time`](Self::first_time).
+    pub async fn forget(&self, key: &str) -> Result<(), EventError> {
+        self.store.purge(encode_key(key)).await.map_err(jetstream_error)
+    }
 }
 
-/// KV keys and bucket names allow letters, digits, `-`, `_`, `=`, `/` and `.`.
+/// Any text as a KV key, without two texts sharing a key: hex of its bytes
+/// (KV keys allow only a few characters).
+fn encode_key(key: &str) -> String {
+    let hex: String = key.bytes().map(|byte| format!("{byte:02x}")).collect();
+    format!("k{hex}")
+}
+
+/// Bucket names allow letters, digits, `-` and `_`; anything else becomes `_`
+/// (the name is chosen by the service, not by its peers).
 fn sanitize(text: &str) -> String {
     text.chars()
         .map(|c| {

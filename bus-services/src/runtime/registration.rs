@@ -92,6 +92,10 @@ pub(crate) async fn keep_registered(
         ttl_ms: u64::try_from(config.ttl.as_millis()).unwrap_or(u64::MAX),
     };
     let mut registered = false;
+    // After a refusal, wait longer each time (up to five minutes): retrying
+    // at every beat would not change the answer.
+    let mut refusals: u32 = 0;
+    let mut next_register_attempt = tokio::time::Instant::now();
     let mut ticker = tokio::time::interval(config.heartbeat_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -100,14 +104,23 @@ pub(crate) async fn keep_registered(
             _ = ticker.tick() => {}
         }
         if !registered {
+            if tokio::time::Instant::now() < next_register_attempt {
+                continue;
+            }
             match call(&nats, &register, config.request_timeout).await {
                 Ok(response) => {
                     tracing::info!(contract = %response.id, created = response.created, "Registered the contract.");
                     registered = true;
+                    refusals = 0;
                 }
                 Err(RegistryCallError::Refused(body)) => {
-                    // A refusal will not change by retrying every beat as fast; say it loudly.
-                    tracing::error!(code = %body.code, error = %body.message, "The registry refused the contract; the service keeps serving unregistered.");
+                    refusals = refusals.saturating_add(1);
+                    let wait = config
+                        .heartbeat_interval
+                        .saturating_mul(2u32.saturating_pow(refusals.min(16)))
+                        .min(std::time::Duration::from_secs(300));
+                    next_register_attempt = tokio::time::Instant::now() + wait;
+                    tracing::error!(code = %body.code, error = %body.message, retry_in = ?wait, "The registry refused the contract; the service keeps serving unregistered.");
                     continue;
                 }
                 Err(error) => {

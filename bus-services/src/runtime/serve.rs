@@ -1,6 +1,8 @@
 //! The whole life of a service process: connect, run every service until
 //! told to stop, then drain the connection.
 
+use std::time::Duration;
+
 use futures::future::join_all;
 use tokio_util::sync::CancellationToken;
 
@@ -42,7 +44,25 @@ pub async fn serve(
         }
     });
     let results = join_all(runs).await;
-    let drained = nats.drain().await.map_err(|err| ServeError::Drain(err.to_string()));
+    let drained = drain(&nats).await;
     results.into_iter().collect::<Result<Vec<()>, RunError>>()?;
     drained
+}
+
+/// How long the last messages may take to leave when draining.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Drains the connection and waits until it is closed: `drain` itself only
+/// starts the drain, and a process that exits right after would lose the
+/// last acks and publishes.
+async fn drain(nats: &async_nats::Client) -> Result<(), ServeError> {
+    nats.drain().await.map_err(|err| ServeError::Drain(err.to_string()))?;
+    let closed = async {
+        while nats.connection_state() == async_nats::connection::State::Connected {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(DRAIN_TIMEOUT, closed)
+        .await
+        .map_err(|_| ServeError::Drain(format!("the connection did not close within {DRAIN_TIMEOUT:?}")))
 }

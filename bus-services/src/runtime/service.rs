@@ -42,7 +42,8 @@ pub struct ServiceConfig {
     pub instance_id: String,
     /// The queue group instances share (the service name by default).
     pub queue_group: Option<String>,
-    /// The longest a handler may run before the caller gets `TIMEOUT`.
+    /// The longest a handler may run before the caller gets `TIMEOUT`. Keep
+    /// it below callers' timeouts (5 s by default), or they give up first.
     pub handler_timeout: Duration,
     /// Requests handled at once per operation; more wait in the subscription.
     pub max_in_flight: usize,
@@ -57,7 +58,7 @@ impl Default for ServiceConfig {
         Self {
             instance_id: nuid::next().to_string(),
             queue_group: None,
-            handler_timeout: Duration::from_secs(30),
+            handler_timeout: Duration::from_secs(4),
             max_in_flight: 1024,
             shutdown_timeout: Duration::from_secs(10),
             registration: Some(RegistrationConfig::default()),
@@ -102,6 +103,10 @@ pub enum RunError {
     /// The server is older than soabus supports.
     #[error(transparent)]
     Server(#[from] crate::connection::ConnectError),
+    /// A subscription ended while the service was running (the connection
+    /// closed for good), so the service stopped.
+    #[error("a subscription ended while the service was running; the NATS connection is probably closed")]
+    SubscriptionEnded,
     /// Subscribing failed.
     #[error("could not subscribe to {subject}: {message}")]
     Subscribe {
@@ -399,19 +404,23 @@ impl Service {
         tracing::info!(service = %inner.identity.metadata.get("soa.contract").map_or("", String::as_str), instance = id, "Service started.");
 
         let stop_listening = shutdown.child_token();
+        let listener_ended = CancellationToken::new();
         let mut listening = Vec::new();
         for (listener, subscriber) in listeners {
             let service = self.clone();
             let nats = nats.clone();
             let stop = stop_listening.clone();
+            let ended = listener_ended.clone();
             listening.push(tokio::spawn(async move {
                 service.listen(listener, subscriber, nats, stop).await;
+                ended.cancel();
             }));
         }
         let registration = inner.config.registration.clone().map(|config| {
             let nats = nats.clone();
             let document = inner.document.clone();
-            let stop = shutdown.clone();
+            // Stops with the listeners, also when they end early.
+            let stop = stop_listening.clone();
             tokio::spawn(registration::keep_registered(
                 nats,
                 document,
@@ -421,7 +430,19 @@ impl Service {
             ))
         });
 
-        shutdown.cancelled().await;
+        // A listener that ends before shutdown (the connection closed for good)
+        // stops the whole service: an instance that cannot serve must not
+        // keep heartbeating as if it could.
+        let mut ended_early = false;
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => {}
+            () = listener_ended.cancelled() => {
+                tracing::error!(instance = id, "A subscription ended before shutdown; stopping the service.");
+                ended_early = true;
+                stop_listening.cancel();
+            }
+        }
         tracing::info!(instance = id, "Shutting down: no new requests.");
         // Each listener unsubscribes, answers what was already delivered to
         // it and finishes its handlers; past the timeout the rest is dropped
@@ -452,10 +473,15 @@ impl Service {
         {
             tracing::error!(error = %error, "The registration task failed.");
         }
-        if let Err(error) = nats.flush().await {
-            tracing::warn!(error = %error, "Could not flush the last replies.");
+        match tokio::time::timeout(inner.config.shutdown_timeout, nats.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(error = %error, "Could not flush the last replies."),
+            Err(_) => tracing::warn!("The server did not take the last replies in time; it is probably unreachable."),
         }
         tracing::info!(instance = id, "Service stopped.");
+        if ended_early {
+            return Err(RunError::SubscriptionEnded);
+        }
         Ok(())
     }
 
@@ -482,8 +508,10 @@ impl Service {
                 Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
                 () = stop.cancelled(), if !stopping => {
                     stopping = true;
-                    if let Err(error) = subscriber.unsubscribe().await {
-                        tracing::debug!(error = %error, "Unsubscribing failed; the connection is probably closing.");
+                    // Draining (not unsubscribing) keeps the requests the server
+                    // routed here before it saw the unsubscription.
+                    if let Err(error) = subscriber.drain().await {
+                        tracing::debug!(error = %error, "Draining the subscription failed; the connection is probably closing.");
                         break;
                     }
                 }
@@ -550,10 +578,19 @@ impl Service {
             trace_id = %propagation.trace.trace_id(),
             error.type = tracing::field::Empty,
         );
-        let outcome = self
-            .respond(endpoint, &message.payload, &propagation)
+        // Validation and encoding run outside the handler's own guard: a panic
+        // anywhere here still gets the caller a reply.
+        let outcome = std::panic::AssertUnwindSafe(self.respond(endpoint, &message.payload, &propagation))
+            .catch_unwind()
             .instrument(span.clone())
-            .await;
+            .await
+            .unwrap_or_else(|panic| {
+                tracing::error!(parent: &span, panic = %panic_text(panic.as_ref()), "Handling a request panicked.");
+                Err(ErrorBody::new(
+                    ErrorCode::Internal,
+                    "the service failed to handle the request",
+                ))
+            });
         let mut headers = Envelope::operation(self.inner.document.id(), endpoint.name.clone())
             .with_correlation_id(propagation.correlation_id.clone())
             .to_headers();
@@ -572,8 +609,24 @@ impl Service {
             }
         };
         endpoint.counters.record(started.elapsed(), error);
-        if let Err(err) = nats.publish_with_headers(reply_to, headers, payload.into()).await {
+        if let Err(err) = nats
+            .publish_with_headers(reply_to.clone(), headers, payload.into())
+            .await
+        {
             tracing::warn!(parent: &span, error = %err, "Could not send the reply.");
+            // A reply over the server's size limit must still answer the caller.
+            if err.kind() == async_nats::client::PublishErrorKind::MaxPayloadExceeded {
+                let body = ErrorBody::new(
+                    ErrorCode::Internal,
+                    "the reply is larger than the server's maximum payload",
+                );
+                let mut short = async_nats::HeaderMap::new();
+                wire::write_error_headers(&mut short, &body);
+                let payload = serde_json::to_vec(&body).unwrap_or_default();
+                if let Err(err) = nats.publish_with_headers(reply_to, short, payload.into()).await {
+                    tracing::warn!(parent: &span, error = %err, "Could not send the short error reply either.");
+                }
+            }
         }
     }
 
@@ -600,12 +653,7 @@ impl Service {
                 ));
             }
             Ok(Err(panic)) => {
-                let reason = panic
-                    .downcast_ref::<&str>()
-                    .map(|text| (*text).to_owned())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_default();
-                tracing::error!(panic = %reason, "The handler panicked.");
+                tracing::error!(panic = %panic_text(panic.as_ref()), "The handler panicked.");
                 return Err(ErrorBody::new(
                     ErrorCode::Internal,
                     "the service failed to handle the request",
@@ -633,6 +681,13 @@ impl Service {
         if let Some(cause) = error.cause() {
             tracing::error!(error = %cause, "The handler failed.");
         }
+        if *error.code() == ErrorCode::Internal {
+            // However it was built, an internal error tells the caller nothing of our insides.
+            if error.cause().is_none() {
+                tracing::error!(error = %error, "The handler failed.");
+            }
+            return ErrorBody::new(ErrorCode::Internal, "the service failed to handle the request");
+        }
         if let ErrorCode::Declared(code) = error.code()
             && !endpoint.declared_errors.iter().any(|declared| declared == code)
         {
@@ -645,6 +700,15 @@ impl Service {
         }
         error.to_body()
     }
+}
+
+/// The text of a panic's payload, for the log.
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|text| (*text).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
 /// What a subscription is for.

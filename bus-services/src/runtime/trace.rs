@@ -10,9 +10,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct TraceContext {
     trace_id: u128,
     span_id: u64,
-    sampled: bool,
+    flags: u8,
     state: Option<String>,
 }
+
+/// The longest `tracestate` passed on; a longer one is dropped, as the
+/// specification allows, rather than forwarded on every call.
+const MAX_TRACESTATE_CHARS: usize = 512;
 
 impl TraceContext {
     /// A new trace, as started by a flow's first message.
@@ -20,7 +24,7 @@ impl TraceContext {
         Self {
             trace_id: (u128::from(random_u64()) << 64) | u128::from(random_u64()),
             span_id: random_u64(),
-            sampled: true,
+            flags: 0x01,
             state: None,
         }
     }
@@ -34,7 +38,13 @@ impl TraceContext {
         let hex = |text: &str, len: usize| {
             text.len() == len && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         };
-        if version != "00" || parts.next().is_some() || !hex(trace, 32) || !hex(span, 16) || !hex(flags, 2) {
+        // Version 00 has exactly four fields; later versions may add fields
+        // and are read as 00; ff is invalid (W3C Trace Context, section 3.2).
+        let extra_fields = parts.next().is_some();
+        if !hex(version, 2) || version == "ff" || (version == "00" && extra_fields) {
+            return None;
+        }
+        if !hex(trace, 32) || !hex(span, 16) || !hex(flags, 2) {
             return None;
         }
         let trace_id = u128::from_str_radix(trace, 16).ok()?;
@@ -46,10 +56,10 @@ impl TraceContext {
         Some(Self {
             trace_id,
             span_id,
-            sampled: flags & 1 == 1,
-            state: tracestate
-                .map(str::to_owned)
-                .filter(|state| !state.is_empty() && !state.contains(['\r', '\n'])),
+            flags,
+            state: tracestate.map(str::to_owned).filter(|state| {
+                !state.is_empty() && state.len() <= MAX_TRACESTATE_CHARS && !state.contains(['\r', '\n'])
+            }),
         })
     }
 
@@ -63,12 +73,7 @@ impl TraceContext {
 
     /// The `traceparent` header value.
     pub fn traceparent(&self) -> String {
-        format!(
-            "00-{:032x}-{:016x}-{:02x}",
-            self.trace_id,
-            self.span_id,
-            u8::from(self.sampled)
-        )
+        format!("00-{:032x}-{:016x}-{:02x}", self.trace_id, self.span_id, self.flags)
     }
 
     /// The `tracestate` header value, if any came in.
@@ -111,7 +116,7 @@ mod tests {
     fn refuses_malformed_headers() {
         for bad in [
             "",
-            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
             "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
             "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
@@ -120,6 +125,22 @@ mod tests {
         ] {
             assert_eq!(TraceContext::parse(bad, None), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn later_versions_are_read_as_00_and_flags_are_kept() {
+        let later = TraceContext::parse("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-03-extra", None).unwrap();
+        assert_eq!(
+            later.traceparent(),
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-03"
+        );
+        let long_state = "a=b,".repeat(200);
+        let context = TraceContext::parse(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            Some(&long_state),
+        )
+        .unwrap();
+        assert_eq!(context.tracestate(), None);
     }
 
     #[test]

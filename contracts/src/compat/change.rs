@@ -277,21 +277,29 @@ pub struct Verdict {
     pub lenient: bool,
 }
 
+impl Verdict {
+    /// Folds the answers to "does this change break?": `Some(true)` fails
+    /// both verdicts, `None` (undecided) fails only the strict one.
+    pub fn from_answers(answers: impl IntoIterator<Item = Option<bool>>) -> Self {
+        let mut verdict = Self {
+            strict: true,
+            lenient: true,
+        };
+        for answer in answers {
+            match answer {
+                Some(true) => {
+                    verdict.strict = false;
+                    verdict.lenient = false;
+                }
+                None => verdict.strict = false,
+                Some(false) => {}
+            }
+        }
+        verdict
+    }
+}
+
 /// Decides `mode` over a list of changes.
 pub fn verdict<'a>(changes: impl IntoIterator<Item = &'a Change>, mode: Mode) -> Verdict {
-    let mut verdict = Verdict {
-        strict: true,
-        lenient: true,
-    };
-    for change in changes {
-        match change.breaks(mode) {
-            Some(true) => {
-                verdict.strict = false;
-                verdict.lenient = false;
-            }
-            None => verdict.strict = false,
-            Some(false) => {}
-        }
-    }
-    verdict
+    Verdict::from_answers(changes.into_iter().map(|change| change.breaks(mode)))
 }

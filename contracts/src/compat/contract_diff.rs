@@ -66,21 +66,7 @@ pub struct ContractReport {
 impl ContractReport {
     /// Strict and lenient verdicts of the whole report.
     pub fn verdict(&self) -> Verdict {
-        let mut verdict = Verdict {
-            strict: true,
-            lenient: true,
-        };
-        for change in &self.changes {
-            match change.breaking {
-                Some(true) => {
-                    verdict.strict = false;
-                    verdict.lenient = false;
-                }
-                None => verdict.strict = false,
-                Some(false) => {}
-            }
-        }
-        verdict
+        Verdict::from_answers(self.changes.iter().map(|change| change.breaking))
     }
 
     /// The changes that break the policy for sure.

@@ -1,44 +1,48 @@
-//! `soa demo`, foundation edition: the shop's contracts compiled and linted,
-//! then one operation served and called on a real NATS server, with every
-//! request and reply validated against the contract.
+//! `soa demo`: the shop's contracts compiled and linted, then the orders
+//! service run on the service runtime against a real NATS server and called
+//! as any client calls it, with every request and reply validated against the
+//! contract.
 //!
-//! Until the runtime and the five shop services exist, the demo shows what is
-//! real today and nothing more: it uses the server at `--nats-url` or starts
-//! the installed nats-server, serves `shop.orders.v1.place` in the queue group
-//! `orders`, sends it a valid order, an invalid one and one that is not JSON
-//! from a second connection, prints what came back, checks that it was what
-//! the contract promises, and shuts down in order.
+//! It uses the server at `--nats-url` or starts the installed nats-server,
+//! serves the whole `orders@1` contract (`place`, `get`, `list`) in the queue
+//! group `orders`, then, from a second connection and with plain async-nats so
+//! the output shows exactly what travels, places a valid order, an invalid one
+//! and one that is not JSON, fetches the order it placed and the one it could
+//! not, lists what was placed, checks that every reply is what the contract
+//! promises, and shuts down in order.
 
 use std::fmt::Write as _;
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use async_nats::Client;
 use bus_services::connection::{self, ConnectConfig, ConnectError};
 use bus_services::local_server::{LocalNatsServer, LocalServerConfig};
+use bus_services::runtime::{RunError, Service, ServiceConfig};
 use bus_services::wire::{self, CorrelationId, Envelope};
 use clap::Args;
 use contracts::envelope::headers;
-use contracts::shop::orders::PlaceOrder;
-use contracts::shop::{FlowMode, LineItem, Money, OrderId};
+use contracts::shop::orders::{GetOrder, ListOrders, PlaceOrder};
+use contracts::shop::{FlowMode, LineItem, Money, OrderId, OrderStatus};
+use contracts::subjects::{self, DiscoveryVerb};
 use contracts::{
-    CompiledContract, ContractDocument, ErrorCode, MemberName, MessageKey, SchemaSet, Severity, compile_contract, lint,
+    CompiledContract, ContractDocument, ErrorCode, MemberName, MessageKey, MessageValidator, SchemaSet, Severity,
+    compile_contract, lint,
 };
 use serde_json::Value;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::discover::{self, Window};
 use super::{Exit, NatsOptions, UsageError};
 
-mod responder;
+mod orders;
 
-use responder::PlaceOrderResponder;
-
-/// The queue group the demo's orders responder joins; every instance of a
-/// service shares one, so requests are spread over them.
-const QUEUE_GROUP: &str = "orders";
+use orders::OrderBook;
 
 /// How long one request may wait for its reply.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -46,10 +50,16 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long each start-up or shutdown step may take before the demo gives up waiting.
 const STEP_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long the demo listens for other orders instances on the bus.
+const OTHERS_WINDOW: Window = Window {
+    quiet: Duration::from_millis(200),
+    timeout: Duration::from_secs(1),
+};
+
 /// Arguments of `soa demo`.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// After the requests, keep serving shop.orders.v1.place until Ctrl-C.
+    /// After the requests, keep serving the orders contract until Ctrl-C.
     #[arg(long)]
     pub keep_running: bool,
     /// Where a nats-server started by the demo keeps its JetStream store and its log (in nats/).
@@ -66,21 +76,39 @@ pub(super) async fn run(
 ) -> anyhow::Result<Exit> {
     writeln!(
         out,
-        "soa demo (foundation edition): the shop's contracts, and one operation served and called on NATS\n"
+        "soa demo: the shop's contracts, and the orders service run and called on NATS\n"
     )?;
-    let (orders, compiled) = compile_catalogue(out)?;
-    let responder = PlaceOrderResponder::new(&orders, &compiled)?;
+    let catalogue = compile_catalogue(out)?;
+    let book = Arc::new(OrderBook::default());
+    let config = ServiceConfig {
+        // The demo runs without a registry to register with.
+        registration: None,
+        shutdown_timeout: STEP_TIMEOUT,
+        ..ServiceConfig::default()
+    };
+    let service = orders::service(catalogue.orders.clone(), catalogue.schemas.clone(), config, book)
+        .context("the orders service does not build from its contract")?;
     let bus = Bus::connect(nats, args, out).await?;
-    let served = serve_and_call(&bus, &orders, &compiled, responder, args, out, &shutdown).await;
+    let served = serve_and_call(&bus, &catalogue, service, args, out, &shutdown).await;
     let closed = bus.close(out).await;
     let exit = served?;
     closed?;
     Ok(exit)
 }
 
+/// The shop catalogue as the demo uses it.
+struct Catalogue {
+    /// The orders contract, which the demo serves.
+    orders: ContractDocument,
+    /// Its compiled schemas, which the caller checks replies with.
+    compiled: CompiledContract,
+    /// Every shop contract, for `soa://` references between them.
+    schemas: SchemaSet,
+}
+
 /// Step 1: every shop contract compiled and linted, as a table. Returns the
-/// orders contract, which the rest of the demo serves.
-fn compile_catalogue(out: &mut dyn Write) -> anyhow::Result<(ContractDocument, CompiledContract)> {
+/// orders contract, which the rest of the demo serves, and the schemas.
+fn compile_catalogue(out: &mut dyn Write) -> anyhow::Result<Catalogue> {
     let documents = contracts::shop::contracts().context("the shop's contracts do not build")?;
     let mut external = SchemaSet::default();
     for document in &documents {
@@ -126,7 +154,7 @@ fn compile_catalogue(out: &mut dyn Write) -> anyhow::Result<(ContractDocument, C
             digest.chars().take("sha256:".len() + 12).collect(),
         ]);
     }
-    write_table(out, &rows, &[false, true, true, false, false])?;
+    write_table(out, 3, &rows, &[false, true, true, false, false])?;
     if !problems.is_empty() {
         anyhow::bail!("the shop catalogue does not check out:\n  {}", problems.join("\n  "));
     }
@@ -135,7 +163,12 @@ fn compile_catalogue(out: &mut dyn Write) -> anyhow::Result<(ContractDocument, C
         "\n   {} contracts, no errors, {warnings} warnings; every message schema compiled.\n",
         documents.len()
     )?;
-    orders.context("the shop catalogue has no orders contract")
+    let (orders, compiled) = orders.context("the shop catalogue has no orders contract")?;
+    Ok(Catalogue {
+        orders,
+        compiled,
+        schemas: external,
+    })
 }
 
 /// The subjects of a contract in short: `shop.orders.v1.*` when they share
@@ -162,8 +195,14 @@ fn subjects_of(document: &ContractDocument) -> String {
     }
 }
 
-/// Writes rows as aligned columns; `right[i]` right-aligns column `i`.
-fn write_table<const N: usize>(out: &mut dyn Write, rows: &[[String; N]], right: &[bool; N]) -> std::io::Result<()> {
+/// Writes rows as aligned columns, two spaces apart, each line after
+/// `indent` spaces; `right[i]` right-aligns column `i`.
+pub(super) fn write_table<const N: usize>(
+    out: &mut dyn Write,
+    indent: usize,
+    rows: &[[String; N]],
+    right: &[bool; N],
+) -> std::io::Result<()> {
     let mut widths = [0; N];
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
@@ -171,14 +210,15 @@ fn write_table<const N: usize>(out: &mut dyn Write, rows: &[[String; N]], right:
         }
     }
     for row in rows {
-        let mut line = String::from("  ");
+        let mut line = " ".repeat(indent);
         for (index, cell) in row.iter().enumerate() {
             let width = widths[index];
+            let gap = if index == 0 { "" } else { "  " };
             // Writing to a String cannot fail.
             let _ = if right[index] {
-                write!(line, " {cell:>width$} ")
+                write!(line, "{gap}{cell:>width$}")
             } else {
-                write!(line, " {cell:<width$} ")
+                write!(line, "{gap}{cell:<width$}")
             };
         }
         writeln!(out, "{}", line.trim_end())?;
@@ -330,67 +370,215 @@ async fn stop_local(local: LocalNatsServer) {
     }
 }
 
-/// Steps 3 and 4: serve `place`, call it three times, keep serving when asked,
-/// then stop the responder.
+/// How the orders service's start went.
+enum Started {
+    /// It answers discovery, so its operations are served.
+    Serving,
+    /// It stopped before serving (it could not subscribe, say).
+    Stopped(Result<Result<(), RunError>, tokio::task::JoinError>),
+    /// It did not answer within [`STEP_TIMEOUT`].
+    Slow,
+}
+
+/// Steps 3 to 5: runs the orders service, calls it, keeps serving when
+/// asked, then stops it and says how many requests it answered. The
+/// connections are closed afterwards, by [`Bus::close`].
 async fn serve_and_call(
     bus: &Bus,
-    orders: &ContractDocument,
-    compiled: &CompiledContract,
-    responder: PlaceOrderResponder,
+    catalogue: &Catalogue,
+    service: Service,
     args: &DemoArgs,
     out: &mut dyn Write,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Exit> {
-    let place = MemberName::parse("place")?;
-    let subject = orders
-        .operations
-        .get(&place)
-        .map(|operation| operation.subject.to_string())
-        .context("the orders contract has no place operation")?;
-    let subscriber = bus
-        .service
-        .queue_subscribe(subject.clone(), QUEUE_GROUP.to_owned())
-        .await
-        .with_context(|| format!("could not subscribe to {subject}"))?;
-    // The subscription must be in effect on the server before the first request arrives.
-    wire::round_trip(&bus.service, STEP_TIMEOUT)
-        .await
-        .context("the server did not confirm the subscription")?;
-    writeln!(
-        out,
-        "3. Serving {subject} ({}) in queue group {QUEUE_GROUP:?}: each request is\n   \
-         validated against the contract before the handler sees it, and each reply before it is sent.\n",
-        orders.id()
-    )?;
-
-    let stop_responder = CancellationToken::new();
+    let stop_service = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let responder_task = tracker.spawn(responder::serve(
-        bus.service.clone(),
-        subscriber,
-        responder,
-        stop_responder.clone(),
-    ));
+    let mut running = tracker.spawn(service.clone().run(bus.service.clone(), stop_service.clone()));
     tracker.close();
 
+    let exit = match until_serving(&bus.caller, &service, &mut running).await {
+        Started::Serving => call_while_serving(bus, catalogue, &service, args, out, shutdown).await,
+        Started::Stopped(joined) => {
+            tracker.wait().await;
+            return Err(match joined {
+                Ok(Ok(())) => anyhow::anyhow!("the orders service stopped before it served"),
+                Ok(Err(error)) => anyhow::Error::new(error).context("the orders service could not start"),
+                Err(error) => anyhow::Error::new(error).context("the orders service's task failed"),
+            });
+        }
+        Started::Slow => Err(anyhow::anyhow!(
+            "the orders service did not answer discovery within {STEP_TIMEOUT:?}"
+        )),
+    };
+
+    writeln!(out, "5. Shutting down:\n")?;
+    stop_service.cancel();
+    let abort_service = running.abort_handle();
+    // Draining needs the server; without it, waiting for the drain is pointless.
+    // The service gives up on its handlers after STEP_TIMEOUT; this waits a little longer.
+    let drain_timeout = if bus.service.connection_state() == async_nats::connection::State::Connected {
+        STEP_TIMEOUT + Duration::from_secs(1)
+    } else {
+        Duration::ZERO
+    };
+    let stopped = tokio::time::timeout(drain_timeout, running).await;
+    // Read after the drain: requests delivered before the service stopped taking
+    // more are answered during it, and count.
+    let answered = answered(&service);
+    let said = match stopped {
+        Ok(Ok(Ok(()))) => format!(
+            "   The orders service stopped taking requests and finished those in flight.\n   It answered {answered}."
+        ),
+        Ok(Ok(Err(error))) => {
+            tracing::warn!(error = %error, "The orders service failed.");
+            format!("   The orders service failed: {error}.\n   It had answered {answered}.")
+        }
+        Ok(Err(error)) => {
+            tracing::warn!(error = %error, "The orders service's task failed.");
+            format!("   The orders service's task failed: {error}.\n   It had answered {answered}.")
+        }
+        Err(_elapsed) => {
+            abort_service.abort();
+            format!(
+                "   The orders service could not drain its subscriptions (is the server gone?), so it was \
+                 stopped.\n   It had answered {answered}."
+            )
+        }
+    };
+    tracker.wait().await;
+    writeln!(out, "{said}")?;
+    exit
+}
+
+/// `N requests (place 3, get 2, list 1), M of them with an error reply`, from
+/// the service's own `$SRV.STATS` counters.
+fn answered(service: &Service) -> String {
+    let stats = service.stats();
+    let requests: u64 = stats.endpoints.iter().map(|endpoint| endpoint.num_requests).sum();
+    let errors: u64 = stats.endpoints.iter().map(|endpoint| endpoint.num_errors).sum();
+    let per_operation: Vec<String> = stats
+        .endpoints
+        .iter()
+        .map(|endpoint| format!("{} {}", endpoint.name, endpoint.num_requests))
+        .collect();
+    format!(
+        "{requests} {} ({}), {errors} of them with an error reply",
+        if requests == 1 { "request" } else { "requests" },
+        per_operation.join(", ")
+    )
+}
+
+/// Waits until the instance answers `$SRV.PING.<service>.<id>`. The runtime
+/// subscribes to its operations before its discovery subjects, on one
+/// connection, so once the ping is answered the operations are served too.
+async fn until_serving(caller: &Client, service: &Service, running: &mut JoinHandle<Result<(), RunError>>) -> Started {
+    let ping = subjects::discovery(
+        DiscoveryVerb::Ping,
+        Some(service.contract().service.as_str()),
+        Some(service.instance_id()),
+    );
+    let deadline = tokio::time::Instant::now() + STEP_TIMEOUT;
+    loop {
+        let attempt = async {
+            let reply = tokio::time::timeout(Duration::from_millis(250), caller.request(ping.clone(), "".into())).await;
+            let answered = matches!(reply, Ok(Ok(_)));
+            if !answered {
+                // Nobody listens yet: the server said so at once.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            answered
+        };
+        tokio::select! {
+            joined = &mut *running => return Started::Stopped(joined),
+            answered = attempt => if answered {
+                return Started::Serving;
+            },
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Started::Slow;
+        }
+    }
+}
+
+/// The ids of the other orders instances on the bus. They share the queue
+/// group but not this instance's memory, which the demo must say.
+async fn other_instances(caller: &Client, service: &Service, shutdown: &CancellationToken) -> Vec<String> {
+    let subject = subjects::discovery(DiscoveryVerb::Ping, Some(service.contract().service.as_str()), None);
+    match discover::gather(caller, &subject, OTHERS_WINDOW, shutdown).await {
+        Ok(gathered) => gathered
+            .replies
+            .iter()
+            .filter_map(|reply| {
+                let reply: Value = serde_json::from_slice(&reply.payload).ok()?;
+                reply.get("id")?.as_str().map(str::to_owned)
+            })
+            .filter(|id| id != service.instance_id())
+            .collect(),
+        Err(error) => {
+            tracing::warn!(error = %error, "Could not look for other orders instances.");
+            Vec::new()
+        }
+    }
+}
+
+/// Steps 3 and 4: says what is served, sends the requests, and keeps serving
+/// when asked.
+async fn call_while_serving(
+    bus: &Bus,
+    catalogue: &Catalogue,
+    service: &Service,
+    args: &DemoArgs,
+    out: &mut dyn Write,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Exit> {
+    let info = service.info();
+    let queue_group = info
+        .endpoints
+        .first()
+        .map_or_else(String::new, |endpoint| endpoint.queue_group.clone());
     writeln!(
         out,
-        "4. Three requests from a second connection, as any caller sends them:"
+        "3. The orders service ({}) on the service runtime, instance {}, queue group {queue_group:?}:\n",
+        catalogue.orders.id(),
+        info.identity.id
     )?;
-    let response_validator = compiled
-        .validators
-        .get(&MessageKey::Response(place.clone()))
-        .cloned()
-        .context("the orders contract has no response schema for place")?;
+    let rows: Vec<[String; 2]> = info
+        .endpoints
+        .iter()
+        .map(|endpoint| [endpoint.name.clone(), endpoint.subject.clone()])
+        .collect();
+    write_table(out, 3, &rows, &[false, false])?;
+    writeln!(
+        out,
+        "\n   The runtime validates each request against the contract before a handler sees it, and each\n   \
+         reply before it is sent. place keeps the orders it accepts in memory; get and list read them.\n   \
+         The instance answers NATS micro discovery ({}, {}, {}); `soa discover` lists it.\n",
+        subjects::discovery(DiscoveryVerb::Ping, None, None),
+        subjects::discovery(DiscoveryVerb::Info, None, None),
+        subjects::discovery(DiscoveryVerb::Stats, None, None),
+    )?;
+    let others = other_instances(&bus.caller, service, shutdown).await;
+    if !others.is_empty() {
+        writeln!(
+            out,
+            "   Note: other orders instances serve this bus in the same queue group: {}.\n   \
+             Each keeps its own orders in memory, so get and list below may be answered by one\n   \
+             that never saw the order.\n",
+            others.join(", ")
+        )?;
+    }
+
+    let cases = cases()?;
+    writeln!(
+        out,
+        "4. The requests, from a second connection, as any caller sends them:"
+    )?;
     let caller = Caller {
         client: &bus.caller,
-        orders,
-        place: &place,
-        subject: &subject,
-        response: &response_validator,
+        catalogue,
     };
     let requests = tokio::select! {
-        result = caller.send_all(out) => Some(result),
+        result = caller.send_all(&cases, out) => Some(result),
         () = shutdown.cancelled() => None,
     };
     let exit = match requests {
@@ -403,6 +591,13 @@ async fn serve_and_call(
                     out,
                     "\n   Some replies were not what the contract promises (marked above).\n"
                 )?;
+                if !others.is_empty() {
+                    writeln!(
+                        out,
+                        "   Other orders instances shared the requests (see the note above); run the demo\n   \
+                         where it is the only one.\n"
+                    )?;
+                }
                 Ok(Exit::Failure)
             }
         }
@@ -413,50 +608,32 @@ async fn serve_and_call(
         }
     };
     if args.keep_running && matches!(exit, Ok(Exit::Success)) && !shutdown.is_cancelled() {
+        let subjects: Vec<&str> = info
+            .endpoints
+            .iter()
+            .map(|endpoint| endpoint.subject.as_str())
+            .collect();
         writeln!(
             out,
-            "   Serving {subject} at {} until Ctrl-C. Try it from another client with the\n   \
-             headers above; the reply says what the contract thinks of the request.\n",
+            "   Serving {}\n   at {} until Ctrl-C. Call them from another client with the headers above,\n   \
+             and watch the counters with `soa discover --nats-url {}`.\n",
+            subjects.join(", "),
+            bus.url,
             bus.url
         )?;
         out.flush()?;
         shutdown.cancelled().await;
     }
-
-    writeln!(out, "5. Shutting down:\n")?;
-    stop_responder.cancel();
-    let abort_responder = responder_task.abort_handle();
-    // Draining needs the server; without it, waiting for the drain is pointless.
-    let drain_timeout = if bus.service.connection_state() == async_nats::connection::State::Connected {
-        STEP_TIMEOUT
-    } else {
-        Duration::ZERO
-    };
-    let said = match tokio::time::timeout(drain_timeout, responder_task).await {
-        Ok(Ok(answered)) => {
-            format!("   Unsubscribed from {subject} after answering {answered} requests.")
-        }
-        Ok(Err(error)) => {
-            tracing::warn!(error = %error, "The responder task failed.");
-            format!("   The responder of {subject} failed: {error}.")
-        }
-        Err(_elapsed) => {
-            abort_responder.abort();
-            format!(
-                "   The responder of {subject} could not drain its subscription (is the server \
-                 gone?), so it was stopped."
-            )
-        }
-    };
-    tracker.wait().await;
-    writeln!(out, "{said}")?;
     exit
 }
 
 /// What the demo expects a request's reply to be.
 enum Expect {
-    /// A success reply, with this total in cents.
-    Accepted { total_cents: u64 },
+    /// A success reply for which `check` holds; `promise` says what that means.
+    Reply {
+        promise: &'static str,
+        check: fn(&Value) -> bool,
+    },
     /// An error reply with this code, naming at least these pointers.
     Rejected {
         code: ErrorCode,
@@ -466,13 +643,15 @@ enum Expect {
 
 /// One request of the demo.
 struct Case {
+    operation: &'static str,
     title: &'static str,
-    correlation_id: &'static str,
+    correlation_id: Option<&'static str>,
     payload: Vec<u8>,
     expect: Expect,
 }
 
-/// The three requests: valid, invalid in three ways, and not JSON.
+/// The requests: three orders placed (valid, invalid in three ways, not
+/// JSON), the valid one and the refused one fetched, and the placed ones listed.
 fn cases() -> anyhow::Result<Vec<Case>> {
     let valid = PlaceOrder {
         order_id: OrderId("ord-demo-1".to_owned()),
@@ -502,16 +681,34 @@ fn cases() -> anyhow::Result<Vec<Case>> {
     invalid["coupon"] = Value::from("FREE-KETTLE");
     invalid["items"][0]["quantity"] = Value::from(0);
     invalid["items"][0]["unit_price"]["currency"] = Value::from("eur");
+    let get = |id: &str| {
+        serde_json::to_vec(&GetOrder {
+            order_id: OrderId(id.to_owned()),
+        })
+    };
+    let list = ListOrders {
+        status: Some(OrderStatus::Placed),
+        after: None,
+        limit: Some(10),
+    };
     Ok(vec![
         Case {
+            operation: "place",
             title: "a valid order: a kettle and two mugs, in EUR",
-            correlation_id: "ord-demo-1",
+            correlation_id: Some("ord-demo-1"),
             payload: serde_json::to_vec(&valid)?,
-            expect: Expect::Accepted { total_cents: 4699 },
+            expect: Expect::Reply {
+                promise: "the order placed, with a total of 4699 cents",
+                check: |reply| {
+                    reply["status"] == "placed"
+                        && reply.pointer("/total/amount_cents").and_then(Value::as_u64) == Some(4699)
+                },
+            },
         },
         Case {
+            operation: "place",
             title: "quantity 0, an unknown field \"coupon\" and the currency \"eur\"",
-            correlation_id: "ord-demo-2",
+            correlation_id: Some("ord-demo-2"),
             payload: serde_json::to_vec(&invalid)?,
             expect: Expect::Rejected {
                 code: ErrorCode::ValidationFailed,
@@ -519,32 +716,70 @@ fn cases() -> anyhow::Result<Vec<Case>> {
             },
         },
         Case {
+            operation: "place",
             title: "a request that is not JSON at all",
-            correlation_id: "ord-demo-3",
+            correlation_id: Some("ord-demo-3"),
             payload: b"place order ord-demo-3: one kettle, please".to_vec(),
             expect: Expect::Rejected {
                 code: ErrorCode::ValidationFailed,
                 pointers: &[""],
             },
         },
+        Case {
+            operation: "get",
+            title: "the order placed in #1",
+            correlation_id: Some("ord-demo-1"),
+            payload: get("ord-demo-1")?,
+            expect: Expect::Reply {
+                promise: "order ord-demo-1 with its two lines and a total of 4699 cents",
+                check: |reply| {
+                    reply["order_id"] == "ord-demo-1"
+                        && reply["items"].as_array().map(Vec::len) == Some(2)
+                        && reply.pointer("/total/amount_cents").and_then(Value::as_u64) == Some(4699)
+                },
+            },
+        },
+        Case {
+            operation: "get",
+            title: "the order refused in #2, which was never stored",
+            correlation_id: Some("ord-demo-2"),
+            payload: get("ord-demo-2")?,
+            expect: Expect::Rejected {
+                code: ErrorCode::NotFound,
+                pointers: &[],
+            },
+        },
+        Case {
+            operation: "list",
+            title: "the placed orders, ten to a page",
+            correlation_id: None,
+            payload: serde_json::to_vec(&list)?,
+            expect: Expect::Reply {
+                promise: "one page holding ord-demo-1 alone",
+                check: |reply| {
+                    let ids: Option<Vec<&str>> = reply["orders"]
+                        .as_array()
+                        .map(|orders| orders.iter().filter_map(|order| order["order_id"].as_str()).collect());
+                    ids == Some(vec!["ord-demo-1"]) && reply.get("next").is_none()
+                },
+            },
+        },
     ])
 }
 
-/// The calling side of the demo: sends requests as a client of the contract.
+/// The calling side of the demo: sends requests as any client of the
+/// contract does, with plain async-nats, so what is shown is what travels.
 struct Caller<'a> {
     client: &'a Client,
-    orders: &'a ContractDocument,
-    place: &'a MemberName,
-    subject: &'a str,
-    response: &'a contracts::MessageValidator,
+    catalogue: &'a Catalogue,
 }
 
 impl Caller<'_> {
     /// Sends every case; true when every reply was as expected.
-    async fn send_all(&self, out: &mut dyn Write) -> anyhow::Result<bool> {
+    async fn send_all(&self, cases: &[Case], out: &mut dyn Write) -> anyhow::Result<bool> {
         let mut all_as_promised = true;
-        for (number, case) in cases()?.into_iter().enumerate() {
-            all_as_promised &= self.send(number + 1, &case, out).await?;
+        for (number, case) in cases.iter().enumerate() {
+            all_as_promised &= self.send(number + 1, case, out).await?;
         }
         Ok(all_as_promised)
     }
@@ -552,33 +787,45 @@ impl Caller<'_> {
     /// Sends one case and prints the request and the reply; true when the
     /// reply was as expected.
     async fn send(&self, number: usize, case: &Case, out: &mut dyn Write) -> anyhow::Result<bool> {
-        let envelope = Envelope::operation(self.orders.id(), self.place.clone())
-            .with_correlation_id(Some(CorrelationId::parse(case.correlation_id)?));
+        let orders = &self.catalogue.orders;
+        let operation = MemberName::parse(case.operation)?;
+        let subject = orders
+            .operations
+            .get(&operation)
+            .map(|declared| declared.subject.to_string())
+            .with_context(|| format!("the orders contract has no {operation} operation"))?;
+        let response: &MessageValidator = self
+            .catalogue
+            .compiled
+            .validators
+            .get(&MessageKey::Response(operation.clone()))
+            .with_context(|| format!("the orders contract has no response schema for {operation}"))?;
+        let correlation_id = case.correlation_id.map(CorrelationId::parse).transpose()?;
+        let envelope = Envelope::operation(orders.id(), operation.clone()).with_correlation_id(correlation_id.clone());
         let request_headers = envelope.to_headers();
-        writeln!(out, "\n   → #{number} {}", case.title)?;
-        writeln!(
-            out,
-            "     {}: {}  {}: {}  {}: {}  {}: {}",
+        writeln!(out, "\n   → #{number} {subject}: {}", case.title)?;
+        let mut shown = format!(
+            "     {}: {}  {}: {operation}",
             headers::CONTRACT,
             envelope.contract,
-            headers::OPERATION,
-            self.place,
-            headers::CORRELATION_ID,
-            case.correlation_id,
-            headers::MESSAGE_ID,
-            envelope.message_id
-        )?;
+            headers::OPERATION
+        );
+        if let Some(correlation_id) = &correlation_id {
+            let _ = write!(shown, "  {}: {correlation_id}", headers::CORRELATION_ID);
+        }
+        let _ = write!(shown, "  {}: {}", headers::MESSAGE_ID, envelope.message_id);
+        writeln!(out, "{shown}")?;
         writeln!(out, "     {}", String::from_utf8_lossy(&case.payload))?;
 
         let started = Instant::now();
         let reply = tokio::time::timeout(
             REQUEST_TIMEOUT,
             self.client
-                .request_with_headers(self.subject.to_owned(), request_headers, case.payload.clone().into()),
+                .request_with_headers(subject.clone(), request_headers, case.payload.clone().into()),
         )
         .await
         .with_context(|| format!("no reply to request #{number} within {REQUEST_TIMEOUT:?}"))?
-        .with_context(|| format!("request #{number} to {} failed", self.subject))?;
+        .with_context(|| format!("request #{number} to {subject} failed"))?;
         let elapsed = started.elapsed();
         let took = format!("{:.1} ms", elapsed.as_secs_f64() * 1000.0);
 
@@ -602,40 +849,43 @@ impl Caller<'_> {
                             .filter(|pointer| !error.details.iter().any(|detail| detail.pointer == *pointer))
                             .collect();
                         if *code != error.code || !missing.is_empty() {
-                            writeln!(out, "   ✗ expected {code} naming {pointers:?}")?;
+                            if pointers.is_empty() {
+                                writeln!(out, "   ✗ expected {code}")?;
+                            } else {
+                                writeln!(out, "   ✗ expected {code} naming {pointers:?}")?;
+                            }
                             false
                         } else {
                             true
                         }
                     }
-                    Expect::Accepted { .. } => {
-                        writeln!(out, "   ✗ expected the order to be accepted")?;
+                    Expect::Reply { promise, .. } => {
+                        writeln!(out, "   ✗ expected {promise}")?;
                         false
                     }
                 }
             }
             None => {
                 // A caller checks replies too: a service may be older or newer than its contract says.
-                let checked = self.response.validate_bytes(&reply.payload);
+                let checked = response.validate_bytes(&reply.payload);
                 match &checked {
                     Ok(_) => writeln!(
                         out,
                         "   ← OK in {took}; the reply matches the response schema of {}",
-                        self.orders.id()
+                        orders.id()
                     )?,
                     Err(failure) => writeln!(out, "   ← OK in {took}, but {failure}")?,
                 }
                 writeln!(out, "     {}", String::from_utf8_lossy(&reply.payload))?;
-                let total = checked
-                    .ok()
-                    .and_then(|value| value.pointer("/total/amount_cents").and_then(Value::as_u64));
-                match case.expect {
-                    Expect::Accepted { total_cents } if total == Some(total_cents) => true,
-                    Expect::Accepted { total_cents } => {
-                        writeln!(out, "   ✗ expected a valid reply with a total of {total_cents} cents")?;
-                        false
+                match &case.expect {
+                    Expect::Reply { promise, check } => {
+                        let kept = checked.as_ref().is_ok_and(check);
+                        if !kept {
+                            writeln!(out, "   ✗ expected {promise}")?;
+                        }
+                        kept
                     }
-                    Expect::Rejected { ref code, .. } => {
+                    Expect::Rejected { code, .. } => {
                         writeln!(out, "   ✗ expected a {code} error")?;
                         false
                     }
@@ -653,9 +903,9 @@ mod tests {
     #[test]
     fn the_catalogue_compiles_and_prints_a_row_per_contract() {
         let mut out = Vec::new();
-        let (orders, compiled) = compile_catalogue(&mut out).unwrap();
-        assert_eq!(orders.id().to_string(), "orders@1.0.0");
-        assert_eq!(compiled.validators.len(), orders.messages().count());
+        let catalogue = compile_catalogue(&mut out).unwrap();
+        assert_eq!(catalogue.orders.id().to_string(), "orders@1.0.0");
+        assert_eq!(catalogue.compiled.validators.len(), catalogue.orders.messages().count());
         let table = String::from_utf8(out).unwrap();
         for expected in [
             "orders@1.0.0",
@@ -671,9 +921,51 @@ mod tests {
     #[test]
     fn the_demo_cases_are_what_they_claim() {
         let cases = cases().unwrap();
-        assert_eq!(cases.len(), 3);
+        let operations: Vec<&str> = cases.iter().map(|case| case.operation).collect();
+        assert_eq!(operations, ["place", "place", "place", "get", "get", "list"]);
         let invalid: Value = serde_json::from_slice(&cases[1].payload).unwrap();
         assert_eq!(invalid["items"][0]["quantity"], 0);
         assert!(serde_json::from_slice::<Value>(&cases[2].payload).is_err());
+    }
+
+    /// Runs the cases through the order book as the runtime would (request
+    /// schema first), so the expectations are checked without a server.
+    #[test]
+    fn the_cases_expect_what_the_order_book_answers() {
+        let catalogue = compile_catalogue(&mut Vec::new()).unwrap();
+        let book = OrderBook::default();
+        for case in cases().unwrap() {
+            let operation = MemberName::parse(case.operation).unwrap();
+            let validator = catalogue
+                .compiled
+                .validators
+                .get(&MessageKey::Request(operation))
+                .unwrap();
+            let answer = match validator.validate_bytes(&case.payload) {
+                Err(_) => Err(ErrorCode::ValidationFailed),
+                Ok(request) => {
+                    let answered = match case.operation {
+                        "place" => book
+                            .place(serde_json::from_value(request).unwrap())
+                            .map(|accepted| serde_json::to_value(accepted).unwrap()),
+                        "get" => book
+                            .get(&serde_json::from_value(request).unwrap())
+                            .map(|order| serde_json::to_value(order).unwrap()),
+                        "list" => {
+                            Ok(serde_json::to_value(book.list(&serde_json::from_value(request).unwrap())).unwrap())
+                        }
+                        other => panic!("no such operation {other}"),
+                    };
+                    answered.map_err(|error| error.code().clone())
+                }
+            };
+            match (&case.expect, answer) {
+                (Expect::Reply { promise, check }, Ok(reply)) => {
+                    assert!(check(&reply), "{}: expected {promise}, got {reply}", case.title);
+                }
+                (Expect::Rejected { code, .. }, Err(actual)) => assert_eq!(code, &actual, "{}", case.title),
+                (_, answer) => panic!("{}: unexpected {answer:?}", case.title),
+            }
+        }
     }
 }

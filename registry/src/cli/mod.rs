@@ -17,11 +17,13 @@ pub use tokio_util::sync::CancellationToken;
 
 mod contract;
 mod demo;
+mod discover;
 
 pub use contract::{
     CheckArgs, ContractCommand, DiffArgs, ExportArgs, ModeArg, OutputArgs, Report, ReportFormat, Source, check_sources,
 };
 pub use demo::DemoArgs;
+pub use discover::{DiscoverArgs, DiscoverFormat};
 
 /// How `soa` ended, as its exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,11 +124,17 @@ pub enum Command {
     /// Check and export contract documents.
     #[command(subcommand)]
     Contract(ContractCommand),
-    /// Serve and call the shop's orders.place on NATS, validated against its contract.
+    /// Run the shop's orders service on NATS and call it, validated against its contract.
     ///
     /// Uses the server at --nats-url, or starts the installed nats-server
     /// when none answers there.
     Demo(DemoArgs),
+    /// List the NATS micro services on the bus, with their endpoints and counters.
+    ///
+    /// Asks $SRV.INFO, then $SRV.STATS, and gathers the replies of every
+    /// instance. Exits 0 when at least one instance answered, 1 when none did,
+    /// 2 on a bad name or when no NATS connection could be made.
+    Discover(DiscoverArgs),
 }
 
 /// How to reach and authenticate with the NATS server.
@@ -246,6 +254,7 @@ where
     let result = match &cli.command {
         Command::Contract(command) => contract::run(command, stdout, stderr, cli.color.enabled(terminal)),
         Command::Demo(args) => demo::run(&cli.nats, args, stdout, shutdown).await,
+        Command::Discover(args) => discover::run(&cli.nats, args, stdout, stderr, shutdown).await,
     };
     // Whatever was written must reach the terminal before the error does.
     let _ = stdout.flush();

@@ -1,7 +1,7 @@
 //! Tests of the `soa` command line, through `registry::cli::run` with captured
 //! output: contract check and export on real files, and the demo on a real
 //! nats-server. The contract gate's formats, git comparison and diff have
-//! their own module, `contract_gate`.
+//! their own module, `contract_gate`; `soa discover` has `discover`.
 
 use std::path::{Path, PathBuf};
 
@@ -17,10 +17,15 @@ pub(crate) struct Run {
 
 /// Runs `soa` with `args` (without the program name) and captures its output.
 pub(crate) async fn soa<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Run {
+    soa_until(args, CancellationToken::new()).await
+}
+
+/// [`soa`], stopped as by Ctrl-C when `shutdown` is cancelled.
+pub(crate) async fn soa_until<S: AsRef<std::ffi::OsStr>>(args: &[S], shutdown: CancellationToken) -> Run {
     let mut argv = vec![std::ffi::OsString::from("soa")];
     argv.extend(args.iter().map(|arg| arg.as_ref().to_owned()));
     let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-    let exit = cli::run(argv, &mut stdout, &mut stderr, CancellationToken::new()).await;
+    let exit = cli::run(argv, &mut stdout, &mut stderr, shutdown).await;
     Run {
         exit,
         stdout: String::from_utf8_lossy(&stdout).into_owned(),
@@ -236,7 +241,7 @@ async fn an_edited_export_is_drift() {
 }
 
 #[tokio::test]
-async fn the_demo_serves_and_calls_place_on_the_given_server() {
+async fn the_demo_runs_the_orders_service_on_the_given_server() {
     tests::init_tracing();
     let server = NatsServer::start().await.unwrap();
     let data_dir = tempfile::tempdir().unwrap();
@@ -253,6 +258,12 @@ async fn the_demo_serves_and_calls_place_on_the_given_server() {
     for expected in [
         "Using nats-server 2.".to_owned(),
         format!(" at {}.", server.url()),
+        "3. The orders service (orders@1.0.0) on the service runtime, instance ".to_owned(),
+        ", queue group \"orders\":\n\n   get    shop.orders.v1.get\n   list   shop.orders.v1.list\n   place  shop.orders.v1.place\n"
+            .to_owned(),
+        // The place requests: accepted, refused by the schema, refused as not JSON.
+        "→ #1 shop.orders.v1.place: a valid order".to_owned(),
+        "Soa-Contract: orders@1.0.0  Soa-Operation: place  Soa-Correlation-Id: ord-demo-1  Nats-Msg-Id: ".to_owned(),
         "← OK in ".to_owned(),
         "\"total\":{\"amount_cents\":4699,\"currency\":\"EUR\"}".to_owned(),
         "← 400 VALIDATION_FAILED in ".to_owned(),
@@ -260,14 +271,114 @@ async fn the_demo_serves_and_calls_place_on_the_given_server() {
         "       /items/0/unit_price/currency: ".to_owned(),
         "('coupon' was unexpected)".to_owned(),
         "       (root): the payload is not valid JSON".to_owned(),
+        // get and list answer from what place remembered.
+        "→ #4 shop.orders.v1.get: the order placed in #1".to_owned(),
+        "← 404 NOT_FOUND in ".to_owned(),
+        ": no order ord-demo-2 has been placed here".to_owned(),
+        "→ #6 shop.orders.v1.list: ".to_owned(),
+        "Soa-Contract: orders@1.0.0  Soa-Operation: list  Nats-Msg-Id: ".to_owned(),
+        "{\"orders\":[{\"customer_id\":\"cust-42\",".to_owned(),
         "Every reply was what the contract promises.".to_owned(),
-        "after answering 3 requests".to_owned(),
+        "5. Shutting down:".to_owned(),
+        "It answered 6 requests (get 2, list 1, place 3), 3 of them with an error reply.".to_owned(),
         "Drained both connections.".to_owned(),
     ] {
         assert!(output.contains(&expected), "{expected:?} missing from:\n{output}");
     }
+    assert!(!output.contains('✗'), "{output}");
+    assert!(!output.contains("other orders instances"), "{output}");
     // The demo used the server it was given and started none of its own.
     assert!(!data_dir.path().join("nats").exists());
+}
+
+#[tokio::test]
+async fn a_demo_kept_running_is_discovered_and_stops_on_ctrl_c() {
+    tests::init_tracing();
+    let server = NatsServer::start().await.unwrap();
+    let url = server.url();
+    let data_dir = tempfile::tempdir().unwrap();
+    let data_dir = data_dir.path().display().to_string();
+    let ctrl_c = CancellationToken::new();
+    let demo_args = ["--nats-url", &url, "demo", "--keep-running", "--data-dir", &data_dir];
+    let demo = soa_until(&demo_args, ctrl_c.clone());
+    // Meanwhile, `soa discover` until the demo's orders instance shows the
+    // six requests it answered; then a second demo, which must notice the
+    // first; then Ctrl-C.
+    let watch = async {
+        loop {
+            let run = soa(&[
+                "--nats-url",
+                &url,
+                "discover",
+                "--service",
+                "orders",
+                "--format",
+                "json",
+                "--quiet-ms",
+                "300",
+            ])
+            .await;
+            if run.exit == Exit::Success {
+                let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+                let stats = &report["services"][0]["instances"][0]["stats"];
+                let answered: u64 = stats["endpoints"]
+                    .as_array()
+                    .map(|endpoints| endpoints.iter().filter_map(|e| e["num_requests"].as_u64()).sum())
+                    .unwrap_or(0);
+                if answered == 6 {
+                    let second = soa(&["--nats-url", &url, "demo", "--data-dir", &data_dir]).await;
+                    ctrl_c.cancel();
+                    return (report, second);
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    };
+    let (run, (report, second)) =
+        tokio::time::timeout(std::time::Duration::from_secs(60), async { tokio::join!(demo, watch) })
+            .await
+            .expect("the demo was not discovered with its six requests within a minute");
+    assert_eq!(run.exit, Exit::Success, "{}{}", run.stdout, run.stderr);
+    let instance = &report["services"][0]["instances"][0];
+    assert_eq!(instance["info"]["metadata"]["soa.contract"], "orders@1.0.0");
+    assert!(
+        run.stdout.contains(instance["id"].as_str().unwrap()),
+        "the demo names the instance discover found:\n{}",
+        run.stdout
+    );
+    for expected in [
+        format!("   Serving shop.orders.v1.get, shop.orders.v1.list, shop.orders.v1.place\n   at {url} until Ctrl-C."),
+        format!("soa discover --nats-url {url}"),
+        "5. Shutting down:".to_owned(),
+        "   The orders service stopped taking requests and finished those in flight.\n   It answered ".to_owned(),
+    ] {
+        assert!(
+            run.stdout.contains(&expected),
+            "{expected:?} missing from:\n{}",
+            run.stdout
+        );
+    }
+
+    // The second demo shared the queue group with the first, and said so. The
+    // server spreads its requests over both instances, so whether its get and
+    // list found its order is chance; when they did not, it says why.
+    let id = instance["id"].as_str().unwrap();
+    assert!(
+        second.stdout.contains(&format!(
+            "   Note: other orders instances serve this bus in the same queue group: {id}.\n"
+        )),
+        "{}",
+        second.stdout
+    );
+    match second.exit {
+        Exit::Success => assert!(second.stdout.contains("Every reply was what the contract promises.")),
+        Exit::Failure => assert!(
+            second.stdout.contains("Other orders instances shared the requests"),
+            "{}",
+            second.stdout
+        ),
+        Exit::Usage => panic!("{}{}", second.stdout, second.stderr),
+    }
 }
 
 #[tokio::test]

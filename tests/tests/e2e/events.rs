@@ -42,6 +42,7 @@ async fn consumer(
 ) -> (Seen, CancellationToken, JoinHandle<Result<(), EventError>>) {
     let seen: Seen = Arc::default();
     let shutdown = CancellationToken::new();
+    let durable = config.durable_name.clone();
     let nats = server.client().await.unwrap();
     let task = tokio::spawn({
         let seen = seen.clone();
@@ -66,7 +67,19 @@ async fn consumer(
             .await
         }
     });
-    (seen, shutdown, task)
+    // The consumer is ready once its durable consumer exists (the dead-letter
+    // stream is created just before it).
+    let js = jetstream::new(server.client().await.unwrap());
+    let stream_name = subjects::event_stream(&"inventory".parse().unwrap(), 1);
+    for _ in 0..200 {
+        if let Ok(stream) = js.get_stream(&stream_name).await
+            && stream.consumer_info(&durable).await.is_ok()
+        {
+            return (seen, shutdown, task);
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the consumer {durable} did not start");
 }
 
 async fn publisher(server: &NatsServer) -> EventPublisher {

@@ -8,6 +8,7 @@
 
 mod cli;
 mod contract_gate;
+mod discover;
 mod events;
 mod harness;
 mod runtime;
