@@ -84,6 +84,31 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         }
     });
 
+    // The same raw responder, but carrying the headers the runtime puts on
+    // every message, both ways: the cost of the headers alone.
+    let mut headed_requests = raw_server.queue_subscribe("bench.raw.headed", "raw".into()).await?;
+    let headed_task = tokio::spawn({
+        let nats = raw_server.clone();
+        let headers = runtime_headers();
+        async move {
+            while let Some(message) = headed_requests.next().await {
+                let Some(reply) = message.reply else { continue };
+                let Ok(request) = serde_json::from_slice::<ReserveStock>(&message.payload) else {
+                    continue;
+                };
+                let response = Reservation {
+                    reservation_id: format!("res-{}", request.order_id.0),
+                    order_id: request.order_id,
+                    items: request.items,
+                };
+                let Ok(payload) = serde_json::to_vec(&response) else {
+                    continue;
+                };
+                let _ = nats.publish_with_headers(reply, headers.clone(), payload.into()).await;
+            }
+        }
+    });
+
     // The same handler through the runtime.
     let service = Service::builder(inventory::contract()?)
         .config(ServiceConfig {
@@ -132,6 +157,14 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             }
         })
         .await?;
+        let headed_rate = throughput({
+            let nats = raw_client.clone();
+            move || {
+                let nats = nats.clone();
+                async move { raw_headed_call(&nats).await }
+            }
+        })
+        .await?;
         let ours_rate = throughput({
             let client = client.clone();
             move || {
@@ -164,6 +197,10 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
         let ratio = ours_rate / raw_rate;
         let gap = ours_p50.as_secs_f64() * 1e6 - raw_p50.as_secs_f64() * 1e6;
+        println!(
+            "round {round}: {IN_FLIGHT} in flight: raw with the runtime's headers {headed_rate:.0} req/s, ratio to it {:.3}",
+            ours_rate / headed_rate
+        );
         println!(
             "round {round}: {IN_FLIGHT} in flight: raw {raw_rate:.0} req/s, runtime {ours_rate:.0} req/s, ratio {ratio:.3} (goal >= 0.85); \
              1 in flight p50: raw {:.1} us, runtime {:.1} us, gap {gap:.1} us (goal <= 15)",
@@ -238,6 +275,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     shutdown.cancel();
     service_task.await??;
     raw_task.abort();
+    headed_task.abort();
     Ok(())
 }
 
@@ -247,6 +285,29 @@ async fn raw_call(nats: &async_nats::Client) -> Result<(), String> {
     let payload = serde_json::to_vec(&request()).map_err(|e| e.to_string())?;
     let reply = nats
         .request("bench.raw.reserve", payload.into())
+        .await
+        .map_err(|e| e.to_string())?;
+    serde_json::from_slice::<Reservation>(&reply.payload)
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+/// The five headers the runtime sends on a request and on its reply.
+fn runtime_headers() -> async_nats::HeaderMap {
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Soa-Contract", "inventory@1.0.0");
+    headers.insert("Soa-Operation", "reserve");
+    headers.insert("Nats-Msg-Id", "a3BiGtqh9j9B8snCE0YPyI");
+    headers.insert("Soa-Correlation-Id", "ord-bench-1");
+    headers.insert("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+    headers
+}
+
+/// [`raw_call`] with the runtime's headers on the request.
+async fn raw_headed_call(nats: &async_nats::Client) -> Result<(), String> {
+    let payload = serde_json::to_vec(&request()).map_err(|e| e.to_string())?;
+    let reply = nats
+        .request_with_headers("bench.raw.headed", runtime_headers(), payload.into())
         .await
         .map_err(|e| e.to_string())?;
     serde_json::from_slice::<Reservation>(&reply.payload)
