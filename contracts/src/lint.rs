@@ -11,7 +11,9 @@ use crate::locate::{Position, locate_nearest};
 use crate::names::Subject;
 use crate::parse::shorten;
 use crate::parse::{DocumentError, Limits};
-use crate::schema::{CompileContext, SchemaProblemKind, SchemaSet, check_references, check_schemas, schema_roots};
+use crate::schema::{
+    CompileContext, SchemaProblemKind, SchemaSet, check_references_in, check_schemas_in, schema_roots,
+};
 
 /// A lint rule. The id (`SOA001`) and name never change meaning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -192,8 +194,10 @@ pub fn lint(document: &ContractDocument, text: Option<&str>, external: &SchemaSe
         }
     }
 
-    let mut schema_problems = check_references(document, external);
-    schema_problems.extend(check_schemas(document));
+    // One conversion of the document serves every check and compilation.
+    let context = CompileContext::new(document, external);
+    let mut schema_problems = check_references_in(document, context.resource(), external);
+    schema_problems.extend(check_schemas_in(document, context.resource()));
     let schemas_sound = schema_problems.is_empty();
     for problem in schema_problems {
         let rule = match problem.kind {
@@ -207,7 +211,7 @@ pub fn lint(document: &ContractDocument, text: Option<&str>, external: &SchemaSe
         add(rule, problem.pointer, problem.message);
     }
     if schemas_sound {
-        lint_compiled(document, external, &mut add);
+        lint_compiled(document, &context, &mut add);
     }
     findings.sort_by(|a, b| a.position.cmp(&b.position).then_with(|| a.pointer.cmp(&b.pointer)));
     findings
@@ -215,15 +219,13 @@ pub fn lint(document: &ContractDocument, text: Option<&str>, external: &SchemaSe
 
 /// Compiles every message and checks every declared example (the standard
 /// `examples` keyword of a message schema or a shared definition).
-fn lint_compiled(document: &ContractDocument, external: &SchemaSet, add: &mut impl FnMut(Rule, String, String)) {
-    let context = CompileContext::new(document, external);
+fn lint_compiled(document: &ContractDocument, context: &CompileContext, add: &mut impl FnMut(Rule, String, String)) {
     for (key, _) in document.messages() {
         if let Err(problem) = context.compile_message(document, &key) {
             add(Rule::SchemaCompile, problem.pointer, problem.message);
         }
     }
-    let root = document.to_value();
-    for (pointer, schema) in schema_roots(&root) {
+    for (pointer, schema) in schema_roots(context.resource()) {
         let Some(examples) = schema.get("examples").and_then(Value::as_array) else {
             continue;
         };

@@ -99,7 +99,15 @@ pub struct SchemaProblem {
 /// Checks every `$ref`, `$dynamicRef`, `$schema` and `$id` in the document's
 /// schemas. References must resolve inside the document or into `external`.
 pub fn check_references(document: &ContractDocument, external: &SchemaSet) -> Vec<SchemaProblem> {
-    let root = document.to_value();
+    check_references_in(document, &document.to_value(), external)
+}
+
+/// [`check_references`] on the document already turned into a value.
+pub(crate) fn check_references_in(
+    document: &ContractDocument,
+    root: &Value,
+    external: &SchemaSet,
+) -> Vec<SchemaProblem> {
     let own_base = contract_base_uri(&document.service, document.version.major());
     let mut problems = Vec::new();
     let mut problem = |pointer: String, kind, message: String| {
@@ -110,7 +118,7 @@ pub fn check_references(document: &ContractDocument, external: &SchemaSet) -> Ve
             message,
         });
     };
-    for (pointer, schema) in schema_roots(&root) {
+    for (pointer, schema) in schema_roots(root) {
         for_each_subschema(schema, &pointer, |pointer, object| {
             for keyword in ["$ref", "$dynamicRef", "$recursiveRef"] {
                 let Some(target) = object.get(keyword) else { continue };
@@ -123,7 +131,7 @@ pub fn check_references(document: &ContractDocument, external: &SchemaSet) -> Ve
                     );
                     continue;
                 };
-                if let Err((kind, message)) = resolve_reference(target, &root, &own_base, external) {
+                if let Err((kind, message)) = resolve_reference(target, root, &own_base, external) {
                     problem(here, kind, message);
                 }
             }
@@ -293,10 +301,14 @@ fn percent_decode(text: &str) -> String {
 /// Checks every message schema and shared definition against the JSON
 /// Schema 2020-12 meta-schema.
 pub fn check_schemas(document: &ContractDocument) -> Vec<SchemaProblem> {
-    let root = document.to_value();
+    check_schemas_in(document, &document.to_value())
+}
+
+/// [`check_schemas`] on the document already turned into a value.
+pub(crate) fn check_schemas_in(document: &ContractDocument, root: &Value) -> Vec<SchemaProblem> {
     let meta = jsonschema::draft202012::meta::validator();
     let mut problems = Vec::new();
-    for (pointer, schema) in schema_roots(&root) {
+    for (pointer, schema) in schema_roots(root) {
         for error in meta.iter_errors(schema) {
             problems.push(SchemaProblem {
                 contract: document.id(),
@@ -349,6 +361,12 @@ impl CompileContext {
                 external: Arc::clone(&external.resources),
             },
         }
+    }
+
+    /// The document as the resource references resolve into; also a plain
+    /// value of the document (with `$schema` added) for other checks.
+    pub(crate) fn resource(&self) -> &Value {
+        &self.retriever.own
     }
 
     /// Compiles the schema at `pointer` in the document (a message schema or
