@@ -134,6 +134,20 @@ pub enum CompatibilityPolicy {
     FullTransitive,
 }
 
+impl std::fmt::Display for CompatibilityPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::None => "NONE",
+            Self::Backward => "BACKWARD",
+            Self::Forward => "FORWARD",
+            Self::Full => "FULL",
+            Self::BackwardTransitive => "BACKWARD_TRANSITIVE",
+            Self::ForwardTransitive => "FORWARD_TRANSITIVE",
+            Self::FullTransitive => "FULL_TRANSITIVE",
+        })
+    }
+}
+
 /// An event this service consumes: `"orders@1#placed"`, or
 /// `{"event": "orders@1#placed", "expects": {schema}}` when the consumer
 /// declares what it relies on, so the registry can tell the producer when a

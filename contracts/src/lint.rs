@@ -16,7 +16,7 @@ use crate::schema::{
 };
 
 /// A lint rule. The id (`SOA001`) and name never change meaning.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum Rule {
     /// A subject is not `<domain>.<service>.v<major>.<name>`.
     SubjectShape,
@@ -51,7 +51,7 @@ pub enum Rule {
 }
 
 /// How serious a finding is: errors fail `soa contract check`, warnings do not.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     /// Worth a look; does not fail the check.
@@ -124,7 +124,7 @@ impl std::fmt::Display for Rule {
 }
 
 /// One lint finding: which rule, where, and what to do.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Finding {
     /// The rule that fired.
     pub rule: Rule,

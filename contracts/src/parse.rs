@@ -245,7 +245,9 @@ pub fn escape_pointer(segment: &str) -> String {
     segment.replace('~', "~0").replace('/', "~1")
 }
 
-fn path_to_pointer(path: &serde_path_to_error::Path) -> String {
+/// The JSON pointer of a serde path (`items[0].sku` → `/items/0/sku`), for
+/// errors about a value a type refused.
+pub fn path_to_pointer(path: &serde_path_to_error::Path) -> String {
     use serde_path_to_error::Segment;
     let mut pointer = String::new();
     for segment in path.iter() {

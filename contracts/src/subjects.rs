@@ -2,6 +2,12 @@
 
 use crate::names::{MemberName, ServiceName, Subject};
 
+/// The domain token of the registry's subjects.
+pub const REGISTRY_DOMAIN: &str = "soa";
+
+/// The registry's service name in its own contract.
+pub const REGISTRY_SERVICE: &str = "registry";
+
 /// The prefix of the registry's request-reply API.
 pub const REGISTRY_API_PREFIX: &str = "soa.registry.v1";
 

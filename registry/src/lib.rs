@@ -10,4 +10,7 @@
 //! signal handling, and calls [`cli::run`]; everything else is here, so tests
 //! drive the command line through [`cli::run`] with captured output.
 
+pub mod catalog;
 pub mod cli;
+pub mod server;
+pub mod store;

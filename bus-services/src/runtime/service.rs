@@ -161,10 +161,20 @@ impl ServiceBuilder {
         let boxed: BoxedHandler = Arc::new(move |context: Context, request: Value| {
             let handler = Arc::clone(&handler);
             Box::pin(async move {
-                // The request already matched the contract's schema; a type that
-                // disagrees with its own schema is our bug, not the caller's.
-                let request: Op::Request = serde_json::from_value(request).map_err(|err| {
-                    ServiceError::internal(format!("the request matched the schema but not the Rust type: {err}"))
+                // The request already matched the contract's schema. A type may
+                // still be stricter than its schema (a name's spelling rules,
+                // say): that is the caller's value, so it is told where.
+                let request: Op::Request = serde_path_to_error::deserialize(request).map_err(|err| {
+                    let pointer = contracts::parse::path_to_pointer(err.path());
+                    let message = err.into_inner().to_string();
+                    ServiceError::invalid(
+                        format!("the request does not fit the operation: {message}"),
+                        vec![contracts::ErrorDetail {
+                            pointer,
+                            schema_path: None,
+                            message,
+                        }],
+                    )
                 })?;
                 let response = handler(context, request).await?;
                 serde_json::to_value(response)

@@ -8,6 +8,13 @@ use std::path::PathBuf;
 use contracts::catalog::file_name;
 use contracts::{Limits, SchemaSet, check_document, compile_contract, shop};
 
+/// The shop's contracts and the registry's own.
+fn catalog_documents() -> Vec<contracts::ContractDocument> {
+    let mut documents = shop::contracts().unwrap();
+    documents.push(contracts::registry_api::contract().unwrap());
+    documents
+}
+
 fn catalog_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("catalog")
 }
@@ -16,7 +23,7 @@ fn catalog_dir() -> PathBuf {
 fn checked_in_documents_match_the_rust_types() {
     let update = std::env::var_os("SOA_UPDATE_CATALOG").is_some();
     let mut drifted = Vec::new();
-    let documents = shop::contracts().unwrap();
+    let documents = catalog_documents();
     for document in &documents {
         let path = catalog_dir().join(file_name(document));
         let expected = document.to_pretty_json();
@@ -48,7 +55,7 @@ fn checked_in_documents_match_the_rust_types() {
 
 #[test]
 fn every_catalog_document_parses_lints_clean_and_compiles() {
-    let documents = shop::contracts().unwrap();
+    let documents = catalog_documents();
     let mut external = SchemaSet::default();
     for document in &documents {
         external.add_contract(document);
@@ -65,7 +72,7 @@ fn every_catalog_document_parses_lints_clean_and_compiles() {
 
 #[test]
 fn consumed_events_and_called_operations_exist_in_the_catalog() {
-    let documents = shop::contracts().unwrap();
+    let documents = catalog_documents();
     for document in &documents {
         for reference in document.consumes.iter().map(|consumption| &consumption.event) {
             let producer = documents

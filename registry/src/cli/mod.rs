@@ -18,12 +18,14 @@ pub use tokio_util::sync::CancellationToken;
 mod contract;
 mod demo;
 mod discover;
+mod serve;
 
 pub use contract::{
     CheckArgs, ContractCommand, DiffArgs, ExportArgs, ModeArg, OutputArgs, Report, ReportFormat, Source, check_sources,
 };
 pub use demo::DemoArgs;
 pub use discover::{DiscoverArgs, DiscoverFormat};
+pub use serve::{RegistryCommand, ServeArgs, StoreKind};
 
 /// How `soa` ended, as its exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,6 +137,9 @@ pub enum Command {
     /// instance. Exits 0 when at least one instance answered, 1 when none did,
     /// 2 on a bad name or when no NATS connection could be made.
     Discover(DiscoverArgs),
+    /// Run the registry: every contract version, live instances, who depends on whom.
+    #[command(subcommand)]
+    Registry(RegistryCommand),
 }
 
 /// How to reach and authenticate with the NATS server.
@@ -255,6 +260,7 @@ where
         Command::Contract(command) => contract::run(command, stdout, stderr, cli.color.enabled(terminal)),
         Command::Demo(args) => demo::run(&cli.nats, args, stdout, shutdown).await,
         Command::Discover(args) => discover::run(&cli.nats, args, stdout, stderr, shutdown).await,
+        Command::Registry(command) => serve::run(&cli.nats, command, stdout, shutdown).await,
     };
     // Whatever was written must reach the terminal before the error does.
     let _ = stdout.flush();

@@ -1,0 +1,136 @@
+//! `soa registry serve`: run the registry on NATS until Ctrl-C.
+//!
+//! The embedded store (a redb file under `--data-dir`) is the default and
+//! needs nothing set up; `--store kv` shares one JetStream KV bucket between
+//! replicas; `--store memory` forgets everything on exit.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use bus_services::connection;
+use bus_services::runtime::{RegistrationConfig, ServiceConfig};
+use clap::{Args, Subcommand, ValueEnum};
+use tokio_util::sync::CancellationToken;
+
+use super::{Exit, NatsOptions, UsageError};
+use crate::catalog::EvictionGuard;
+use crate::server::{Registry, RegistryOptions};
+use crate::store::{EmbeddedStore, KvStore, MemoryStore, Store};
+
+/// `soa registry ...`.
+#[derive(Debug, Subcommand)]
+pub enum RegistryCommand {
+    /// Run the registry service on NATS (`soa.registry.v1.*`) until Ctrl-C.
+    Serve(ServeArgs),
+}
+
+/// Where the registry keeps contracts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum StoreKind {
+    /// A redb file under --data-dir: durable, nothing to set up.
+    #[default]
+    Embedded,
+    /// A JetStream KV bucket shared by registry replicas.
+    Kv,
+    /// In memory only: everything is forgotten on exit.
+    Memory,
+}
+
+/// Arguments of `soa registry serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Where contracts are stored.
+    #[arg(long, value_enum, default_value_t = StoreKind::Embedded)]
+    pub store: StoreKind,
+    /// The data directory of the embedded store.
+    #[arg(long, value_name = "DIR", default_value = ".data/registry")]
+    pub data_dir: PathBuf,
+    /// The KV bucket of `--store kv`.
+    #[arg(long, value_name = "NAME", default_value = "soa_registry")]
+    pub bucket: String,
+    /// Replicas of the KV bucket when it is created (3 on a three-node cluster).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=5))]
+    pub replicas: u64,
+    /// Refuse registrations with changes the checker cannot decide, instead
+    /// of accepting and reporting them.
+    #[arg(long)]
+    pub strict: bool,
+    /// Most instances that may expire in one sweep, as a share of all.
+    #[arg(long, value_name = "FRACTION", default_value_t = 0.5)]
+    pub max_eviction: f64,
+    /// Only register and print how long loading took, then exit (for restart timings).
+    #[arg(long, hide = true)]
+    pub load_only: bool,
+}
+
+pub(super) async fn run(
+    nats: &NatsOptions,
+    command: &RegistryCommand,
+    stdout: &mut dyn Write,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Exit> {
+    let RegistryCommand::Serve(args) = command;
+    if !(0.0..=1.0).contains(&args.max_eviction) {
+        return Err(UsageError(format!("--max-eviction must be between 0 and 1, not {}", args.max_eviction)).into());
+    }
+    let client = connection::connect(&nats.connect_config("soa-registry"))
+        .await
+        .map_err(|err| UsageError(format!("could not connect to NATS at {}: {err}", nats.nats_url)))?;
+    let store: Arc<dyn Store> = match args.store {
+        StoreKind::Embedded => {
+            let path = args.data_dir.join("registry.redb");
+            Arc::new(EmbeddedStore::open(&path).with_context(|| format!("opening the store at {}", path.display()))?)
+        }
+        StoreKind::Kv => Arc::new(
+            KvStore::open(
+                async_nats::jetstream::new(client.clone()),
+                &args.bucket,
+                usize::try_from(args.replicas).unwrap_or(1),
+            )
+            .await
+            .with_context(|| format!("opening the KV bucket {}", args.bucket))?,
+        ),
+        StoreKind::Memory => Arc::new(MemoryStore::new()),
+    };
+    let options = RegistryOptions {
+        strict: args.strict,
+        guard: EvictionGuard {
+            max_fraction: args.max_eviction,
+            ..EvictionGuard::default()
+        },
+        observe_all_beats: args.store == StoreKind::Kv,
+        service: ServiceConfig {
+            registration: Some(RegistrationConfig {
+                heartbeat_interval: Duration::from_secs(5),
+                ..RegistrationConfig::default()
+            }),
+            ..ServiceConfig::default()
+        },
+        ..RegistryOptions::default()
+    };
+    let registry = Registry::open(store, options).await?;
+    writeln!(
+        stdout,
+        "registry: {} service(s), {} version(s) loaded from the {} store in {} ms; serving soa.registry.v1.* on {}",
+        registry.catalog().service_count(),
+        registry.catalog().version_count(),
+        match args.store {
+            StoreKind::Embedded => "embedded",
+            StoreKind::Kv => "kv",
+            StoreKind::Memory => "memory",
+        },
+        registry.load_time().as_millis(),
+        nats.nats_url
+    )?;
+    stdout.flush()?;
+    if args.load_only {
+        return Ok(Exit::Success);
+    }
+    registry.run(client.clone(), shutdown).await?;
+    let _ = client.drain().await;
+    writeln!(stdout, "registry: stopped")?;
+    Ok(Exit::Success)
+}
