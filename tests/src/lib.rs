@@ -4,5 +4,6 @@
 //! live in one integration-test binary, `tests/e2e`, one module per feature.
 
 pub mod harness;
+pub mod registry;
 
 pub use harness::{HarnessError, NatsServer, NatsServerBuilder, init_tracing};

@@ -20,6 +20,7 @@ use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 use tracing::Instrument;
 
 use super::context::{Context, Propagation};
@@ -421,23 +422,25 @@ impl Service {
             let nats = nats.clone();
             let stop = stop_listening.clone();
             let ended = listener_ended.clone();
-            listening.push(tokio::spawn(async move {
+            // Aborted when `run` is dropped: a service whose future is dropped
+            // stops serving, as a killed process would.
+            listening.push(AbortOnDropHandle::new(tokio::spawn(async move {
                 service.listen(listener, subscriber, nats, stop).await;
                 ended.cancel();
-            }));
+            })));
         }
         let registration = inner.config.registration.clone().map(|config| {
             let nats = nats.clone();
             let document = inner.document.clone();
             // Stops with the listeners, also when they end early.
             let stop = stop_listening.clone();
-            tokio::spawn(registration::keep_registered(
+            AbortOnDropHandle::new(tokio::spawn(registration::keep_registered(
                 nats,
                 document,
                 id.to_owned(),
                 config,
                 stop,
-            ))
+            )))
         });
 
         // A listener that ends before shutdown (the connection closed for good)

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_nats::HeaderMap;
+use async_nats::jetstream;
 use async_nats::jetstream::consumer::{DeliverPolicy, ReplayPolicy, push};
 use async_nats::jetstream::kv::{self, CreateErrorKind, Operation};
 use futures::future::BoxFuture;
@@ -129,6 +130,18 @@ impl KvStore {
     }
 
     async fn load_all(&self) -> Result<Vec<ContractRecord>, StoreError> {
+        let started = std::time::Instant::now();
+        let (values, highest) = self.read_values().await?;
+        let received = started.elapsed();
+        let records = parse_values(values).await?;
+        tracing::debug!(records = records.len(), ?received, total = ?started.elapsed(), "Loaded the KV bucket.");
+        self.loaded_up_to.fetch_max(highest, Ordering::SeqCst);
+        Ok(records)
+    }
+
+    /// The last value of every `c.*` key, with one ordered consumer, and the
+    /// highest stream sequence among them.
+    async fn read_values(&self) -> Result<(Vec<jetstream::Message>, u64), StoreError> {
         let failed = |err: &dyn std::error::Error| unavailable(format!("cannot read the bucket: {}", error_chain(err)));
         let consumer = self
             .kv
@@ -143,31 +156,28 @@ impl KvStore {
             })
             .await
             .map_err(|err| failed(&err))?;
-        let mut records = Vec::new();
+        let mut values = Vec::new();
         let mut highest = 0;
-        if consumer.cached_info().num_pending > 0 {
-            let mut messages = consumer.messages().await.map_err(|err| failed(&err))?;
-            loop {
-                let message = tokio::time::timeout(LOAD_IDLE_TIMEOUT, messages.next())
-                    .await
-                    .map_err(|_| unavailable(format!("no record arrived for {LOAD_IDLE_TIMEOUT:?} while loading")))?
-                    .ok_or_else(|| unavailable("the connection closed while loading".to_owned()))?
-                    .map_err(|err| failed(&err))?;
-                let info = message.info().map_err(|err| failed(err.as_ref()))?;
-                let (sequence, pending) = (info.stream_sequence, info.pending);
-                highest = highest.max(sequence);
-                if is_put(message.headers.as_ref()) {
-                    let subject = message.subject.as_str();
-                    let key = subject.strip_prefix(self.kv.prefix.as_str()).unwrap_or(subject);
-                    records.push(serde_json::from_slice(&message.payload).map_err(|err| corrupt(key, &err))?);
-                }
-                if pending == 0 {
-                    break;
-                }
+        if consumer.cached_info().num_pending == 0 {
+            return Ok((values, highest));
+        }
+        let mut messages = consumer.messages().await.map_err(|err| failed(&err))?;
+        loop {
+            let message = tokio::time::timeout(LOAD_IDLE_TIMEOUT, messages.next())
+                .await
+                .map_err(|_| unavailable(format!("no record arrived for {LOAD_IDLE_TIMEOUT:?} while loading")))?
+                .ok_or_else(|| unavailable("the connection closed while loading".to_owned()))?
+                .map_err(|err| failed(&err))?;
+            let info = message.info().map_err(|err| failed(err.as_ref()))?;
+            let (sequence, pending) = (info.stream_sequence, info.pending);
+            highest = highest.max(sequence);
+            if is_put(message.headers.as_ref()) {
+                values.push(message);
+            }
+            if pending == 0 {
+                return Ok((values, highest));
             }
         }
-        self.loaded_up_to.fetch_max(highest, Ordering::SeqCst);
-        Ok(records)
     }
 
     async fn watch(&self) -> Result<BoxStream<'static, Result<ContractRecord, StoreError>>, StoreError> {
@@ -206,6 +216,41 @@ impl Store for KvStore {
     ) -> BoxFuture<'_, Result<Option<BoxStream<'static, Result<ContractRecord, StoreError>>>, StoreError>> {
         async move { self.watch().await.map(Some) }.boxed()
     }
+}
+
+/// Parses loaded values into records, on blocking threads, a share each.
+async fn parse_values(values: Vec<jetstream::Message>) -> Result<Vec<ContractRecord>, StoreError> {
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let share = values.len().div_ceil(threads).max(1);
+    let mut values = values.into_iter();
+    let mut tasks = Vec::new();
+    loop {
+        let chunk: Vec<_> = values.by_ref().take(share).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        tasks.push(tokio::task::spawn_blocking(move || {
+            chunk.iter().map(parse_value).collect::<Result<Vec<_>, _>>()
+        }));
+    }
+    let mut records = Vec::new();
+    for task in tasks {
+        let parsed = task
+            .await
+            .map_err(|err| unavailable(format!("the load task failed: {err}")))?;
+        records.extend(parsed?);
+    }
+    Ok(records)
+}
+
+/// One value of the bucket's stream as a record.
+fn parse_value(message: &jetstream::Message) -> Result<ContractRecord, StoreError> {
+    serde_json::from_slice(&message.payload).map_err(|err| {
+        let subject = message.subject.as_str();
+        // The subject is the bucket's prefix, then the key.
+        let key = subject.splitn(3, '.').nth(2).unwrap_or(subject);
+        corrupt(key, &err)
+    })
 }
 
 /// `c.<service>.<version>`, with the version's `+` as `_`.

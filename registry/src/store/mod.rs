@@ -115,6 +115,10 @@ pub trait Store: Send + Sync + 'static {
     /// writes. Records this process inserted may come back too (the catalogue
     /// ignores what it already holds). The stream ends when the connection
     /// closes for good.
+    #[allow(
+        clippy::type_complexity,
+        reason = "the trait's signature is fixed; every store spells it out"
+    )]
     fn follow(
         &self,
     ) -> BoxFuture<'_, Result<Option<BoxStream<'static, Result<ContractRecord, StoreError>>>, StoreError>>;

@@ -11,4 +11,6 @@ mod contract_gate;
 mod discover;
 mod events;
 mod harness;
+mod registry;
 mod runtime;
+mod stores;

@@ -47,9 +47,9 @@ fn quiet() -> ServiceConfig {
 /// An inventory that holds 5 units of every product and records the
 /// correlation ids and trace ids it saw.
 /// Correlation id and trace id of each request a handler saw.
-type Seen = Arc<Mutex<Vec<(Option<String>, String)>>>;
+pub(crate) type Seen = Arc<Mutex<Vec<(Option<String>, String)>>>;
 
-fn inventory_service(config: ServiceConfig, seen: Seen) -> Service {
+pub(crate) fn inventory_service(config: ServiceConfig, seen: Seen) -> Service {
     let record = move |ctx: &Context| {
         seen.lock()
             .unwrap()
