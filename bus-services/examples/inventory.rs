@@ -2,20 +2,18 @@
 //! contract, three handlers, validated both ways and discoverable over
 //! `$SRV.*`. Run a nats-server (`scripts/install-nats-server` installs one),
 //! then `cargo run -p bus-services --example inventory`, and try
-//! `soa demo` or any NATS client against `shop.inventory.v1.*`.
+//! `soa demo` or any NATS client against `shop.inventory.v1.*`. It registers
+//! its contract with the registry (`soa registry serve`) and heartbeats, and
+//! keeps serving when no registry answers.
 
 use bus_services::connection::ConnectConfig;
-use bus_services::runtime::{Service, ServiceConfig, ServiceError, serve};
+use bus_services::runtime::{Service, ServiceError, serve};
 use contracts::shop::inventory::{self, Reservation, ReserveStock, StockLevel, StockReleased};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
     let service = Service::builder(inventory::contract()?)
-        .config(ServiceConfig {
-            registration: None,
-            ..ServiceConfig::default()
-        })
         .handle::<inventory::Reserve, _, _>(|_ctx, request: ReserveStock| async move {
             if request.items.iter().any(|line| line.quantity > 10) {
                 return Err(ServiceError::declared("OUT_OF_STOCK", "we keep 10 of everything"));

@@ -637,7 +637,10 @@ mod tests {
         assert_eq!(GraphRequest::subject(), "soa.registry.v1.graph");
         assert_eq!(InstancesRequest::subject(), "soa.registry.v1.instances");
         assert_eq!(CheckRequest::subject(), "soa.registry.v1.check");
-        assert_eq!(ChangeKind::InstanceExpired.subject(), "soa.registry.v1.events.instance-expired");
+        assert_eq!(
+            ChangeKind::InstanceExpired.subject(),
+            "soa.registry.v1.events.instance-expired"
+        );
     }
 
     #[test]

@@ -152,8 +152,8 @@ impl Registry {
         match registration {
             Registration::AlreadyStored(response) => Ok((response, false)),
             Registration::New { record, response } => {
-                self.store.insert(record.clone()).await.map_err(store_error_body)?;
-                self.accept(record);
+                self.store.insert((*record).clone()).await.map_err(store_error_body)?;
+                self.accept(*record);
                 Ok((response, true))
             }
         }
@@ -182,18 +182,17 @@ impl Registry {
         let contract = contracts::registry_api::contract().map_err(|err| RegistryError::Contract(err.to_string()))?;
         let background = CancellationToken::new();
         let mut tasks = tokio::task::JoinSet::new();
-        if let Some(stream) = registry
-            .store
-            .follow()
-            .await
-            .map_err(|err| RegistryError::Follow {
-                what: "the store",
-                reason: err.to_string(),
-            })?
-        {
+        if let Some(stream) = registry.store.follow().await.map_err(|err| RegistryError::Follow {
+            what: "the store",
+            reason: err.to_string(),
+        })? {
             tasks.spawn(follow_store(Arc::clone(&registry), stream, background.clone()));
         }
-        tasks.spawn(expire_instances(Arc::clone(&registry), nats.clone(), background.clone()));
+        tasks.spawn(expire_instances(
+            Arc::clone(&registry),
+            nats.clone(),
+            background.clone(),
+        ));
         if registry.options.observe_all_beats {
             let beats = nats
                 .subscribe(HeartbeatRequest::subject())
@@ -235,7 +234,9 @@ fn build_service(
             async move {
                 let (response, created) = state.register(&request).await.map_err(ServiceError::from)?;
                 if created {
-                    announce.send(ChangeKind::Registered, &response.id, &response.digest, None).await;
+                    announce
+                        .send(ChangeKind::Registered, &response.id, &response.digest, None)
+                        .await;
                 }
                 Ok(response)
             }

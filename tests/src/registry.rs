@@ -84,9 +84,7 @@ pub fn test_options() -> RegistryOptions {
 }
 
 /// A typed client of the registry's API on `server`.
-pub async fn registry_client(
-    server: &NatsServer,
-) -> Result<ServiceClient, Box<dyn std::error::Error + Send + Sync>> {
+pub async fn registry_client(server: &NatsServer) -> Result<ServiceClient, Box<dyn std::error::Error + Send + Sync>> {
     Ok(ServiceClient::new(
         server.client().await?,
         contracts::registry_api::contract()?,

@@ -79,7 +79,13 @@ impl Instances {
 
     /// Records a beat. `announce` is true where the beat is answered (the
     /// registry replica that owns the reply), false where it is only observed.
-    pub(crate) fn beat(&self, request: &HeartbeatRequest, drift: bool, now: Instant, announce: bool) -> HeartbeatOutcome {
+    pub(crate) fn beat(
+        &self,
+        request: &HeartbeatRequest,
+        drift: bool,
+        now: Instant,
+        announce: bool,
+    ) -> HeartbeatOutcome {
         let ttl = Duration::from_millis(request.ttl_ms);
         let mut first_beat = false;
         let mut drift_changed = false;
@@ -148,10 +154,9 @@ impl Instances {
         }
         for id in overdue {
             // Beaten again since the scan? Keep it.
-            if let Some((id, instance)) = self
-                .table
-                .remove_if(&id, |_, instance| now.saturating_duration_since(instance.last_beat) > instance.ttl)
-            {
+            if let Some((id, instance)) = self.table.remove_if(&id, |_, instance| {
+                now.saturating_duration_since(instance.last_beat) > instance.ttl
+            }) {
                 report.expired.push((id, instance.contract, instance.digest));
             }
         }
@@ -206,9 +211,7 @@ impl Instances {
                 }
             })
             .collect();
-        list.sort_by(|a, b| {
-            (&a.contract.service, &a.instance_id).cmp(&(&b.contract.service, &b.instance_id))
-        });
+        list.sort_by(|a, b| (&a.contract.service, &a.instance_id).cmp(&(&b.contract.service, &b.instance_id)));
         list
     }
 

@@ -238,10 +238,7 @@ impl Catalog {
             }
             contribution.fields.extend(fields);
         }
-        for (index, keys) in [
-            (&self.tags, &contribution.tags),
-            (&self.fields, &contribution.fields),
-        ] {
+        for (index, keys) in [(&self.tags, &contribution.tags), (&self.fields, &contribution.fields)] {
             for key in keys {
                 index.entry(key.clone()).or_default().insert(service.clone());
             }
@@ -285,7 +282,10 @@ impl Catalog {
 
     /// The heads (latest of each major) of `service`.
     pub(crate) fn heads(&self, service: &ServiceName) -> Vec<Arc<Stored>> {
-        self.services.get(service).map(|entry| entry.heads()).unwrap_or_default()
+        self.services
+            .get(service)
+            .map(|entry| entry.heads())
+            .unwrap_or_default()
     }
 
     /// The latest version of `service`.
@@ -366,14 +366,14 @@ fn collect_property_names(schema: &Value, names: &mut BTreeSet<String>) {
     match schema {
         Value::Object(object) => {
             for (key, value) in object {
-                if key == "properties" {
-                    if let Value::Object(properties) = value {
-                        for (name, property) in properties {
-                            names.insert(name.clone());
-                            collect_property_names(property, names);
-                        }
-                        continue;
+                if key == "properties"
+                    && let Value::Object(properties) = value
+                {
+                    for (name, property) in properties {
+                        names.insert(name.clone());
+                        collect_property_names(property, names);
                     }
+                    continue;
                 }
                 collect_property_names(value, names);
             }

@@ -113,7 +113,10 @@ impl Catalog {
         Some(ServiceSummary {
             name: service.clone(),
             latest: document.version.clone(),
-            versions: history.iter().map(|stored| stored.record.document.version.clone()).collect(),
+            versions: history
+                .iter()
+                .map(|stored| stored.record.document.version.clone())
+                .collect(),
             owner: document.owner.clone(),
             description: document.description.clone(),
             tags: document.tags.clone(),
@@ -163,7 +166,11 @@ impl Catalog {
         let services = names
             .iter()
             .filter_map(|name| self.summary(name, counts.get(name).copied().unwrap_or_default()))
-            .filter(|summary| owner.as_ref().is_none_or(|owner| &summary.owner.to_lowercase() == owner))
+            .filter(|summary| {
+                owner
+                    .as_ref()
+                    .is_none_or(|owner| &summary.owner.to_lowercase() == owner)
+            })
             .filter(|summary| {
                 if words.is_empty() {
                     return true;
@@ -218,10 +225,10 @@ impl Catalog {
                 }
             }
             bindings.sort_by(|a, b| (&a.subject, &a.contract).cmp(&(&b.subject, &b.contract)));
-        } else if let Ok(subject) = contracts::Subject::parse(pattern.as_str()) {
-            if let Some(found) = self.subjects.get(&subject) {
-                bindings.extend(found.iter().cloned());
-            }
+        } else if let Ok(subject) = contracts::Subject::parse(pattern.as_str())
+            && let Some(found) = self.subjects.get(&subject)
+        {
+            bindings.extend(found.iter().cloned());
         }
         ResolveResponse { bindings }
     }
@@ -361,7 +368,10 @@ impl Catalog {
         now: Instant,
         announce: bool,
     ) -> Result<HeartbeatOutcome, ErrorBody> {
-        if self.stored(&request.contract.service, &request.contract.version).is_none() {
+        if self
+            .stored(&request.contract.service, &request.contract.version)
+            .is_none()
+        {
             return Err(not_found(format!(
                 "{} is not registered; register the contract, then beat",
                 request.contract
@@ -379,7 +389,10 @@ fn event_cycles(edges: &[GraphEdge]) -> Vec<String> {
     use std::collections::BTreeMap;
     // Edge producer → consumer: events flow from `to` to `from`.
     let mut next: BTreeMap<&ServiceName, BTreeSet<&ServiceName>> = BTreeMap::new();
-    for edge in edges.iter().filter(|edge| edge.kind == EdgeKind::Consumes && edge.resolved) {
+    for edge in edges
+        .iter()
+        .filter(|edge| edge.kind == EdgeKind::Consumes && edge.resolved)
+    {
         next.entry(&edge.to).or_default().insert(&edge.from);
     }
     let mut cycles: BTreeSet<Vec<&ServiceName>> = BTreeSet::new();

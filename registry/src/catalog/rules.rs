@@ -33,7 +33,7 @@ pub enum Registration {
     /// A new version: store `record`, then answer `response`.
     New {
         /// What to store.
-        record: ContractRecord,
+        record: Box<ContractRecord>,
         /// The answer once it is stored.
         response: RegisterResponse,
     },
@@ -153,12 +153,12 @@ impl Catalog {
             None => owner_digest(owner_token),
         };
         Ok(Registration::New {
-            record: ContractRecord {
+            record: Box::new(ContractRecord {
                 document: evaluation.document,
                 digest: evaluation.digest,
                 registered_at_ms: now_ms,
                 owner,
-            },
+            }),
             response,
         })
     }
@@ -168,7 +168,7 @@ impl Catalog {
     pub fn check_candidate(&self, document: &Value, owner_token: Option<&str>) -> CheckResponse {
         match self.evaluate(document, owner_token, owner_token.is_some()) {
             Ok(evaluation) => {
-                let accepted = evaluation.breaking.is_empty() && !(self.strict && !evaluation.unclassified.is_empty());
+                let accepted = evaluation.breaking.is_empty() && (!self.strict || evaluation.unclassified.is_empty());
                 CheckResponse {
                     accepted,
                     against: evaluation.against,
@@ -185,7 +185,11 @@ impl Catalog {
                 breaking: Vec::new(),
                 unclassified: Vec::new(),
                 refusals: std::iter::once(message)
-                    .chain(details.iter().map(|detail| format!("{}: {}", detail.pointer, detail.message)))
+                    .chain(
+                        details
+                            .iter()
+                            .map(|detail| format!("{}: {}", detail.pointer, detail.message)),
+                    )
                     .collect(),
             },
             Err(other) => CheckResponse {
@@ -210,23 +214,22 @@ impl Catalog {
             details: Vec::new(),
         })?;
         let external = self.schema_set_for(value);
-        let (document, findings) =
-            check_document("the registered document", &text, &Limits::default(), &external).map_err(|err| {
-                RegistrationRefusal::Invalid {
-                    message: format!("the contract document is not valid: {err}"),
-                    details: err
-                        .problems()
-                        .into_iter()
-                        .map(|problem| ErrorDetail {
-                            pointer: problem.pointer,
-                            schema_path: None,
-                            message: problem.message,
-                        })
-                        .collect(),
-                }
+        let (document, findings) = check_document("the registered document", &text, &Limits::default(), &external)
+            .map_err(|err| RegistrationRefusal::Invalid {
+                message: format!("the contract document is not valid: {err}"),
+                details: err
+                    .problems()
+                    .into_iter()
+                    .map(|problem| ErrorDetail {
+                        pointer: problem.pointer,
+                        schema_path: None,
+                        message: problem.message,
+                    })
+                    .collect(),
             })?;
-        let (errors, warnings): (Vec<Finding>, Vec<Finding>) =
-            findings.into_iter().partition(|finding| finding.severity == Severity::Error);
+        let (errors, warnings): (Vec<Finding>, Vec<Finding>) = findings
+            .into_iter()
+            .partition(|finding| finding.severity == Severity::Error);
         if !errors.is_empty() {
             return Err(RegistrationRefusal::Invalid {
                 message: format!(
@@ -263,16 +266,19 @@ impl Catalog {
                 stored.record.digest
             )));
         }
-        if check_owner {
-            if let Some(owner) = self.owner_of(&document.service) {
-                if owner != owner_digest(owner_token) {
-                    return Err(RegistrationRefusal::Unauthorized(format!(
-                        "service {} belongs to the credential that registered it first; {} it to register {id}",
-                        document.service,
-                        if owner_token.is_some() { "yours differs: use" } else { "present" }
-                    )));
+        if check_owner
+            && let Some(owner) = self.owner_of(&document.service)
+            && owner != owner_digest(owner_token)
+        {
+            return Err(RegistrationRefusal::Unauthorized(format!(
+                "service {} belongs to the credential that registered it first; {} it to register {id}",
+                document.service,
+                if owner_token.is_some() {
+                    "yours differs: use"
+                } else {
+                    "present"
                 }
-            }
+            )));
         }
         let history: Vec<ContractDocument> = self
             .history(&document.service)
@@ -342,10 +348,10 @@ fn collect_soa_refs(value: &Value, wanted: &mut BTreeSet<(ServiceName, u64)>) {
                 if key == "$ref" {
                     if let Some(reference) = child.as_str().and_then(|text| text.strip_prefix(SOA_SCHEME)) {
                         let base = reference.split('#').next().unwrap_or_default();
-                        if let Some((service, major)) = base.split_once('@') {
-                            if let (Ok(service), Ok(major)) = (ServiceName::parse(service), major.parse::<u64>()) {
-                                wanted.insert((service, major));
-                            }
+                        if let Some((service, major)) = base.split_once('@')
+                            && let (Ok(service), Ok(major)) = (ServiceName::parse(service), major.parse::<u64>())
+                        {
+                            wanted.insert((service, major));
                         }
                     }
                 } else {
@@ -385,7 +391,10 @@ fn describe_consumer_break(consumer_break: &ConsumerBreak) -> Vec<BreakingChange
         .changes
         .iter()
         .map(|change| BreakingChange {
-            message: format!("event {} as consumed by {}", consumer_break.event, consumer_break.consumer),
+            message: format!(
+                "event {} as consumed by {}",
+                consumer_break.event, consumer_break.consumer
+            ),
             pointer: change.pointer.clone(),
             reason: format!("{}: {}", change.code, change.message),
         })

@@ -32,7 +32,7 @@ fn register(catalog: &Catalog, document: &Value, token: Option<&str>) -> Result<
     match catalog.prepare_registration(document, token, 1)? {
         Registration::AlreadyStored(_) => Ok(false),
         Registration::New { record, .. } => {
-            assert!(catalog.insert(record));
+            assert!(catalog.insert(*record));
             Ok(true)
         }
     }
@@ -76,7 +76,11 @@ fn a_compatible_update_is_stored_and_becomes_the_latest() {
         .unwrap();
     assert_eq!(latest.document.version.to_string(), "1.1.0");
     let versions = catalog.list(&ListRequest::default(), Instant::now());
-    let inventory = versions.services.iter().find(|s| s.name.as_str() == "inventory").unwrap();
+    let inventory = versions
+        .services
+        .iter()
+        .find(|s| s.name.as_str() == "inventory")
+        .unwrap();
     assert_eq!(inventory.versions.len(), 2);
 }
 
@@ -156,7 +160,9 @@ fn invalid_documents_are_refused_with_pointers_and_store_nothing() {
     let body = refusal.body();
     assert_eq!(body.code, ErrorCode::ValidationFailed);
     assert!(
-        body.details.iter().any(|detail| detail.pointer == "/operations/schedule/subject"),
+        body.details
+            .iter()
+            .any(|detail| detail.pointer == "/operations/schedule/subject"),
         "{body:#?}"
     );
     let refusal = register(&catalog, &json!({"service": 3}), None).unwrap_err();
@@ -341,7 +347,10 @@ fn a_rebuilt_catalogue_answers_like_the_original() {
         .collect();
     let rebuilt = Catalog::from_records(records, false, super::EvictionGuard::default());
     assert_eq!(rebuilt.version_count(), catalog.version_count());
-    assert_eq!(rebuilt.graph(&GraphRequest::default()), catalog.graph(&GraphRequest::default()));
+    assert_eq!(
+        rebuilt.graph(&GraphRequest::default()),
+        catalog.graph(&GraphRequest::default())
+    );
     let mut update = document("payments");
     update["version"] = json!("1.0.1");
     assert_eq!(

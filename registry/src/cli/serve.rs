@@ -74,7 +74,11 @@ pub(super) async fn run(
 ) -> anyhow::Result<Exit> {
     let RegistryCommand::Serve(args) = command;
     if !(0.0..=1.0).contains(&args.max_eviction) {
-        return Err(UsageError(format!("--max-eviction must be between 0 and 1, not {}", args.max_eviction)).into());
+        return Err(UsageError(format!(
+            "--max-eviction must be between 0 and 1, not {}",
+            args.max_eviction
+        ))
+        .into());
     }
     let client = connection::connect(&nats.connect_config("soa-registry"))
         .await

@@ -94,7 +94,9 @@ async fn registration_rules_hold_over_nats_and_changes_are_announced() {
     let body = refused(client.call::<ops::Register>(&register(breaking, "shop-team")).await);
     assert_eq!(body.code.as_str(), "INCOMPATIBLE");
     assert!(
-        body.details.iter().any(|detail| detail.message.contains("\"note\" became required")),
+        body.details
+            .iter()
+            .any(|detail| detail.message.contains("\"note\" became required")),
         "{body:#?}"
     );
 
@@ -196,7 +198,10 @@ async fn services_register_themselves_expire_and_come_back_after_a_registry_rest
     let instance_id = service.instance_id().to_owned();
     let stop_service = CancellationToken::new();
     let running = tokio::spawn(service.run(server.client().await.unwrap(), stop_service.clone()));
-    wait_for("the instance to appear", async || instances(&client, "inventory").await.len() == 1).await;
+    wait_for("the instance to appear", async || {
+        instances(&client, "inventory").await.len() == 1
+    })
+    .await;
     let listed = instances(&client, "inventory").await;
     assert_eq!(listed[0].instance_id, instance_id);
     assert!(listed[0].healthy && !listed[0].drift);
@@ -291,7 +296,9 @@ async fn the_eviction_guard_keeps_the_fleet_when_all_beats_stop() {
 
 async fn everything_survives_a_restart(open: impl AsyncFn() -> Arc<dyn Store>) {
     let server = NatsServer::start().await.unwrap();
-    let registry = RunningRegistry::start(&server, open().await, test_options()).await.unwrap();
+    let registry = RunningRegistry::start(&server, open().await, test_options())
+        .await
+        .unwrap();
     let client = registry_client(&server).await.unwrap();
     register_shop(&client).await;
     let mut update = shop_document("payments");
@@ -302,7 +309,9 @@ async fn everything_survives_a_restart(open: impl AsyncFn() -> Arc<dyn Store>) {
         .unwrap();
     // Killed, not stopped: only what was acknowledged is durable.
     registry.abort();
-    let reopened = RunningRegistry::start(&server, open().await, test_options()).await.unwrap();
+    let reopened = RunningRegistry::start(&server, open().await, test_options())
+        .await
+        .unwrap();
     assert_eq!(reopened.catalog().version_count(), 6);
     let versions = client
         .call::<ops::Versions>(&contracts::registry_api::VersionsRequest {
@@ -341,7 +350,11 @@ async fn the_kv_store_keeps_everything_acknowledged() {
     let nats = server.client().await.unwrap();
     let registry = RunningRegistry::start(
         &server,
-        Arc::new(KvStore::open(async_nats::jetstream::new(nats.clone()), "registry_test", 1).await.unwrap()),
+        Arc::new(
+            KvStore::open(async_nats::jetstream::new(nats.clone()), "registry_test", 1)
+                .await
+                .unwrap(),
+        ),
         test_options(),
     )
     .await
@@ -351,7 +364,11 @@ async fn the_kv_store_keeps_everything_acknowledged() {
     registry.abort();
     let reopened = RunningRegistry::start(
         &server,
-        Arc::new(KvStore::open(async_nats::jetstream::new(nats.clone()), "registry_test", 1).await.unwrap()),
+        Arc::new(
+            KvStore::open(async_nats::jetstream::new(nats.clone()), "registry_test", 1)
+                .await
+                .unwrap(),
+        ),
         test_options(),
     )
     .await
@@ -365,7 +382,9 @@ async fn two_replicas_on_one_kv_bucket_see_each_others_writes_and_instances() {
     let server = NatsServer::start().await.unwrap();
     let nats = server.client().await.unwrap();
     let open = async || {
-        let store = KvStore::open(async_nats::jetstream::new(nats.clone()), "shared", 1).await.unwrap();
+        let store = KvStore::open(async_nats::jetstream::new(nats.clone()), "shared", 1)
+            .await
+            .unwrap();
         Arc::new(store) as Arc<dyn Store>
     };
     let options = || RegistryOptions {
@@ -409,7 +428,10 @@ async fn services_register_again_after_the_nats_server_restarts() {
     let client = registry_client(&server).await.unwrap();
     let stop_service = CancellationToken::new();
     let running = tokio::spawn(inventory_instance().run(server.client().await.unwrap(), stop_service.clone()));
-    wait_for("the instance to appear", async || instances(&client, "inventory").await.len() == 1).await;
+    wait_for("the instance to appear", async || {
+        instances(&client, "inventory").await.len() == 1
+    })
+    .await;
     server.restart().await.unwrap();
     // Everything reconnects; the instance keeps (or regains) its place.
     wait_for("the instance to beat again", async || {
@@ -450,12 +472,18 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
             .await,
     );
     assert_eq!(body.code, ErrorCode::ValidationFailed);
-    assert!(body.details.iter().any(|detail| detail.message.contains("verison")), "{body:#?}");
+    assert!(
+        body.details.iter().any(|detail| detail.message.contains("verison")),
+        "{body:#?}"
+    );
 
     // A bad service name, which only the Rust type knows about.
     let body = refused(client.call_json("get", &json!({"service": "Inventory"})).await);
     assert_eq!(body.code, ErrorCode::ValidationFailed);
-    assert!(body.details.iter().any(|detail| detail.pointer == "/service"), "{body:#?}");
+    assert!(
+        body.details.iter().any(|detail| detail.pointer == "/service"),
+        "{body:#?}"
+    );
 
     // An invalid schema in a document.
     let mut invalid = shop_document("shipping");
@@ -463,7 +491,12 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
     invalid["$defs"]["Broken"] = json!({"type": "no-such-type"});
     let body = refused(client.call::<ops::Register>(&register(invalid, "shop-team")).await);
     assert_eq!(body.code, ErrorCode::ValidationFailed);
-    assert!(body.details.iter().any(|detail| detail.pointer.contains("/$defs/Broken")), "{body:#?}");
+    assert!(
+        body.details
+            .iter()
+            .any(|detail| detail.pointer.contains("/$defs/Broken")),
+        "{body:#?}"
+    );
 
     // A document nested far too deep.
     let mut deep = json!({"type": "string"});
