@@ -41,7 +41,10 @@ const KV_OPERATION_HEADER: &str = "KV-Operation";
 ///
 /// A write returns once JetStream has acknowledged it, that is once the
 /// bucket's stream (and, with `replicas` > 1, a quorum of its replicas)
-/// stored it. [`Store::follow`] streams the records other replicas write.
+/// stored it. A single server flushes its files to disk every
+/// `sync_interval` (two minutes by default), so with one replica only
+/// `sync_interval: always` makes an acknowledged write survive a power loss.
+/// [`Store::follow`] streams the records other replicas write.
 ///
 /// It is tested end to end against a real nats-server in the `tests`
 /// crate (`tests/tests/e2e/stores.rs`).
