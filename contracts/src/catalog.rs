@@ -189,3 +189,11 @@ impl Transform for ConstantsAsEnum {
 pub fn file_name(document: &ContractDocument) -> String {
     format!("{}.v{}.json", document.service, document.version.major())
 }
+
+/// Every document checked in under `contracts/catalog/`: the shop's five
+/// services and the registry's own contract.
+pub fn documents() -> Result<Vec<ContractDocument>, NameError> {
+    let mut documents = crate::shop::contracts()?;
+    documents.push(crate::registry_api::contract()?);
+    Ok(documents)
+}

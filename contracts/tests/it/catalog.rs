@@ -6,13 +6,11 @@
 use std::path::PathBuf;
 
 use contracts::catalog::file_name;
-use contracts::{Limits, SchemaSet, check_document, compile_contract, shop};
+use contracts::{Limits, SchemaSet, check_document, compile_contract};
 
 /// The shop's contracts and the registry's own.
 fn catalog_documents() -> Vec<contracts::ContractDocument> {
-    let mut documents = shop::contracts().unwrap();
-    documents.push(contracts::registry_api::contract().unwrap());
-    documents
+    contracts::catalog::documents().unwrap()
 }
 
 fn catalog_dir() -> PathBuf {

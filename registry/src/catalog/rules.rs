@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use contracts::compat::{ConsumerBreak, ContractChange, check_consumers, check_history};
+use contracts::compat::{ConsumerBreak, ContractChange, check_consumers, check_history, policy_mode};
 use contracts::registry_api::{BreakingChange, CheckResponse, INCOMPATIBLE, RegisterResponse};
 use contracts::schema::SOA_SCHEME;
 use contracts::{
@@ -252,10 +252,10 @@ impl Catalog {
         if let Some(stored) = self.stored(&document.service, &document.version) {
             if stored.record.digest == digest {
                 return Ok(Evaluation {
+                    against: vec![document.id()],
                     document,
                     digest,
                     warnings,
-                    against: Vec::new(),
                     breaking: Vec::new(),
                     unclassified: Vec::new(),
                     already_stored: true,
@@ -286,8 +286,19 @@ impl Catalog {
             .map(|stored| stored.record.document.clone())
             .collect();
         let report = check_history(&history, &document);
-        let mut against: BTreeSet<contracts::ContractId> =
-            report.changes.iter().map(|change| change.against.clone()).collect();
+        // Every stored version the policy compares with, changed or not.
+        let mut same_major: Vec<&ContractDocument> = history
+            .iter()
+            .filter(|old| old.version.major() == document.version.major())
+            .collect();
+        same_major.sort_by(|a, b| a.version.cmp(&b.version));
+        let compared: Vec<&ContractDocument> = match policy_mode(document.compatibility) {
+            None => Vec::new(),
+            Some((_, true)) => same_major,
+            Some((_, false)) => same_major.last().copied().into_iter().collect(),
+        };
+        let mut against: BTreeSet<contracts::ContractId> = compared.iter().map(|old| old.id()).collect();
+        against.extend(report.changes.iter().map(|change| change.against.clone()));
         let mut breaking = Vec::new();
         let mut unclassified = Vec::new();
         for change in &report.changes {

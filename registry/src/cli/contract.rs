@@ -1,6 +1,7 @@
-//! `soa contract ...`: the commands that work on contract documents as files,
-//! without a server: `check` (the CI gate), `diff` (two versions side by
-//! side) and `export` (documents from the Rust types, and drift detection).
+//! `soa contract ...`: the commands that work on contract documents as files:
+//! `check` (the CI gate; against a git revision, or a running registry with
+//! `--against nats://...`), `diff` (two versions side by side) and `export`
+//! (documents from the Rust types, and drift detection).
 //!
 //! `check` and `diff` build one [`Report`] of plain data; the output formats
 //! render it, and the report alone decides the exit code.
@@ -11,9 +12,10 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
-use super::{Exit, UsageError};
+use super::{Exit, NatsOptions, UsageError};
 
 mod against;
+mod against_registry;
 mod check;
 mod compare;
 mod diff;
@@ -33,12 +35,14 @@ pub use report::Report;
 pub enum ContractCommand {
     /// Check contract documents: format, subjects, references, schemas,
     /// examples, and with --against REV compatibility with the same files at
-    /// a git revision.
+    /// a git revision, or with --against nats://HOST:PORT whether a running
+    /// registry would accept each one.
     ///
     /// Exits 0 when everything passes (warnings and compatible changes
     /// allowed), 1 when a document is invalid or has a lint error or a
-    /// breaking change, 2 when an input cannot be read at all (a missing path,
-    /// a file that is not JSON, an unknown git revision).
+    /// breaking change (or the registry would refuse it), 2 when an input
+    /// cannot be read at all (a missing path, a file that is not JSON, an
+    /// unknown git revision) or no registry answers.
     Check(CheckArgs),
     /// Compare two versions of a contract document, or two JSON Schemas
     /// (--schema), and report every change and whether it breaks.
@@ -74,15 +78,17 @@ impl OutputArgs {
     }
 }
 
-/// Runs one `soa contract` command. `color` asks the human format for ANSI colours.
-pub(super) fn run(
+/// Runs one `soa contract` command. `color` asks the human format for ANSI
+/// colours; `nats` holds the credentials for `check --against nats://...`.
+pub(super) async fn run(
     command: &ContractCommand,
+    nats: &NatsOptions,
     out: &mut dyn Write,
     err: &mut dyn Write,
     color: bool,
 ) -> anyhow::Result<Exit> {
     match command {
-        ContractCommand::Check(args) => check::run(args, out, err, color),
+        ContractCommand::Check(args) => check::run(args, nats, out, err, color).await,
         ContractCommand::Diff(args) => diff::run(args, out, err, color),
         ContractCommand::Export(args) => export::run(args, out),
     }

@@ -17,15 +17,26 @@ pub use tokio_util::sync::CancellationToken;
 
 mod contract;
 mod demo;
+mod describe;
 mod discover;
+mod publish;
+mod registry_client;
+mod resolve;
+mod search;
 mod serve;
+mod services;
 
 pub use contract::{
     CheckArgs, ContractCommand, DiffArgs, ExportArgs, ModeArg, OutputArgs, Report, ReportFormat, Source, check_sources,
 };
 pub use demo::DemoArgs;
+pub use describe::DescribeArgs;
 pub use discover::{DiscoverArgs, DiscoverFormat};
+pub use publish::{PublishArgs, RequestArgs};
+pub use resolve::ResolveArgs;
+pub use search::SearchArgs;
 pub use serve::{RegistryCommand, ServeArgs, StoreKind};
+pub use services::ServicesArgs;
 
 /// How `soa` ended, as its exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,6 +151,36 @@ pub enum Command {
     /// Run the registry: every contract version, live instances, who depends on whom.
     #[command(subcommand)]
     Registry(RegistryCommand),
+    /// List the services registered in the registry: latest version, live instances, owner, tags.
+    ///
+    /// Exits 0 with the listing, 1 when --tag/--owner match nothing, 2 when
+    /// no NATS connection can be made or no registry answers.
+    Services(ServicesArgs),
+    /// Show one contract version: operations, events, their schemas and subjects, dependents, live instances.
+    ///
+    /// Exits 0 when shown, 1 when the registry has no such service or
+    /// version, 2 when no registry answers.
+    Describe(DescribeArgs),
+    /// Find services by words, tag, owner, subject pattern or schema field.
+    ///
+    /// Exits 0 with the matches, 1 when nothing matches, 2 when no registry answers.
+    Search(SearchArgs),
+    /// Show which operations and events a subject, or a pattern with wildcards, belongs to.
+    ///
+    /// Exits 0 with the bindings, 1 when nothing matches, 2 when no registry answers.
+    Resolve(ResolveArgs),
+    /// Publish an event, validated against its registered contract first.
+    ///
+    /// Exits 0 when sent, 1 when the payload is invalid (nothing is sent) or
+    /// the subject is no registered event, 2 on bad arguments or JSON, or
+    /// when no registry answers.
+    Publish(PublishArgs),
+    /// Call an operation, validated against its registered contract first, and print the reply.
+    ///
+    /// Exits 0 with the reply, 1 when the request is invalid (nothing is
+    /// sent), the subject is no registered operation or the service replies
+    /// with an error, 2 on bad arguments or JSON, or when no registry answers.
+    Request(RequestArgs),
 }
 
 /// How to reach and authenticate with the NATS server.
@@ -257,10 +298,18 @@ where
         }
     };
     let result = match &cli.command {
-        Command::Contract(command) => contract::run(command, stdout, stderr, cli.color.enabled(terminal)),
+        Command::Contract(command) => {
+            contract::run(command, &cli.nats, stdout, stderr, cli.color.enabled(terminal)).await
+        }
         Command::Demo(args) => demo::run(&cli.nats, args, stdout, shutdown).await,
         Command::Discover(args) => discover::run(&cli.nats, args, stdout, stderr, shutdown).await,
         Command::Registry(command) => serve::run(&cli.nats, command, stdout, shutdown).await,
+        Command::Services(args) => services::run(&cli.nats, args, stdout, stderr, shutdown).await,
+        Command::Describe(args) => describe::run(&cli.nats, args, stdout, shutdown).await,
+        Command::Search(args) => search::run(&cli.nats, args, stdout, stderr, shutdown).await,
+        Command::Resolve(args) => resolve::run(&cli.nats, args, stdout, stderr, shutdown).await,
+        Command::Publish(args) => publish::run_publish(&cli.nats, args, stdout, stderr, shutdown).await,
+        Command::Request(args) => publish::run_request(&cli.nats, args, stdout, stderr, shutdown).await,
     };
     // Whatever was written must reach the terminal before the error does.
     let _ = stdout.flush();

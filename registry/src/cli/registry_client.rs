@@ -127,7 +127,10 @@ impl RegistryClient {
     }
 
     /// Calls `Op`; the error says whether a registry answered at all.
-    pub(super) async fn try_call<Op: OperationType>(&self, request: &Op::Request) -> Result<Op::Response, RegistryError> {
+    pub(super) async fn try_call<Op: OperationType>(
+        &self,
+        request: &Op::Request,
+    ) -> Result<Op::Response, RegistryError> {
         let subject = contracts::subjects::registry_api(Op::NAME);
         self.client.call::<Op>(request).await.map_err(|error| match error {
             CallError::Unavailable { .. } => RegistryError::NoRegistry {

@@ -48,11 +48,7 @@ pub(super) async fn run(
         write_table(out, 0, &binding_rows(&bindings), &[false; 4])?;
     }
     if bindings.is_empty() {
-        let what = if subject.has_wildcards() {
-            "matches"
-        } else {
-            "is"
-        };
+        let what = if subject.has_wildcards() { "matches" } else { "is" };
         writeln!(
             err,
             "No registered operation or event {what} {subject}; `soa services` lists the registered services."

@@ -12,5 +12,6 @@ mod discover;
 mod events;
 mod harness;
 mod registry;
+mod registry_cli;
 mod runtime;
 mod stores;

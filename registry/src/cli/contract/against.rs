@@ -55,12 +55,10 @@ impl GitRevision {
         if name.is_empty() || name.starts_with('-') || name.contains(['\n', '\0']) {
             return Err(UsageError(format!("{name:?} is not a git revision")));
         }
-        if ["http://", "https://", "nats://", "tls://"]
-            .iter()
-            .any(|scheme| name.starts_with(scheme))
-        {
+        if ["http://", "https://"].iter().any(|scheme| name.starts_with(scheme)) {
             return Err(UsageError(format!(
-                "--against {name}: comparing with a registry is not supported yet; give a git revision such as origin/main"
+                "--against {name}: comparing with the registry's HTTP API is not supported; give its NATS URL \
+                 (nats://HOST:PORT) or a git revision such as origin/main"
             )));
         }
         Ok(Self {
@@ -346,7 +344,7 @@ mod tests {
             GitRevision::new("https://registry.example.com")
                 .unwrap_err()
                 .0
-                .contains("registry is not supported yet")
+                .contains("give its NATS URL")
         );
         assert!(GitRevision::new("origin/main").is_ok());
     }

@@ -1,6 +1,8 @@
-//! `soa contract check PATH... [--against REV]`: reads contract documents
-//! from files and folders, checks each one, optionally compares each with the
-//! same file at a git revision, and prints every finding with its place.
+//! `soa contract check PATH... [--against REV|nats://HOST:PORT]`: reads
+//! contract documents from files and folders, checks each one, optionally
+//! compares each with the same file at a git revision or asks a running
+//! registry whether it would accept it, and prints every finding with its
+//! place.
 //!
 //! Checking is two passes over documents parsed once: first every readable
 //! document joins one [`SchemaSet`], so `soa://` references between the
@@ -16,13 +18,14 @@ use clap::Args;
 use contracts::{ContractDocument, DocumentError, Limits, SchemaSet, lint};
 
 use super::against::{FileAtRevision, GitRevision, ListedFile};
+use super::against_registry::{check_with_registry, is_registry_url};
 use super::compare::{compare_into, mark_new};
 use super::report::{
     ChangeDetail, CommandKind, Comparison, ComparisonOutcome, Diagnostic, DocumentReport, Kind, Level, Report,
     file_scope,
 };
 use super::{OutputArgs, finish};
-use crate::cli::{Exit, UsageError};
+use crate::cli::{Exit, NatsOptions, UsageError};
 
 /// Arguments of `soa contract check`.
 #[derive(Debug, Args)]
@@ -31,13 +34,20 @@ pub struct CheckArgs {
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
     /// Compare each document with the same file at this git revision (such as
-    /// origin/main); breaking changes fail the check.
+    /// origin/main), or ask the registry at a NATS URL (nats://HOST:PORT or
+    /// tls://HOST:PORT) whether it would accept it; breaking changes fail the
+    /// check.
     ///
     /// A file that does not exist at the revision is a new document. A
     /// document under a folder given that existed at the revision and is gone
     /// is reported as removed, unless a document of the same service and major
     /// now stands elsewhere (then that one is compared with it).
-    #[arg(long, value_name = "REV")]
+    ///
+    /// Against a registry, each document is checked as a registration would
+    /// be: against every registered version of its major and the registered
+    /// consumers of its events. The NATS credential options apply to that
+    /// connection.
+    #[arg(long, value_name = "REV|URL")]
     pub against: Option<String>,
     /// Output, verdict and ignore options.
     #[command(flatten)]
@@ -45,9 +55,23 @@ pub struct CheckArgs {
 }
 
 /// Runs `soa contract check`.
-pub(super) fn run(args: &CheckArgs, out: &mut dyn Write, err: &mut dyn Write, color: bool) -> anyhow::Result<Exit> {
+pub(super) async fn run(
+    args: &CheckArgs,
+    nats: &NatsOptions,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+    color: bool,
+) -> anyhow::Result<Exit> {
     let files = collect_files(&args.paths)?;
     let ignore = args.output.ignore_list()?;
+    if let Some(url) = args.against.as_deref().filter(|against| is_registry_url(against)) {
+        let sources = files.iter().map(|path| Source::read(path)).collect();
+        let mut report = check_sources(sources, &Limits::default());
+        report.lenient = args.output.lenient;
+        check_with_registry(&mut report, url, nats).await?;
+        report.apply_ignores(&ignore);
+        return finish(&report, &args.output, out, err, color);
+    }
     // Git is asked first, so an unknown revision stops the check before any work.
     let mut revision = args.against.as_deref().map(GitRevision::new).transpose()?;
     let earlier = match &mut revision {

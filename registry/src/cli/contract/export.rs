@@ -58,7 +58,7 @@ pub(super) fn run(args: &ExportArgs, out: &mut dyn Write) -> anyhow::Result<Exit
 
 /// Compares the exported documents with what `dir` holds.
 pub(crate) fn compare(dir: &Path) -> anyhow::Result<Vec<ExportFile>> {
-    let documents = contracts::shop::contracts().context("the shop's contracts do not build")?;
+    let documents = contracts::catalog::documents().context("the catalogue's contracts do not build")?;
     let mut files = Vec::new();
     let mut exported = BTreeSet::new();
     for document in &documents {
