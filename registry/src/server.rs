@@ -102,8 +102,18 @@ impl Registry {
     /// Loads every record of `store` into a new catalogue.
     pub async fn open(store: Arc<dyn Store>, options: RegistryOptions) -> Result<Self, RegistryError> {
         let started = Instant::now();
-        let records = store.load().await.map_err(RegistryError::Load)?;
-        let catalog = Catalog::from_records(records, options.strict, options.guard);
+        let records = store.load_raw().await.map_err(RegistryError::Load)?;
+        let (strict, guard) = (options.strict, options.guard);
+        // Parsing tens of thousands of documents is CPU work: off the runtime's threads.
+        let catalog = tokio::task::spawn_blocking(move || Catalog::from_records(records, strict, guard))
+            .await
+            .map_err(|err| {
+                RegistryError::Load(StoreError::Unavailable {
+                    store: "catalogue",
+                    reason: format!("rebuilding the catalogue failed: {err}"),
+                })
+            })?
+            .map_err(RegistryError::Load)?;
         let load_time = started.elapsed();
         tracing::info!(
             store = store.kind(),

@@ -1,8 +1,14 @@
 //! Live instances: each beats with a time to live; one that misses its beats
-//! expires, unless so many are overdue at once that the registry itself is
+//! expires. But when beats stop everywhere at once, the registry itself is
 //! the likelier culprit (it was paused, restarted, or cut off from the
-//! network), in which case nobody is evicted until beats flow again.
+//! network), so evictions are rationed: within a sliding window, no more
+//! than a share of the fleet may be evicted, counting those evicted earlier
+//! in the window. Instances go quiet at staggered times even in a blip
+//! (their last beats were spread over an interval), so a per-sweep limit
+//! alone would evict the whole fleet a slice at a time.
 
+use std::collections::VecDeque;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
@@ -10,14 +16,18 @@ use dashmap::DashMap;
 use contracts::registry_api::{HeartbeatRequest, InstanceInfo};
 use contracts::{ContractId, ServiceName};
 
-/// How many instances may expire in one sweep.
+/// How many instances may expire within a window of time.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EvictionGuard {
-    /// Never evict more than this share of the instances at once (0.0–1.0).
+    /// Never evict more than this share of the fleet (0.0–1.0) within one
+    /// window, counting the instances already evicted in it.
     pub max_fraction: f64,
-    /// Below this many overdue instances the fraction does not apply, so a
-    /// small fleet can still lose its only instance.
+    /// Up to this many evictions in a window are always allowed, so a small
+    /// fleet can still lose its only instance.
     pub always_allowed: usize,
+    /// The sliding window; longer than the instances' time to live, so one
+    /// blip's staggered expiries fall into one window.
+    pub window: Duration,
 }
 
 impl Default for EvictionGuard {
@@ -25,6 +35,7 @@ impl Default for EvictionGuard {
         Self {
             max_fraction: 0.5,
             always_allowed: 3,
+            window: Duration::from_secs(60),
         }
     }
 }
@@ -67,6 +78,8 @@ pub struct ExpiryReport {
 pub(crate) struct Instances {
     table: DashMap<String, Instance>,
     guard: EvictionGuard,
+    /// When each eviction of the current window happened, oldest first.
+    evictions: Mutex<VecDeque<Instant>>,
 }
 
 impl Instances {
@@ -74,6 +87,7 @@ impl Instances {
         Self {
             table: DashMap::new(),
             guard,
+            evictions: Mutex::new(VecDeque::new()),
         }
     }
 
@@ -131,35 +145,55 @@ impl Instances {
     }
 
     /// Removes the instances whose last beat is older than their time to
-    /// live, within the guard's limit: when more than its share of all
-    /// instances (and more than its floor) are overdue at once, nobody is
-    /// removed and the count is reported as held back.
+    /// live, oldest first, within the guard's budget: nobody when more than
+    /// its share of the fleet is overdue in one sweep, and otherwise at most
+    /// that share of the fleet (the instances held plus those evicted in the
+    /// window) per window. The overdue instances over budget are kept and
+    /// reported as held back; they expire once the window moves on, unless
+    /// they beat again.
     pub(crate) fn expire(&self, now: Instant) -> ExpiryReport {
-        let total = self.table.len();
-        let overdue: Vec<String> = self
+        let mut overdue: Vec<(Instant, String)> = self
             .table
             .iter()
             .filter(|entry| now.saturating_duration_since(entry.last_beat) > entry.ttl)
-            .map(|entry| entry.key().clone())
+            .map(|entry| (entry.last_beat, entry.key().clone()))
             .collect();
         let mut report = ExpiryReport::default();
         if overdue.is_empty() {
             return report;
         }
-        #[allow(clippy::cast_precision_loss)]
-        let share = overdue.len() as f64 / total.max(1) as f64;
-        if overdue.len() > self.guard.always_allowed && share > self.guard.max_fraction {
+        overdue.sort();
+        let mut evictions = self.evictions.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        while evictions
+            .front()
+            .is_some_and(|at| now.saturating_duration_since(*at) > self.guard.window)
+        {
+            evictions.pop_front();
+        }
+        let population = self.table.len() + evictions.len();
+        #[allow(
+            clippy::cast_precision_loss,
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "a share of a fleet's size, rounded down"
+        )]
+        let share = (self.guard.max_fraction.clamp(0.0, 1.0) * population as f64).floor() as usize;
+        // Most of the fleet silent in the same sweep: a blip, not a failure.
+        if overdue.len() > share.max(self.guard.always_allowed) {
             report.held_back = overdue.len();
             return report;
         }
-        for id in overdue {
+        let budget = share.max(self.guard.always_allowed).saturating_sub(evictions.len());
+        for (_, id) in overdue.iter().take(budget) {
             // Beaten again since the scan? Keep it.
-            if let Some((id, instance)) = self.table.remove_if(&id, |_, instance| {
+            if let Some((id, instance)) = self.table.remove_if(id, |_, instance| {
                 now.saturating_duration_since(instance.last_beat) > instance.ttl
             }) {
+                evictions.push_back(now);
                 report.expired.push((id, instance.contract, instance.digest));
             }
         }
+        report.held_back = overdue.len().saturating_sub(budget);
         report
     }
 
@@ -272,6 +306,36 @@ mod tests {
         let report = instances.expire(resumed + Duration::from_millis(10));
         assert_eq!(report.expired.len(), 3);
         assert_eq!(instances.len(), 17);
+    }
+
+    #[test]
+    fn staggered_silence_never_evicts_most_of_the_fleet() {
+        let instances = Instances::new(EvictionGuard::default());
+        let start = Instant::now();
+        // Last beats spread over a second, as a 1 s heartbeat interval leaves them.
+        for i in 0..20u64 {
+            instances.beat(
+                &beat(&format!("i{i}"), 1_000),
+                false,
+                start + Duration::from_millis(i * 50),
+                true,
+            );
+        }
+        // Sweeps every 100 ms after the beats stopped everywhere.
+        let mut expired = 0;
+        for sweep in 0..40u64 {
+            expired += instances
+                .expire(start + Duration::from_millis(1_000 + sweep * 100))
+                .expired
+                .len();
+        }
+        assert_eq!(expired, 10, "half the fleet at most");
+        assert_eq!(instances.len(), 10);
+        // The silent rest is now the whole fleet: held (and listed as
+        // unhealthy) until beats flow again, whatever the window.
+        let later = start + Duration::from_secs(120);
+        let report = instances.expire(later);
+        assert_eq!((report.expired.len(), report.held_back), (0, 10));
     }
 
     #[test]

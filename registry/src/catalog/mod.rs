@@ -10,26 +10,22 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
 
 use dashmap::DashMap;
-use serde_json::Value;
 
 use contracts::registry_api::{BindingKind, SubjectBinding};
 use contracts::{ContractDocument, ContractId, MemberName, ServiceName, Subject, Version};
 
-use crate::store::ContractRecord;
+use crate::store::{ContractRecord, RawRecord, StoreError};
 
 mod instances;
 mod queries;
 mod rules;
+mod stored;
 
 pub use instances::{EvictionGuard, ExpiryReport, HeartbeatOutcome};
 pub use queries::{DEFAULT_PAGE, MAX_PAGE};
 pub use rules::{Registration, RegistrationRefusal, owner_digest};
 
-/// One stored contract version, shared by the indexes.
-#[derive(Debug)]
-pub(crate) struct Stored {
-    pub(crate) record: ContractRecord,
-}
+pub(crate) use stored::Stored;
 
 /// One service: its versions and its owner.
 #[derive(Debug, Default)]
@@ -116,25 +112,31 @@ impl Catalog {
         }
     }
 
-    /// A catalogue rebuilt from stored records (in any order).
-    pub fn from_records(records: Vec<ContractRecord>, strict: bool, guard: EvictionGuard) -> Self {
+    /// A catalogue rebuilt from stored records (in any order). A record
+    /// that cannot be read fails the whole load, naming its key: starting
+    /// without it would silently lose an acknowledged version.
+    pub fn from_records(records: Vec<RawRecord>, strict: bool, guard: EvictionGuard) -> Result<Self, StoreError> {
         let catalog = Self::new(strict, guard);
         let mut touched: BTreeSet<ServiceName> = BTreeSet::new();
-        for record in records {
-            touched.insert(record.document.service.clone());
-            catalog.store_record(record);
+        for stored in summarize_in_parallel(records) {
+            let stored = stored?;
+            touched.insert(stored.id.service.clone());
+            catalog.store(stored);
         }
         for service in touched {
             catalog.reindex(&service);
         }
-        catalog
+        Ok(catalog)
     }
 
     /// Adds a stored record and updates the indexes. A record already held
     /// (same id) is ignored: versions are immutable. Returns whether it was new.
     pub fn insert(&self, record: ContractRecord) -> bool {
         let service = record.document.service.clone();
-        if !self.store_record(record) {
+        if self.stored(&service, &record.document.version).is_some() {
+            return false;
+        }
+        if !self.store(Stored::new(record)) {
             return false;
         }
         self.reindex(&service);
@@ -161,9 +163,9 @@ impl Catalog {
         &self.instances
     }
 
-    fn store_record(&self, record: ContractRecord) -> bool {
-        let id = record.id();
-        let digest = record.digest.clone();
+    fn store(&self, stored: Stored) -> bool {
+        let id = stored.id.clone();
+        let digest = stored.digest.clone();
         let service = id.service.clone();
         {
             let mut entry = self.services.entry(service.clone()).or_default();
@@ -171,9 +173,9 @@ impl Catalog {
                 return false;
             }
             if entry.versions.is_empty() || entry.owner.is_none() {
-                entry.owner.clone_from(&record.owner);
+                entry.owner.clone_from(&stored.owner);
             }
-            entry.versions.insert(id.version.clone(), Arc::new(Stored { record }));
+            entry.versions.insert(id.version.clone(), Arc::new(stored));
         }
         self.digests.insert(digest, id);
         if let Ok(mut names) = self.names.write() {
@@ -206,37 +208,19 @@ impl Catalog {
         }
         let mut contribution = Contribution::default();
         for head in &heads {
-            let document = &head.record.document;
-            let id = document.id();
-            for (name, operation) in &document.operations {
-                self.bind(&operation.subject, &id, BindingKind::Operation, name);
-                contribution.subjects.push(operation.subject.clone());
+            let summary = &head.summary;
+            for (name, subject) in &summary.operations {
+                self.bind(subject, &head.id, BindingKind::Operation, name);
+                contribution.subjects.push(subject.clone());
             }
-            for (name, event) in &document.events {
-                self.bind(&event.subject, &id, BindingKind::Event, name);
-                contribution.subjects.push(event.subject.clone());
+            for (name, subject) in &summary.events {
+                self.bind(subject, &head.id, BindingKind::Event, name);
+                contribution.subjects.push(subject.clone());
             }
-            contribution.tags.extend(document.tags.iter().cloned());
-            contribution.consumes.extend(
-                document
-                    .consumes
-                    .iter()
-                    .map(|c| (c.event.service.clone(), c.event.major, c.event.member.clone())),
-            );
-            contribution.calls.extend(
-                document
-                    .calls
-                    .iter()
-                    .map(|c| (c.service.clone(), c.major, c.member.clone())),
-            );
-            let mut fields = BTreeSet::new();
-            for (_, schema) in document.messages() {
-                collect_property_names(schema, &mut fields);
-            }
-            for schema in document.defs.values() {
-                collect_property_names(schema, &mut fields);
-            }
-            contribution.fields.extend(fields);
+            contribution.tags.extend(summary.tags.iter().cloned());
+            contribution.consumes.extend(summary.consumes.iter().cloned());
+            contribution.calls.extend(summary.calls.iter().cloned());
+            contribution.fields.extend(summary.fields.iter().cloned());
         }
         for (index, keys) in [(&self.tags, &contribution.tags), (&self.fields, &contribution.fields)] {
             for key in keys {
@@ -340,7 +324,7 @@ impl Catalog {
         services
             .iter()
             .flat_map(|service| self.heads(service))
-            .map(|stored| stored.record.document.clone())
+            .filter_map(|stored| stored.document().ok())
             .collect()
     }
 }
@@ -361,26 +345,34 @@ fn remove_from<K: std::hash::Hash + Eq + Clone>(
     }
 }
 
-/// Every name under `properties` anywhere in `schema`.
-fn collect_property_names(schema: &Value, names: &mut BTreeSet<String>) {
-    match schema {
-        Value::Object(object) => {
-            for (key, value) in object {
-                if key == "properties"
-                    && let Value::Object(properties) = value
-                {
-                    for (name, property) in properties {
-                        names.insert(name.clone());
-                        collect_property_names(property, names);
-                    }
-                    continue;
-                }
-                collect_property_names(value, names);
-            }
-        }
-        Value::Array(items) => items.iter().for_each(|item| collect_property_names(item, names)),
-        _ => {}
+/// Turns records into [`Stored`] versions on every core: the text and
+/// summary of tens of thousands of documents decide how fast a restart is.
+fn summarize_in_parallel(records: Vec<RawRecord>) -> Vec<Result<Stored, StoreError>> {
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    if threads < 2 || records.len() < 256 {
+        return records.into_iter().map(Stored::from_raw).collect();
     }
+    let chunk = records.len().div_ceil(threads);
+    let mut chunks: Vec<Vec<RawRecord>> = Vec::with_capacity(threads);
+    let mut records = records.into_iter();
+    loop {
+        let next: Vec<RawRecord> = records.by_ref().take(chunk).collect();
+        if next.is_empty() {
+            break;
+        }
+        chunks.push(next);
+    }
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| scope.spawn(move || chunk.into_iter().map(Stored::from_raw).collect::<Vec<_>>()))
+            .collect();
+        workers
+            .into_iter()
+            // A worker that panicked hit a bug; losing its records silently would be worse.
+            .flat_map(|worker| worker.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            .collect()
+    })
 }
 
 /// Milliseconds since the Unix epoch, now.

@@ -35,18 +35,12 @@ impl Catalog {
             )));
         }
         let found = match (&request.version, request.major) {
-            (Some(version), _) => history.iter().find(|stored| &stored.record.document.version == version),
-            (None, Some(major)) => history
-                .iter()
-                .rev()
-                .find(|stored| stored.record.document.version.major() == major),
+            (Some(version), _) => history.iter().find(|stored| stored.version() == version),
+            (None, Some(major)) => history.iter().rev().find(|stored| stored.version().major() == major),
             (None, None) => history.last(),
         };
         let Some(stored) = found else {
-            let versions: Vec<String> = history
-                .iter()
-                .map(|stored| stored.record.document.version.to_string())
-                .collect();
+            let versions: Vec<String> = history.iter().map(|stored| stored.version().to_string()).collect();
             let asked = match (&request.version, request.major) {
                 (Some(version), _) => format!("version {version}"),
                 (None, Some(major)) => format!("major {major}"),
@@ -59,9 +53,9 @@ impl Catalog {
             )));
         };
         Ok(GetResponse {
-            document: stored.record.document.clone(),
-            digest: stored.record.digest.clone(),
-            registered_at_ms: stored.record.registered_at_ms,
+            document: stored.document()?,
+            digest: stored.digest.clone(),
+            registered_at_ms: stored.registered_at_ms,
         })
     }
 
@@ -76,9 +70,9 @@ impl Catalog {
             versions: history
                 .iter()
                 .map(|stored| VersionInfo {
-                    version: stored.record.document.version.clone(),
-                    digest: stored.record.digest.clone(),
-                    registered_at_ms: stored.record.registered_at_ms,
+                    version: stored.version().clone(),
+                    digest: stored.digest.clone(),
+                    registered_at_ms: stored.registered_at_ms,
                 })
                 .collect(),
         })
@@ -109,17 +103,14 @@ impl Catalog {
     pub fn summary(&self, service: &ServiceName, counts: (u32, u32, u32)) -> Option<ServiceSummary> {
         let history = self.history(service);
         let latest = history.last()?;
-        let document = &latest.record.document;
+        let summary = &latest.summary;
         Some(ServiceSummary {
             name: service.clone(),
-            latest: document.version.clone(),
-            versions: history
-                .iter()
-                .map(|stored| stored.record.document.version.clone())
-                .collect(),
-            owner: document.owner.clone(),
-            description: document.description.clone(),
-            tags: document.tags.clone(),
+            latest: latest.version().clone(),
+            versions: history.iter().map(|stored| stored.version().clone()).collect(),
+            owner: summary.team.clone(),
+            description: summary.description.clone(),
+            tags: summary.tags.clone(),
             instances: counts.0,
             healthy: counts.1,
             drifting: counts.2,
@@ -182,36 +173,11 @@ impl Catalog {
         SearchResponse { services }
     }
 
-    /// Lowercased name, description, tags and member names and descriptions
-    /// of the service's heads, for text search.
+    /// The search text of the service's heads.
     fn search_text(&self, service: &ServiceName) -> String {
-        let mut text = service.to_string();
-        for head in self.heads(service) {
-            let document = &head.record.document;
-            text.push(' ');
-            text.push_str(&document.description);
-            for tag in &document.tags {
-                text.push(' ');
-                text.push_str(tag);
-            }
-            for (name, operation) in &document.operations {
-                text.push(' ');
-                text.push_str(name.as_str());
-                if let Some(description) = &operation.description {
-                    text.push(' ');
-                    text.push_str(description);
-                }
-            }
-            for (name, event) in &document.events {
-                text.push(' ');
-                text.push_str(name.as_str());
-                if let Some(description) = &event.description {
-                    text.push(' ');
-                    text.push_str(description);
-                }
-            }
-        }
-        text.to_lowercase()
+        let heads = self.heads(service);
+        let texts: Vec<&str> = heads.iter().map(|head| head.summary.search_text.as_str()).collect();
+        texts.join(" ")
     }
 
     /// The operations and events a subject or pattern belongs to.
@@ -242,23 +208,21 @@ impl Catalog {
         let head = match request.major {
             Some(major) => heads
                 .iter()
-                .find(|head| head.record.document.version.major() == major)
+                .find(|head| head.version().major() == major)
                 .ok_or_else(|| not_found(format!("{} has no major version {major}", request.service)))?,
             None => heads
                 .last()
                 .ok_or_else(|| not_found(format!("no service {} is registered", request.service)))?,
         };
-        let document = &head.record.document;
-        let major = document.version.major();
-        let kind = if document.events.contains_key(&request.member) {
+        let major = head.version().major();
+        let kind = if head.summary.has_event(&request.member) {
             BindingKind::Event
-        } else if document.operations.contains_key(&request.member) {
+        } else if head.summary.has_operation(&request.member) {
             BindingKind::Operation
         } else {
             return Err(not_found(format!(
                 "{} has no event or operation named {}",
-                document.id(),
-                request.member
+                head.id, request.member
             )));
         };
         let key = (request.service.clone(), major, request.member.clone());
@@ -267,7 +231,7 @@ impl Catalog {
                 .unwrap_or_default()
                 .iter()
                 .filter_map(|service| self.latest(service))
-                .map(|stored| stored.record.id())
+                .map(|stored| stored.id.clone())
                 .collect()
         };
         Ok(ConsumersResponse {
@@ -286,11 +250,10 @@ impl Catalog {
             for entry in index {
                 let (to, major, member) = entry.key();
                 let resolved = self.heads(to).iter().any(|head| {
-                    let document = &head.record.document;
-                    document.version.major() == *major
+                    head.version().major() == *major
                         && match kind {
-                            EdgeKind::Consumes => document.events.contains_key(member),
-                            EdgeKind::Calls => document.operations.contains_key(member),
+                            EdgeKind::Consumes => head.summary.has_event(member),
+                            EdgeKind::Calls => head.summary.has_operation(member),
                         }
                 });
                 for from in entry.value() {
@@ -345,7 +308,7 @@ impl Catalog {
             .filter_map(|service| {
                 self.latest(service).map(|stored| GraphNode {
                     service: service.clone(),
-                    latest: stored.record.document.version.clone(),
+                    latest: stored.version().clone(),
                 })
             })
             .collect();

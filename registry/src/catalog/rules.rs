@@ -53,6 +53,8 @@ pub enum RegistrationRefusal {
     Conflict(String),
     /// The service belongs to another credential.
     Unauthorized(String),
+    /// A stored document could not be read back (a bug or a damaged store).
+    Internal(ErrorBody),
     /// It breaks the policy or a consumer.
     Incompatible {
         /// One sentence.
@@ -73,6 +75,7 @@ impl RegistrationRefusal {
             },
             Self::Conflict(message) => ErrorBody::new(ErrorCode::Conflict, message.clone()),
             Self::Unauthorized(message) => ErrorBody::new(ErrorCode::Unauthorized, message.clone()),
+            Self::Internal(body) => body.clone(),
             Self::Incompatible { message, changes } => ErrorBody {
                 code: ErrorCode::Declared(INCOMPATIBLE.to_owned()),
                 message: message.clone(),
@@ -250,7 +253,7 @@ impl Catalog {
         let digest = document.digest();
         let id = document.id();
         if let Some(stored) = self.stored(&document.service, &document.version) {
-            if stored.record.digest == digest {
+            if stored.digest == digest {
                 return Ok(Evaluation {
                     against: vec![document.id()],
                     document,
@@ -263,7 +266,7 @@ impl Catalog {
             }
             return Err(RegistrationRefusal::Conflict(format!(
                 "{id} is already registered with other content (digest {}, yours {digest}); a version is immutable once registered: publish your change under a new version",
-                stored.record.digest
+                stored.digest
             )));
         }
         if check_owner
@@ -283,8 +286,9 @@ impl Catalog {
         let history: Vec<ContractDocument> = self
             .history(&document.service)
             .iter()
-            .map(|stored| stored.record.document.clone())
-            .collect();
+            .map(|stored| stored.document())
+            .collect::<Result<_, _>>()
+            .map_err(RegistrationRefusal::Internal)?;
         let report = check_history(&history, &document);
         // Every stored version the policy compares with, changed or not.
         let mut same_major: Vec<&ContractDocument> = history
@@ -342,9 +346,10 @@ impl Catalog {
             if let Some(head) = self
                 .heads(&service)
                 .into_iter()
-                .find(|head| head.record.document.version.major() == major)
+                .find(|head| head.version().major() == major)
+                && let Ok(document) = head.document()
             {
-                set.add_contract(&head.record.document);
+                set.add_contract(&document);
             }
         }
         set

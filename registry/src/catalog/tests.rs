@@ -343,9 +343,9 @@ fn a_rebuilt_catalogue_answers_like_the_original() {
         .service_names()
         .iter()
         .flat_map(|service| catalog.history(service))
-        .map(|stored| stored.record.clone())
+        .map(|stored| crate::store::RawRecord::encode(stored.id.to_string(), &stored.record().unwrap()).unwrap())
         .collect();
-    let rebuilt = Catalog::from_records(records, false, super::EvictionGuard::default());
+    let rebuilt = Catalog::from_records(records, false, super::EvictionGuard::default()).unwrap();
     assert_eq!(rebuilt.version_count(), catalog.version_count());
     assert_eq!(
         rebuilt.graph(&GraphRequest::default()),

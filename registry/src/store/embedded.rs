@@ -20,7 +20,7 @@ use redb::{
 };
 use tokio::sync::oneshot;
 
-use super::{ContractRecord, Inserted, Store, StoreError, StoredDigest, check_insert, error_chain};
+use super::{ContractRecord, Inserted, RawRecord, Store, StoreError, StoredDigest, check_insert, error_chain};
 
 /// `service@version` -> the record as JSON.
 const CONTRACTS: TableDefinition<&str, &[u8]> = TableDefinition::new("contracts");
@@ -66,13 +66,19 @@ impl EmbeddedStore {
             std::fs::create_dir_all(parent)
                 .map_err(|err| unavailable(format!("cannot create the directory {}: {err}", parent.display())))?;
         }
-        let db = Database::create(path).map_err(|err| match err {
-            DatabaseError::DatabaseAlreadyOpen => unavailable(format!(
-                "{} is already open; is another registry using this data directory?",
-                path.display()
-            )),
-            other => unavailable(format!("cannot open {}: {}", path.display(), error_chain(&other))),
-        })?;
+        // redb caches up to 1 GiB of pages by default and keeps what a load
+        // touched; the catalogue holds everything it needs, so a small cache
+        // for the B-tree's interior pages is enough.
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(|err| match err {
+                DatabaseError::DatabaseAlreadyOpen => unavailable(format!(
+                    "{} is already open; is another registry using this data directory?",
+                    path.display()
+                )),
+                other => unavailable(format!("cannot open {}: {}", path.display(), error_chain(&other))),
+            })?;
         create_tables(&db).map_err(|reason| unavailable(format!("cannot prepare {}: {reason}", path.display())))?;
 
         let db = Arc::new(db);
@@ -125,7 +131,7 @@ impl Store for EmbeddedStore {
         KIND
     }
 
-    fn load(&self) -> BoxFuture<'_, Result<Vec<ContractRecord>, StoreError>> {
+    fn load_raw(&self) -> BoxFuture<'_, Result<Vec<RawRecord>, StoreError>> {
         let db = self.db.clone();
         async move {
             tokio::task::spawn_blocking(move || read_all(&db))
@@ -146,6 +152,9 @@ impl Store for EmbeddedStore {
     }
 }
 
+/// redb's page cache: enough for the interior pages of a large catalogue.
+const CACHE_BYTES: usize = 32 * 1024 * 1024;
+
 fn unavailable(reason: String) -> StoreError {
     StoreError::Unavailable { store: KIND, reason }
 }
@@ -159,18 +168,17 @@ fn create_tables(db: &Database) -> Result<(), String> {
 }
 
 /// Every stored record, in key order.
-fn read_all(db: &Database) -> Result<Vec<ContractRecord>, StoreError> {
+fn read_all(db: &Database) -> Result<Vec<RawRecord>, StoreError> {
     let failed = |err: &dyn std::error::Error| unavailable(format!("cannot read: {}", error_chain(err)));
     let txn = db.begin_read().map_err(|err| failed(&err))?;
     let table = txn.open_table(CONTRACTS).map_err(|err| failed(&err))?;
     let mut records = Vec::with_capacity(usize::try_from(table.len().unwrap_or(0)).unwrap_or(0));
     for entry in table.iter().map_err(|err| failed(&err))? {
         let (key, value) = entry.map_err(|err| failed(&err))?;
-        let record = serde_json::from_slice(value.value()).map_err(|err| StoreError::Corrupt {
+        records.push(RawRecord {
             key: key.value().to_owned(),
-            reason: err.to_string(),
-        })?;
-        records.push(record);
+            json: value.value().to_vec(),
+        });
     }
     Ok(records)
 }

@@ -26,7 +26,7 @@ use serde::de::DeserializeOwned;
 
 use contracts::{ContractId, ServiceName};
 
-use super::{ContractRecord, Inserted, Store, StoreError, StoredDigest, check_insert, error_chain};
+use super::{ContractRecord, Inserted, RawRecord, Store, StoreError, StoredDigest, check_insert, error_chain};
 
 const KIND: &str = "kv";
 
@@ -132,12 +132,11 @@ impl KvStore {
         serde_json::from_slice(&value).map_err(|err| corrupt(key, &err))
     }
 
-    async fn load_all(&self) -> Result<Vec<ContractRecord>, StoreError> {
+    async fn load_all(&self) -> Result<Vec<RawRecord>, StoreError> {
         let started = std::time::Instant::now();
         let (values, highest) = self.read_values().await?;
-        let received = started.elapsed();
-        let records = parse_values(values).await?;
-        tracing::debug!(records = records.len(), ?received, total = ?started.elapsed(), "Loaded the KV bucket.");
+        let records: Vec<RawRecord> = values.iter().map(raw_value).collect();
+        tracing::debug!(records = records.len(), received = ?started.elapsed(), "Loaded the KV bucket.");
         self.loaded_up_to.fetch_max(highest, Ordering::SeqCst);
         Ok(records)
     }
@@ -206,7 +205,7 @@ impl Store for KvStore {
         KIND
     }
 
-    fn load(&self) -> BoxFuture<'_, Result<Vec<ContractRecord>, StoreError>> {
+    fn load_raw(&self) -> BoxFuture<'_, Result<Vec<RawRecord>, StoreError>> {
         self.load_all().boxed()
     }
 
@@ -221,39 +220,18 @@ impl Store for KvStore {
     }
 }
 
-/// Parses loaded values into records, on blocking threads, a share each.
-async fn parse_values(values: Vec<jetstream::Message>) -> Result<Vec<ContractRecord>, StoreError> {
-    let threads = std::thread::available_parallelism().map_or(1, usize::from);
-    let share = values.len().div_ceil(threads).max(1);
-    let mut values = values.into_iter();
-    let mut tasks = Vec::new();
-    loop {
-        let chunk: Vec<_> = values.by_ref().take(share).collect();
-        if chunk.is_empty() {
-            break;
-        }
-        tasks.push(tokio::task::spawn_blocking(move || {
-            chunk.iter().map(parse_value).collect::<Result<Vec<_>, _>>()
-        }));
+/// One value of the bucket's stream as the bytes of a record.
+fn raw_value(message: &jetstream::Message) -> RawRecord {
+    RawRecord {
+        key: key_of(message).to_owned(),
+        json: message.payload.to_vec(),
     }
-    let mut records = Vec::new();
-    for task in tasks {
-        let parsed = task
-            .await
-            .map_err(|err| unavailable(format!("the load task failed: {err}")))?;
-        records.extend(parsed?);
-    }
-    Ok(records)
 }
 
-/// One value of the bucket's stream as a record.
-fn parse_value(message: &jetstream::Message) -> Result<ContractRecord, StoreError> {
-    serde_json::from_slice(&message.payload).map_err(|err| {
-        let subject = message.subject.as_str();
-        // The subject is the bucket's prefix, then the key.
-        let key = subject.splitn(3, '.').nth(2).unwrap_or(subject);
-        corrupt(key, &err)
-    })
+/// The key of a value of the bucket's stream: its subject without the prefix.
+fn key_of(message: &jetstream::Message) -> &str {
+    let subject = message.subject.as_str();
+    subject.splitn(3, '.').nth(2).unwrap_or(subject)
 }
 
 /// `c.<service>.<version>`, with the version's `+` as `_`.

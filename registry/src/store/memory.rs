@@ -9,7 +9,7 @@ use futures::stream::BoxStream;
 
 use contracts::{ContractId, ServiceName};
 
-use super::{ContractRecord, Inserted, Store, StoreError, check_insert};
+use super::{ContractRecord, Inserted, RawRecord, Store, StoreError, check_insert};
 
 /// A store in memory: nothing survives the process. For tests.
 #[derive(Debug, Default)]
@@ -57,9 +57,14 @@ impl Store for MemoryStore {
         "memory"
     }
 
-    fn load(&self) -> BoxFuture<'_, Result<Vec<ContractRecord>, StoreError>> {
-        let records = self.lock().records.values().cloned().collect();
-        futures::future::ready(Ok(records)).boxed()
+    fn load_raw(&self) -> BoxFuture<'_, Result<Vec<RawRecord>, StoreError>> {
+        let records = self
+            .lock()
+            .records
+            .values()
+            .map(|record| RawRecord::encode(record.id().to_string(), record))
+            .collect();
+        futures::future::ready(records).boxed()
     }
 
     fn insert(&self, record: ContractRecord) -> BoxFuture<'_, Result<Inserted, StoreError>> {

@@ -13,6 +13,7 @@
 //! soft state: they beat every few seconds, so a restarted registry learns
 //! them again within one heartbeat interval.
 
+use futures::FutureExt;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
@@ -47,6 +48,35 @@ impl ContractRecord {
     /// `service@version`.
     pub fn id(&self) -> ContractId {
         self.document.id()
+    }
+}
+
+/// One stored record as its JSON bytes (the serialized [`ContractRecord`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawRecord {
+    /// The store's key for it, to name it in errors.
+    pub key: String,
+    /// The record as JSON.
+    pub json: Vec<u8>,
+}
+
+impl RawRecord {
+    /// The bytes a store keeps for `record`, under `key`.
+    pub fn encode(key: String, record: &ContractRecord) -> Result<Self, StoreError> {
+        serde_json::to_vec(record)
+            .map(|json| Self { key: key.clone(), json })
+            .map_err(|err| StoreError::Corrupt {
+                key,
+                reason: format!("cannot be encoded: {err}"),
+            })
+    }
+
+    /// The record, parsed.
+    pub fn parse(&self) -> Result<ContractRecord, StoreError> {
+        serde_json::from_slice(&self.json).map_err(|err| StoreError::Corrupt {
+            key: self.key.clone(),
+            reason: err.to_string(),
+        })
     }
 }
 
@@ -101,8 +131,15 @@ pub trait Store: Send + Sync + 'static {
     /// A short name for logs and messages: `embedded`, `kv`, `memory`.
     fn kind(&self) -> &'static str;
 
-    /// Every stored record, to rebuild the catalogue on start.
-    fn load(&self) -> BoxFuture<'_, Result<Vec<ContractRecord>, StoreError>>;
+    /// Every stored record as the JSON the store holds, to rebuild the
+    /// catalogue on start: parsing is left to the catalogue, which keeps the
+    /// bytes instead of parsed documents.
+    fn load_raw(&self) -> BoxFuture<'_, Result<Vec<RawRecord>, StoreError>>;
+
+    /// Every stored record, parsed.
+    fn load(&self) -> BoxFuture<'_, Result<Vec<ContractRecord>, StoreError>> {
+        async move { self.load_raw().await?.iter().map(RawRecord::parse).collect() }.boxed()
+    }
 
     /// Stores `record` durably before returning. Refuses a different record
     /// under the same id ([`StoreError::Conflict`]) and a record whose owner

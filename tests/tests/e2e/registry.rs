@@ -276,17 +276,21 @@ async fn the_eviction_guard_keeps_the_fleet_when_all_beats_stop() {
         digest: digest.clone(),
         ttl_ms: 1_000,
     };
-    for id in 0..20 {
-        client.call::<ops::Heartbeat>(&beat(id)).await.unwrap();
-    }
+    let beats: Vec<HeartbeatRequest> = (0..20).map(beat).collect();
+    futures::future::join_all(beats.iter().map(|beat| client.call::<ops::Heartbeat>(beat)))
+        .await
+        .into_iter()
+        .for_each(|reply| assert!(reply.is_ok()));
     // Every beat stops at once (a network blip): nobody is evicted.
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     assert_eq!(instances(&client, "inventory").await.len(), 20);
     assert!(instances(&client, "inventory").await.iter().all(|i| !i.healthy));
     // Beats resume for most: the three that stay silent expire.
-    for id in 0..17 {
-        client.call::<ops::Heartbeat>(&beat(id)).await.unwrap();
-    }
+    let beats: Vec<HeartbeatRequest> = (0..17).map(beat).collect();
+    futures::future::join_all(beats.iter().map(|beat| client.call::<ops::Heartbeat>(beat)))
+        .await
+        .into_iter()
+        .for_each(|reply| assert!(reply.is_ok()));
     wait_for("the silent three to expire", async || {
         instances(&client, "inventory").await.len() == 17
     })

@@ -1,0 +1,218 @@
+//! One stored contract version as the catalogue keeps it: the record's JSON
+//! as the store holds it, plus the few facts the indexes and listings need,
+//! rather than the parsed document. A parsed document (its schemas as `serde_json::Value` trees)
+//! takes several times the memory of its text, and with tens of thousands of
+//! versions that decides whether the registry fits in a few hundred
+//! megabytes. Whole documents are parsed again when a request needs one.
+
+use std::collections::BTreeSet;
+
+use serde::Deserialize;
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use contracts::{ContractDocument, ContractId, ErrorBody, ErrorCode, MemberName, Subject, Version};
+
+use super::MemberKey;
+use crate::store::{ContractRecord, RawRecord, StoreError};
+
+/// One stored contract version.
+#[derive(Debug)]
+pub(crate) struct Stored {
+    pub(crate) id: ContractId,
+    pub(crate) digest: String,
+    pub(crate) registered_at_ms: u64,
+    /// The owner credential's digest.
+    pub(crate) owner: Option<String>,
+    pub(crate) summary: Summary,
+    /// The record as JSON (the store's bytes, kept as loaded).
+    json: Box<[u8]>,
+}
+
+/// A record's JSON read without building its document.
+#[derive(Deserialize)]
+struct RecordView<'a> {
+    #[serde(borrow)]
+    document: &'a RawValue,
+    digest: String,
+    registered_at_ms: u64,
+    #[serde(default)]
+    owner: Option<String>,
+}
+
+/// What listings, searches and indexes read of a version.
+#[derive(Debug)]
+pub(crate) struct Summary {
+    pub(crate) description: String,
+    /// The owning team, as the document names it.
+    pub(crate) team: String,
+    pub(crate) tags: Vec<String>,
+    pub(crate) operations: Vec<(MemberName, Subject)>,
+    pub(crate) events: Vec<(MemberName, Subject)>,
+    pub(crate) consumes: Vec<MemberKey>,
+    pub(crate) calls: Vec<MemberKey>,
+    /// Every property name its schemas declare.
+    pub(crate) fields: Vec<String>,
+    /// Lowercased name, description, tags and member names and
+    /// descriptions, for text search.
+    pub(crate) search_text: String,
+}
+
+impl Stored {
+    /// Keeps a record just stored.
+    pub(crate) fn new(record: ContractRecord) -> Self {
+        // Plain data with string keys always serializes.
+        let json = serde_json::to_vec(&record).unwrap_or_default().into_boxed_slice();
+        Self {
+            id: record.document.id(),
+            summary: Summary::of(&record.document),
+            digest: record.digest,
+            registered_at_ms: record.registered_at_ms,
+            owner: record.owner,
+            json,
+        }
+    }
+
+    /// Keeps a record loaded from the store: its document is parsed once for
+    /// the summary, then only its bytes are kept.
+    pub(crate) fn from_raw(raw: RawRecord) -> Result<Self, StoreError> {
+        let corrupt = |err: serde_json::Error| StoreError::Corrupt {
+            key: raw.key.clone(),
+            reason: err.to_string(),
+        };
+        let view: RecordView<'_> = serde_json::from_slice(&raw.json).map_err(corrupt)?;
+        let document: ContractDocument = serde_json::from_str(view.document.get()).map_err(corrupt)?;
+        let (digest, registered_at_ms, owner) = (view.digest, view.registered_at_ms, view.owner);
+        Ok(Self {
+            id: document.id(),
+            summary: Summary::of(&document),
+            digest,
+            registered_at_ms,
+            owner,
+            json: raw.json.into_boxed_slice(),
+        })
+    }
+
+    /// The version.
+    pub(crate) fn version(&self) -> &Version {
+        &self.id.version
+    }
+
+    /// The whole document, parsed from the kept text.
+    pub(crate) fn document(&self) -> Result<ContractDocument, ErrorBody> {
+        let parsed = serde_json::from_slice::<RecordView<'_>>(&self.json)
+            .and_then(|view| serde_json::from_str::<ContractDocument>(view.document.get()));
+        parsed.map_err(|err| {
+            tracing::error!(contract = %self.id, error = %err, "A stored document no longer parses.");
+            ErrorBody::new(
+                ErrorCode::Internal,
+                format!("the stored document of {} cannot be read", self.id),
+            )
+        })
+    }
+
+    /// The record as a store keeps it.
+    #[cfg(test)]
+    pub(crate) fn record(&self) -> Result<ContractRecord, ErrorBody> {
+        Ok(ContractRecord {
+            document: self.document()?,
+            digest: self.digest.clone(),
+            registered_at_ms: self.registered_at_ms,
+            owner: self.owner.clone(),
+        })
+    }
+}
+
+impl Summary {
+    fn of(document: &ContractDocument) -> Self {
+        let mut fields = BTreeSet::new();
+        for (_, schema) in document.messages() {
+            collect_property_names(schema, &mut fields);
+        }
+        for schema in document.defs.values() {
+            collect_property_names(schema, &mut fields);
+        }
+        let mut search_text = format!("{} {}", document.service, document.description);
+        for tag in &document.tags {
+            search_text.push(' ');
+            search_text.push_str(tag);
+        }
+        let members = document
+            .operations
+            .iter()
+            .map(|(name, operation)| (name, operation.description.as_deref()))
+            .chain(
+                document
+                    .events
+                    .iter()
+                    .map(|(name, event)| (name, event.description.as_deref())),
+            );
+        for (name, description) in members {
+            search_text.push(' ');
+            search_text.push_str(name.as_str());
+            if let Some(description) = description {
+                search_text.push(' ');
+                search_text.push_str(description);
+            }
+        }
+        Self {
+            description: document.description.clone(),
+            team: document.owner.clone(),
+            tags: document.tags.clone(),
+            operations: document
+                .operations
+                .iter()
+                .map(|(name, operation)| (name.clone(), operation.subject.clone()))
+                .collect(),
+            events: document
+                .events
+                .iter()
+                .map(|(name, event)| (name.clone(), event.subject.clone()))
+                .collect(),
+            consumes: document
+                .consumes
+                .iter()
+                .map(|c| (c.event.service.clone(), c.event.major, c.event.member.clone()))
+                .collect(),
+            calls: document
+                .calls
+                .iter()
+                .map(|c| (c.service.clone(), c.major, c.member.clone()))
+                .collect(),
+            fields: fields.into_iter().collect(),
+            search_text: search_text.to_lowercase(),
+        }
+    }
+
+    /// True when the version declares an operation named `name`.
+    pub(crate) fn has_operation(&self, name: &MemberName) -> bool {
+        self.operations.iter().any(|(member, _)| member == name)
+    }
+
+    /// True when the version declares an event named `name`.
+    pub(crate) fn has_event(&self, name: &MemberName) -> bool {
+        self.events.iter().any(|(member, _)| member == name)
+    }
+}
+
+/// Every name under `properties` anywhere in `schema`.
+fn collect_property_names(schema: &Value, names: &mut BTreeSet<String>) {
+    match schema {
+        Value::Object(object) => {
+            for (key, value) in object {
+                if key == "properties"
+                    && let Value::Object(properties) = value
+                {
+                    for (name, property) in properties {
+                        names.insert(name.clone());
+                        collect_property_names(property, names);
+                    }
+                    continue;
+                }
+                collect_property_names(value, names);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|item| collect_property_names(item, names)),
+        _ => {}
+    }
+}
