@@ -5,7 +5,9 @@
 //! forgets where a value stood; this scanner goes back to the text.
 
 /// A place in a text: 1-based line and column (columns count characters).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub struct Position {
     /// Line number, from 1.
     pub line: usize,

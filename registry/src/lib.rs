@@ -12,5 +12,7 @@
 
 pub mod catalog;
 pub mod cli;
+pub mod export;
+pub mod http;
 pub mod server;
 pub mod store;

@@ -188,7 +188,17 @@ impl Registry {
     /// Serves the NATS API on `nats` until `shutdown`, then drains and
     /// deregisters like any service.
     pub async fn run(self, nats: async_nats::Client, shutdown: CancellationToken) -> Result<(), RegistryError> {
-        let registry = Arc::new(self);
+        Arc::new(self).run_shared(nats, shutdown).await
+    }
+
+    /// [`Registry::run`] on a registry shared with another API (the HTTP
+    /// one), so both answer from the same catalogue.
+    pub async fn run_shared(
+        self: Arc<Self>,
+        nats: async_nats::Client,
+        shutdown: CancellationToken,
+    ) -> Result<(), RegistryError> {
+        let registry = self;
         let contract = contracts::registry_api::contract().map_err(|err| RegistryError::Contract(err.to_string()))?;
         let background = CancellationToken::new();
         let mut tasks = tokio::task::JoinSet::new();

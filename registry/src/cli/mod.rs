@@ -15,10 +15,12 @@ use clap::{Args, Parser, Subcommand};
 
 pub use tokio_util::sync::CancellationToken;
 
+mod asyncapi;
 mod contract;
 mod demo;
 mod describe;
 mod discover;
+mod graph;
 mod publish;
 mod registry_client;
 mod resolve;
@@ -26,12 +28,14 @@ mod search;
 mod serve;
 mod services;
 
+pub use asyncapi::AsyncApiArgs;
 pub use contract::{
     CheckArgs, ContractCommand, DiffArgs, ExportArgs, ModeArg, OutputArgs, Report, ReportFormat, Source, check_sources,
 };
 pub use demo::DemoArgs;
 pub use describe::DescribeArgs;
 pub use discover::{DiscoverArgs, DiscoverFormat};
+pub use graph::{GraphArgs, GraphFormat};
 pub use publish::{PublishArgs, RequestArgs};
 pub use resolve::ResolveArgs;
 pub use search::SearchArgs;
@@ -181,6 +185,16 @@ pub enum Command {
     /// sent), the subject is no registered operation or the service replies
     /// with an error, 2 on bad arguments or JSON, or when no registry answers.
     Request(RequestArgs),
+    /// Write the AsyncAPI 3.0 document of a registered service version, or of every registered service.
+    ///
+    /// Exits 0 with the document, 1 when the registry has no such service or
+    /// version, 2 on bad arguments or when no registry answers.
+    Asyncapi(AsyncApiArgs),
+    /// Show who calls whom and who consumes whose events, as Mermaid, Graphviz DOT, JSON or SVG.
+    ///
+    /// Exits 0 with the graph, 1 when --service names nothing the registry
+    /// knows or Graphviz is missing for --svg, 2 when no registry answers.
+    Graph(GraphArgs),
 }
 
 /// How to reach and authenticate with the NATS server.
@@ -310,6 +324,8 @@ where
         Command::Resolve(args) => resolve::run(&cli.nats, args, stdout, stderr, shutdown).await,
         Command::Publish(args) => publish::run_publish(&cli.nats, args, stdout, stderr, shutdown).await,
         Command::Request(args) => publish::run_request(&cli.nats, args, stdout, stderr, shutdown).await,
+        Command::Asyncapi(args) => asyncapi::run(&cli.nats, args, stdout, stderr, shutdown).await,
+        Command::Graph(args) => graph::run(&cli.nats, args, stdout, stderr, shutdown).await,
     };
     // Whatever was written must reach the terminal before the error does.
     let _ = stdout.flush();

@@ -2,9 +2,11 @@
 //!
 //! The embedded store (a redb file under `--data-dir`) is the default and
 //! needs nothing set up; `--store kv` shares one JetStream KV bucket between
-//! replicas; `--store memory` forgets everything on exit.
+//! replicas; `--store memory` forgets everything on exit. `--http ADDR` also
+//! serves the HTTP API from the same catalogue.
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Exit, NatsOptions, UsageError};
 use crate::catalog::EvictionGuard;
+use crate::http::{CorsPolicy, HttpConfig, HttpState};
 use crate::server::{Registry, RegistryOptions};
 use crate::store::{EmbeddedStore, KvStore, MemoryStore, Store};
 
@@ -64,6 +67,21 @@ pub struct ServeArgs {
     /// Only register and print how long loading took, then exit (for restart timings).
     #[arg(long, hide = true)]
     pub load_only: bool,
+    /// Also serve the HTTP API (`/v1/...`, `/openapi.json`, `/metrics`,
+    /// `/healthz`) on this address, such as 127.0.0.1:8080 (port 0 picks one).
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<SocketAddr>,
+    /// The bearer token `POST /v1/services` requires; without one, the HTTP
+    /// write API is off. Prefer the environment variable: arguments are
+    /// visible to every user of the machine.
+    // No `requires = "http"`: a token in the environment must not stop a
+    // registry that serves NATS only.
+    #[arg(long, env = "SOA_REGISTRY_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    pub http_token: Option<String>,
+    /// A browser origin allowed to call the HTTP API (CORS), such as
+    /// `https://catalog.example.com`; repeat for more, `*` for any. None by default.
+    #[arg(long, value_name = "ORIGIN", requires = "http")]
+    pub cors_origin: Vec<String>,
 }
 
 pub(super) async fn run(
@@ -78,6 +96,13 @@ pub(super) async fn run(
             "--max-eviction must be between 0 and 1, not {}",
             args.max_eviction
         ))
+        .into());
+    }
+    let cors = CorsPolicy::parse(&args.cors_origin).map_err(UsageError)?;
+    if args.http_token.as_deref().is_some_and(|token| token.trim().is_empty()) {
+        return Err(UsageError(
+            "--http-token (SOA_REGISTRY_TOKEN) is empty; give a token or leave it unset".to_owned(),
+        )
         .into());
     }
     let client = connection::connect(&nats.connect_config("soa-registry"))
@@ -133,7 +158,55 @@ pub(super) async fn run(
     if args.load_only {
         return Ok(Exit::Success);
     }
-    registry.run(client.clone(), shutdown).await?;
+    let registry = Arc::new(registry);
+    let http = match args.http {
+        Some(address) => {
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .map_err(|err| UsageError(format!("could not listen for HTTP on {address}: {err}")))?;
+            let bound = listener.local_addr()?;
+            writeln!(
+                stdout,
+                "registry: HTTP API on http://{bound} (OpenAPI at /openapi.json){}",
+                if args.http_token.is_some() {
+                    ""
+                } else {
+                    "; writes are off without --http-token"
+                }
+            )?;
+            stdout.flush()?;
+            let state = HttpState::new(
+                Arc::clone(&registry),
+                HttpConfig {
+                    write_token: args.http_token.clone(),
+                    cors,
+                },
+            )
+            .with_announcements(client.clone());
+            Some((listener, crate::http::router(state)))
+        }
+        None => None,
+    };
+    // Either side stopping stops the other: a registry half up is worse than one that is down.
+    let stop = shutdown.child_token();
+    let nats_side = async {
+        let result = Arc::clone(&registry).run_shared(client.clone(), stop.clone()).await;
+        stop.cancel();
+        result
+    };
+    match http {
+        Some((listener, router)) => {
+            let http_side = async {
+                let result = crate::http::serve_http(listener, router, stop.clone()).await;
+                stop.cancel();
+                result.context("serving the HTTP API")
+            };
+            let (nats_result, http_result) = tokio::join!(nats_side, http_side);
+            nats_result?;
+            http_result?;
+        }
+        None => nats_side.await?,
+    }
     let _ = client.drain().await;
     writeln!(stdout, "registry: stopped")?;
     Ok(Exit::Success)
