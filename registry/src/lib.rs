@@ -14,5 +14,6 @@ pub mod catalog;
 pub mod cli;
 pub mod export;
 pub mod http;
+pub mod metrics;
 pub mod server;
 pub mod store;

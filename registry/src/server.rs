@@ -7,7 +7,7 @@
 //! Registrations of one service are serialized; different services register
 //! concurrently, which lets the embedded store commit them together.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
@@ -22,6 +22,7 @@ use contracts::{ContractId, ErrorBody, ErrorCode, ServiceName};
 use futures::StreamExt;
 
 use crate::catalog::{Catalog, EvictionGuard, Registration, now_ms};
+use crate::metrics::{Metrics, Via};
 use crate::store::{ContractRecord, Store, StoreError};
 
 /// How the registry runs, beyond its store.
@@ -86,6 +87,10 @@ pub struct Registry {
     writes: DashMap<ServiceName, Arc<tokio::sync::Mutex<()>>>,
     /// How long loading the store and rebuilding the catalogue took.
     load_time: Duration,
+    /// Registrations by outcome (and the HTTP side's requests).
+    metrics: Arc<Metrics>,
+    /// Where changes are announced, once the registry runs on NATS.
+    announcer: OnceLock<Announcer>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -128,6 +133,8 @@ impl Registry {
             options,
             writes: DashMap::new(),
             load_time,
+            metrics: Arc::new(Metrics::default()),
+            announcer: OnceLock::new(),
         })
     }
 
@@ -141,9 +148,27 @@ impl Registry {
         self.load_time
     }
 
-    /// Registers `request` as the NATS API does: every rule, then the store,
-    /// then the catalogue. Returns the reply or the refusal.
-    pub async fn register(&self, request: &RegisterRequest) -> Result<(RegisterResponse, bool), ErrorBody> {
+    /// The registry's metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Registers `request` (received through `via`): every rule, then the
+    /// store, then the catalogue; counts the outcome and, once the registry
+    /// runs on NATS, announces a new version. Returns the reply (and whether
+    /// the version is new) or the refusal.
+    pub async fn register(&self, request: &RegisterRequest, via: Via) -> Result<(RegisterResponse, bool), ErrorBody> {
+        let outcome = self.register_quietly(request).await;
+        self.metrics.record_registration(via, &outcome);
+        if let (Ok((response, true)), Some(announcer)) = (&outcome, self.announcer.get()) {
+            announcer
+                .send(ChangeKind::Registered, &response.id, &response.digest, None)
+                .await;
+        }
+        outcome
+    }
+
+    async fn register_quietly(&self, request: &RegisterRequest) -> Result<(RegisterResponse, bool), ErrorBody> {
         let service = request
             .document
             .get("service")
@@ -199,6 +224,8 @@ impl Registry {
         shutdown: CancellationToken,
     ) -> Result<(), RegistryError> {
         let registry = self;
+        // A registry already announcing (run twice) keeps its first connection.
+        let _ = registry.announcer.set(Announcer { nats: nats.clone() });
         let contract = contracts::registry_api::contract().map_err(|err| RegistryError::Contract(err.to_string()))?;
         let background = CancellationToken::new();
         let mut tasks = tokio::task::JoinSet::new();
@@ -246,18 +273,12 @@ fn build_service(
 ) -> Result<Service, RegistryError> {
     let events = Announcer { nats: nats.clone() };
     let state = Arc::clone(registry);
-    let announce = events.clone();
     let builder = Service::builder(contract)
         .config(registry.options.service.clone())
         .handle::<ops::Register, _, _>(move |_: Context, request: RegisterRequest| {
-            let (state, announce) = (Arc::clone(&state), announce.clone());
+            let state = Arc::clone(&state);
             async move {
-                let (response, created) = state.register(&request).await.map_err(ServiceError::from)?;
-                if created {
-                    announce
-                        .send(ChangeKind::Registered, &response.id, &response.digest, None)
-                        .await;
-                }
+                let (response, _) = state.register(&request, Via::Nats).await.map_err(ServiceError::from)?;
                 Ok(response)
             }
         });

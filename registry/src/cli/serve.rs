@@ -181,8 +181,7 @@ pub(super) async fn run(
                     write_token: args.http_token.clone(),
                     cors,
                 },
-            )
-            .with_announcements(client.clone());
+            );
             Some((listener, crate::http::router(state)))
         }
         None => None,

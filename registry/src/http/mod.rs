@@ -27,14 +27,13 @@ use crate::server::Registry;
 mod auth;
 mod conditional;
 mod error;
-pub mod metrics;
 mod openapi;
 mod routes;
 
 #[cfg(test)]
 mod tests;
 
-pub use metrics::{Metrics, Via};
+pub use crate::metrics::{Metrics, Via};
 pub use routes::OWNER_TOKEN_HEADER;
 
 /// Which browser origins may call the API (CORS). None by default: the API
@@ -101,12 +100,8 @@ pub struct HttpState {
 #[derive(Clone)]
 struct Inner {
     registry: Arc<Registry>,
-    metrics: Arc<Metrics>,
     write_token: Option<auth::WriteToken>,
     cors: CorsPolicy,
-    /// Where registrations made over HTTP are announced, as the NATS API
-    /// announces its own (`soa.registry.v1.events.registered`).
-    announce: Option<async_nats::Client>,
 }
 
 impl std::fmt::Debug for HttpState {
@@ -115,48 +110,26 @@ impl std::fmt::Debug for HttpState {
             .field("registry", &self.inner.registry)
             .field("writes", &self.inner.write_token.is_some())
             .field("cors", &self.inner.cors)
-            .field("announces", &self.inner.announce.is_some())
             .finish_non_exhaustive()
     }
 }
 
 impl HttpState {
-    /// The state of an API over `registry`, with its own metrics and no
-    /// announcements (see [`HttpState::with_metrics`] and
-    /// [`HttpState::with_announcements`]).
+    /// The state of an API over `registry`; it records into the registry's
+    /// metrics, and registrations are announced by the registry itself.
     pub fn new(registry: Arc<Registry>, config: HttpConfig) -> Self {
         Self {
             inner: Arc::new(Inner {
                 registry,
-                metrics: Arc::new(Metrics::default()),
                 write_token: config.write_token.as_deref().map(auth::WriteToken::new),
                 cors: config.cors,
-                announce: None,
             }),
         }
     }
 
-    /// Uses `metrics`, shared with the NATS side, instead of its own.
-    #[must_use]
-    pub fn with_metrics(self, metrics: Arc<Metrics>) -> Self {
-        self.map(|inner| inner.metrics = metrics)
-    }
-
-    /// Announces registrations made over HTTP on NATS, as the NATS API does.
-    #[must_use]
-    pub fn with_announcements(self, nats: async_nats::Client) -> Self {
-        self.map(|inner| inner.announce = Some(nats))
-    }
-
-    /// The metrics this API records into.
+    /// The metrics this API records into (the registry's).
     pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.inner.metrics
-    }
-
-    fn map(self, change: impl FnOnce(&mut Inner)) -> Self {
-        let mut inner = Arc::unwrap_or_clone(self.inner);
-        change(&mut inner);
-        Self { inner: Arc::new(inner) }
+        self.inner.registry.metrics()
     }
 }
 

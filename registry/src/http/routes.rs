@@ -20,15 +20,15 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use contracts::registry_api::{
-    ChangeKind, ConsumersRequest, GetRequest, GraphRequest, InstancesRequest, ListRequest, RegisterRequest,
-    RegistryChange, ResolveRequest, SearchRequest, VersionsRequest,
+    ConsumersRequest, GetRequest, GraphRequest, InstancesRequest, ListRequest, RegisterRequest, ResolveRequest,
+    SearchRequest, VersionsRequest,
 };
 use contracts::{ErrorBody, ErrorCode, Limits, MemberName, ServiceName, SubjectPattern, Version};
 
 use super::error::{ApiBody, ApiError, ApiPath, ApiQuery};
 use super::openapi::components;
-use super::{CorsPolicy, HttpState, Via, auth, conditional, metrics, openapi};
-use crate::catalog::now_ms;
+use super::{CorsPolicy, HttpState, Via, auth, conditional, openapi};
+use crate::metrics;
 
 /// The header that carries the service owner's credential on writes and
 /// compatibility checks (the `owner_token` of the NATS API).
@@ -419,8 +419,7 @@ async fn register(
         document: read_document(&body)?,
         owner_token: owner_token(&headers)?,
     };
-    let outcome = state.inner.registry.register(&request).await;
-    state.metrics().record_registration(Via::Http, &outcome);
+    let outcome = state.inner.registry.register(&request, Via::Http).await;
     let (response, created) = outcome.map_err(|refusal| {
         let status = refusal.code.status();
         let error = ApiError::from(refusal);
@@ -431,9 +430,6 @@ async fn register(
             error
         }
     })?;
-    if created {
-        announce(&state, &response).await;
-    }
     let location = format!("/v1/services/{}/versions/{}", response.id.service, response.id.version);
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     let mut reply = (status, Json(response)).into_response();
@@ -441,28 +437,6 @@ async fn register(
         reply.headers_mut().insert(LOCATION, location);
     }
     Ok(reply)
-}
-
-/// Publishes `soa.registry.v1.events.registered`, as the NATS API does.
-async fn announce(state: &HttpState, response: &contracts::registry_api::RegisterResponse) {
-    let Some(nats) = &state.inner.announce else {
-        return;
-    };
-    let change = RegistryChange {
-        kind: ChangeKind::Registered,
-        contract: response.id.clone(),
-        digest: response.digest.clone(),
-        instance_id: None,
-        at_ms: now_ms(),
-    };
-    match serde_json::to_vec(&change) {
-        Ok(payload) => {
-            if let Err(err) = nats.publish(ChangeKind::Registered.subject(), payload.into()).await {
-                tracing::warn!(error = %err, "Could not announce a registration made over HTTP.");
-            }
-        }
-        Err(err) => tracing::warn!(error = %err, "Could not encode a registry change."),
-    }
 }
 
 /// Checks a candidate document as a registration would, storing nothing.

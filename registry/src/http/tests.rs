@@ -39,7 +39,7 @@ async fn shop_registry() -> Arc<Registry> {
             document: document.to_value(),
             owner_token: Some(OWNER.to_owned()),
         };
-        assert!(registry.register(&request).await.unwrap().1);
+        assert!(registry.register(&request, crate::metrics::Via::Nats).await.unwrap().1);
     }
     Arc::new(registry)
 }

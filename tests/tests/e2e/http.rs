@@ -39,12 +39,23 @@ async fn the_http_api_serves_the_same_catalogue_as_nats_on_a_real_port() {
             write_token: Some(TOKEN.to_owned()),
             cors: CorsPolicy::Disabled,
         },
-    )
-    .with_announcements(nats.clone());
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let http = tokio::spawn(serve_http(listener, router(state), shutdown.clone()));
     let bus = tokio::spawn(Arc::clone(&registry).run_shared(nats.clone(), shutdown.clone()));
+    // Registrations are announced once the registry runs on NATS.
+    let bus_client = tests::registry::registry_client(&server).await.unwrap();
+    for _ in 0..200 {
+        if bus_client
+            .call::<contracts::registry_api::ops::List>(&Default::default())
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
 
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))

@@ -3,10 +3,9 @@
 //! status with their latency, registrations by outcome over either API, and
 //! the catalogue's sizes, read when scraped.
 //!
-//! One [`Metrics`] is meant to be shared by both APIs: the HTTP side records
-//! its requests and registrations itself, and the NATS side calls
-//! [`Metrics::record_registration`] with [`Via::Nats`] in its `register`
-//! handler.
+//! The [`Registry`](crate::server::Registry) owns one [`Metrics`] and
+//! records every registration in it, whichever API it came through; the
+//! HTTP side also records its requests.
 
 use std::time::{Duration, Instant};
 
