@@ -1,6 +1,7 @@
 //! The registry over HTTP: the read queries of the NATS API as REST
 //! resources under `/v1`, guarded writes, an OpenAPI 3.1 document at
-//! `/openapi.json`, Prometheus metrics at `/metrics` and `/healthz`.
+//! `/openapi.json`, Prometheus metrics at `/metrics` and `/healthz`, and
+//! the web page for people at `/` (`web`).
 //!
 //! A thin adapter, as the NATS side is: every answer comes from the same
 //! [`Catalog`](crate::catalog::Catalog) and every registration goes through
@@ -29,6 +30,7 @@ mod conditional;
 mod error;
 mod openapi;
 mod routes;
+mod web;
 
 #[cfg(test)]
 mod tests;

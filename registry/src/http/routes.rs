@@ -1,8 +1,9 @@
 //! The routes: one handler per resource, each a few lines around a
 //! catalogue query or [`Registry::register`](crate::server::Registry::register),
 //! each annotated with its OpenAPI description. The router and the OpenAPI
-//! document are built from the same list ([`api_router`]), so a route cannot
-//! be served without being documented.
+//! document are built from the same list ([`api_router`]), so an API route
+//! cannot be served without being documented. The web page's routes (module
+//! `web`) are HTML for people and stay out of the document.
 
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -55,6 +56,8 @@ fn api_router() -> OpenApiRouter<HttpState> {
 pub(super) fn router(state: HttpState) -> axum::Router {
     let (router, _) = api_router().split_for_parts();
     let router = router
+        // The web page's routes: HTML for people, not in the OpenAPI document.
+        .merge(super::web::router())
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
         // A document may be as large as the contract limits allow; the

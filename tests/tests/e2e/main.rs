@@ -17,3 +17,4 @@ mod registry;
 mod registry_cli;
 mod runtime;
 mod stores;
+mod web;
