@@ -5,5 +5,6 @@
 
 pub mod harness;
 pub mod registry;
+pub mod synthetic;
 
 pub use harness::{HarnessError, NatsServer, NatsServerBuilder, init_tracing};
