@@ -27,6 +27,24 @@ fn not_found(message: String) -> ErrorBody {
 impl Catalog {
     /// One contract version: exact, the latest of a major, or the latest.
     pub fn get(&self, request: &GetRequest) -> Result<GetResponse, ErrorBody> {
+        let stored = self.find(request)?;
+        Ok(GetResponse {
+            document: stored.document()?,
+            digest: stored.digest.clone(),
+            registered_at_ms: stored.registered_at_ms,
+        })
+    }
+
+    /// [`Catalog::get`] as the JSON of a `GetResponse`, written from the
+    /// stored bytes without parsing the document, and the version's digest:
+    /// the fast path for reads that only pass the document on.
+    pub fn get_json(&self, request: &GetRequest) -> Result<(String, Vec<u8>), ErrorBody> {
+        let stored = self.find(request)?;
+        Ok((stored.digest.clone(), stored.response_json()?))
+    }
+
+    /// The version a get asks for.
+    fn find(&self, request: &GetRequest) -> Result<std::sync::Arc<super::Stored>, ErrorBody> {
         let history = self.history(&request.service);
         if history.is_empty() {
             return Err(not_found(format!(
@@ -52,11 +70,7 @@ impl Catalog {
                 versions.join(", ")
             )));
         };
-        Ok(GetResponse {
-            document: stored.document()?,
-            digest: stored.digest.clone(),
-            registered_at_ms: stored.registered_at_ms,
-        })
+        Ok(std::sync::Arc::clone(stored))
     }
 
     /// Every version of a service, oldest first.

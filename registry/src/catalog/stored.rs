@@ -111,6 +111,30 @@ impl Stored {
         })
     }
 
+    /// The JSON of a `GetResponse` for this version, from the kept bytes.
+    pub(crate) fn response_json(&self) -> Result<Vec<u8>, ErrorBody> {
+        #[derive(serde::Serialize)]
+        struct Response<'a> {
+            document: &'a RawValue,
+            digest: &'a str,
+            registered_at_ms: u64,
+        }
+        let unreadable = |err: serde_json::Error| {
+            tracing::error!(contract = %self.id, error = %err, "A stored document no longer parses.");
+            ErrorBody::new(
+                ErrorCode::Internal,
+                format!("the stored document of {} cannot be read", self.id),
+            )
+        };
+        let view: RecordView<'_> = serde_json::from_slice(&self.json).map_err(unreadable)?;
+        serde_json::to_vec(&Response {
+            document: view.document,
+            digest: &self.digest,
+            registered_at_ms: self.registered_at_ms,
+        })
+        .map_err(unreadable)
+    }
+
     /// The record as a store keeps it.
     #[cfg(test)]
     pub(crate) fn record(&self) -> Result<ContractRecord, ErrorBody> {

@@ -359,3 +359,17 @@ fn a_rebuilt_catalogue_answers_like_the_original() {
         "ownership survives a rebuild"
     );
 }
+
+#[test]
+fn the_raw_read_is_the_same_json_as_the_parsed_one() {
+    let catalog = shop_catalog();
+    let request = GetRequest {
+        service: name("orders"),
+        version: None,
+        major: Some(1),
+    };
+    let parsed = serde_json::to_value(catalog.get(&request).unwrap()).unwrap();
+    let (digest, raw) = catalog.get_json(&request).unwrap();
+    assert_eq!(serde_json::from_slice::<Value>(&raw).unwrap(), parsed);
+    assert_eq!(parsed["digest"], digest);
+}

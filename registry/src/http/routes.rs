@@ -348,9 +348,10 @@ async fn get_version(
 
 /// A contract read, tagged with its digest.
 fn contract_reply(state: &HttpState, request: &GetRequest) -> Result<Response, ApiError> {
-    let found = state.inner.registry.catalog().get(request)?;
-    let etag = conditional::digest_etag(&found.digest);
-    let mut response = Json(found).into_response();
+    // The stored bytes go out as they are: no document is parsed.
+    let (digest, body) = state.inner.registry.catalog().get_json(request)?;
+    let etag = conditional::digest_etag(&digest);
+    let mut response = ([(CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response();
     if let Some(etag) = etag {
         response.headers_mut().insert(ETAG, etag);
     }
