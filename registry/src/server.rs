@@ -180,10 +180,20 @@ impl Registry {
             Some(lock) => Some(lock.lock().await),
             None => None,
         };
-        let registration = self
-            .catalog
-            .prepare_registration(&request.document, request.owner_token.as_deref(), now_ms())
-            .map_err(|refusal| refusal.body())?;
+        // The rules are CPU work (parsing, linting, compiling schemas, diffs):
+        // off the runtime's threads, so registrations of different services
+        // use every core and other requests are not held up.
+        let catalog = Arc::clone(&self.catalog);
+        let (document, owner_token) = (request.document.clone(), request.owner_token.clone());
+        let registration = tokio::task::spawn_blocking(move || {
+            catalog.prepare_registration(&document, owner_token.as_deref(), now_ms())
+        })
+        .await
+        .map_err(|err| {
+            tracing::error!(error = %err, "The registration rules failed to run.");
+            ErrorBody::new(ErrorCode::Internal, "the registry failed to check the contract")
+        })?
+        .map_err(|refusal| refusal.body())?;
         match registration {
             Registration::AlreadyStored(response) => Ok((response, false)),
             Registration::New { record, response } => {

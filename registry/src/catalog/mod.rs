@@ -25,6 +25,7 @@ pub use instances::{EvictionGuard, ExpiryReport, HeartbeatOutcome};
 pub use queries::{DEFAULT_PAGE, MAX_PAGE};
 pub use rules::{Registration, RegistrationRefusal, owner_digest};
 
+use stored::Loaded;
 pub(crate) use stored::Stored;
 
 /// One service: its versions and its owner.
@@ -117,8 +118,28 @@ impl Catalog {
     /// without it would silently lose an acknowledged version.
     pub fn from_records(records: Vec<RawRecord>, strict: bool, guard: EvictionGuard) -> Result<Self, StoreError> {
         let catalog = Self::new(strict, guard);
+        let loaded = in_parallel(records, Loaded::read)
+            .into_iter()
+            .collect::<Result<Vec<Loaded>, StoreError>>()?;
+        // The latest version of each major: only these are summarized.
+        let mut heads: std::collections::HashMap<(&ServiceName, u64), &Version> = std::collections::HashMap::new();
+        for record in &loaded {
+            let head = heads
+                .entry((&record.id.service, record.id.version.major()))
+                .or_insert(&record.id.version);
+            if *head < &record.id.version {
+                *head = &record.id.version;
+            }
+        }
+        let marked: Vec<(Loaded, bool)> = {
+            let is_head: Vec<bool> = loaded
+                .iter()
+                .map(|record| heads.get(&(&record.id.service, record.id.version.major())) == Some(&&record.id.version))
+                .collect();
+            loaded.into_iter().zip(is_head).collect()
+        };
         let mut touched: BTreeSet<ServiceName> = BTreeSet::new();
-        for stored in summarize_in_parallel(records) {
+        for stored in in_parallel(marked, |(record, head)| record.keep(head)) {
             let stored = stored?;
             touched.insert(stored.id.service.clone());
             catalog.store(stored);
@@ -208,7 +229,7 @@ impl Catalog {
         }
         let mut contribution = Contribution::default();
         for head in &heads {
-            let summary = &head.summary;
+            let summary = head.summary();
             for (name, subject) in &summary.operations {
                 self.bind(subject, &head.id, BindingKind::Operation, name);
                 contribution.subjects.push(subject.clone());
@@ -247,6 +268,8 @@ impl Catalog {
             name: name.clone(),
         });
         bindings.sort_by(|a, b| a.contract.cmp(&b.contract));
+        // Most subjects have one binding; a grown vector would hold room for four.
+        bindings.shrink_to_fit();
     }
 
     /// The stored record of `service@version`.
@@ -345,18 +368,18 @@ fn remove_from<K: std::hash::Hash + Eq + Clone>(
     }
 }
 
-/// Turns records into [`Stored`] versions on every core: the text and
-/// summary of tens of thousands of documents decide how fast a restart is.
-fn summarize_in_parallel(records: Vec<RawRecord>) -> Vec<Result<Stored, StoreError>> {
+/// Maps `items` with `work` on every core, keeping their order: reading
+/// tens of thousands of stored documents decides how fast a restart is.
+fn in_parallel<T: Send, R: Send>(items: Vec<T>, work: impl Fn(T) -> R + Sync) -> Vec<R> {
     let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    if threads < 2 || records.len() < 256 {
-        return records.into_iter().map(Stored::from_raw).collect();
+    if threads < 2 || items.len() < 256 {
+        return items.into_iter().map(work).collect();
     }
-    let chunk = records.len().div_ceil(threads);
-    let mut chunks: Vec<Vec<RawRecord>> = Vec::with_capacity(threads);
-    let mut records = records.into_iter();
+    let chunk = items.len().div_ceil(threads);
+    let mut chunks: Vec<Vec<T>> = Vec::with_capacity(threads);
+    let mut items = items.into_iter();
     loop {
-        let next: Vec<RawRecord> = records.by_ref().take(chunk).collect();
+        let next: Vec<T> = items.by_ref().take(chunk).collect();
         if next.is_empty() {
             break;
         }
@@ -365,7 +388,10 @@ fn summarize_in_parallel(records: Vec<RawRecord>) -> Vec<Result<Stored, StoreErr
     std::thread::scope(|scope| {
         let workers: Vec<_> = chunks
             .into_iter()
-            .map(|chunk| scope.spawn(move || chunk.into_iter().map(Stored::from_raw).collect::<Vec<_>>()))
+            .map(|chunk| {
+                let work = &work;
+                scope.spawn(move || chunk.into_iter().map(work).collect::<Vec<_>>())
+            })
             .collect();
         workers
             .into_iter()

@@ -117,7 +117,7 @@ impl Catalog {
     pub fn summary(&self, service: &ServiceName, counts: (u32, u32, u32)) -> Option<ServiceSummary> {
         let history = self.history(service);
         let latest = history.last()?;
-        let summary = &latest.summary;
+        let summary = latest.summary();
         Some(ServiceSummary {
             name: service.clone(),
             latest: latest.version().clone(),
@@ -190,7 +190,7 @@ impl Catalog {
     /// The search text of the service's heads.
     fn search_text(&self, service: &ServiceName) -> String {
         let heads = self.heads(service);
-        let texts: Vec<&str> = heads.iter().map(|head| head.summary.search_text.as_str()).collect();
+        let texts: Vec<&str> = heads.iter().map(|head| head.summary().search_text.as_str()).collect();
         texts.join(" ")
     }
 
@@ -229,9 +229,9 @@ impl Catalog {
                 .ok_or_else(|| not_found(format!("no service {} is registered", request.service)))?,
         };
         let major = head.version().major();
-        let kind = if head.summary.has_event(&request.member) {
+        let kind = if head.summary().has_event(&request.member) {
             BindingKind::Event
-        } else if head.summary.has_operation(&request.member) {
+        } else if head.summary().has_operation(&request.member) {
             BindingKind::Operation
         } else {
             return Err(not_found(format!(
@@ -266,8 +266,8 @@ impl Catalog {
                 let resolved = self.heads(to).iter().any(|head| {
                     head.version().major() == *major
                         && match kind {
-                            EdgeKind::Consumes => head.summary.has_event(member),
-                            EdgeKind::Calls => head.summary.has_operation(member),
+                            EdgeKind::Consumes => head.summary().has_event(member),
+                            EdgeKind::Calls => head.summary().has_operation(member),
                         }
                 });
                 for from in entry.value() {

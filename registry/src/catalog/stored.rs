@@ -1,9 +1,15 @@
 //! One stored contract version as the catalogue keeps it: the record's JSON
-//! as the store holds it, plus the few facts the indexes and listings need,
-//! rather than the parsed document. A parsed document (its schemas as `serde_json::Value` trees)
-//! takes several times the memory of its text, and with tens of thousands of
-//! versions that decides whether the registry fits in a few hundred
-//! megabytes. Whole documents are parsed again when a request needs one.
+//! as the store holds it, LZ4-compressed, plus the few facts the indexes and
+//! listings need, rather than the parsed document. A parsed document (its
+//! schemas as `serde_json::Value` trees) takes several times the memory of
+//! its text, and with tens of thousands of versions that decides whether the
+//! registry fits in a few hundred megabytes. Whole documents are
+//! decompressed and parsed again when a request needs one (a few
+//! microseconds for the decompression).
+//!
+//! Only versions that are or were a head (the latest of their major) carry
+//! a summary: the indexes, listings and searches read heads only, so a
+//! catalogue loaded from the store summarizes its heads and nothing else.
 
 use std::collections::BTreeSet;
 
@@ -24,9 +30,29 @@ pub(crate) struct Stored {
     pub(crate) registered_at_ms: u64,
     /// The owner credential's digest.
     pub(crate) owner: Option<String>,
-    pub(crate) summary: Summary,
-    /// The record as JSON (the store's bytes, kept as loaded).
+    /// For heads (and versions stored since the load); `None` for older
+    /// versions loaded from the store.
+    summary: Option<Box<Summary>>,
+    /// The record as JSON (the store's bytes), LZ4-compressed.
     json: Box<[u8]>,
+}
+
+/// A loaded record read up to its identity, before the catalogue knows
+/// whether it is a head.
+pub(crate) struct Loaded {
+    pub(crate) id: ContractId,
+    key: String,
+    digest: String,
+    registered_at_ms: u64,
+    owner: Option<String>,
+    json: Vec<u8>,
+}
+
+/// The identity fields of a document.
+#[derive(Deserialize)]
+struct Identity {
+    service: contracts::ServiceName,
+    version: Version,
 }
 
 /// A record's JSON read without building its document.
@@ -41,7 +67,7 @@ struct RecordView<'a> {
 }
 
 /// What listings, searches and indexes read of a version.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct Summary {
     pub(crate) description: String,
     /// The owning team, as the document names it.
@@ -58,38 +84,87 @@ pub(crate) struct Summary {
     pub(crate) search_text: String,
 }
 
-impl Stored {
-    /// Keeps a record just stored.
-    pub(crate) fn new(record: ContractRecord) -> Self {
-        // Plain data with string keys always serializes.
-        let json = serde_json::to_vec(&record).unwrap_or_default().into_boxed_slice();
-        Self {
-            id: record.document.id(),
-            summary: Summary::of(&record.document),
-            digest: record.digest,
-            registered_at_ms: record.registered_at_ms,
-            owner: record.owner,
-            json,
-        }
-    }
+/// The summary of a version that has none (an older version loaded from
+/// the store): empty, since nothing reads it.
+static NO_SUMMARY: std::sync::LazyLock<Summary> = std::sync::LazyLock::new(Summary::default);
 
-    /// Keeps a record loaded from the store: its document is parsed once for
-    /// the summary, then only its bytes are kept.
-    pub(crate) fn from_raw(raw: RawRecord) -> Result<Self, StoreError> {
+impl Loaded {
+    /// Reads a raw record's identity, digest and owner, without parsing its document.
+    pub(crate) fn read(raw: RawRecord) -> Result<Self, StoreError> {
         let corrupt = |err: serde_json::Error| StoreError::Corrupt {
             key: raw.key.clone(),
             reason: err.to_string(),
         };
         let view: RecordView<'_> = serde_json::from_slice(&raw.json).map_err(corrupt)?;
-        let document: ContractDocument = serde_json::from_str(view.document.get()).map_err(corrupt)?;
+        let identity: Identity = serde_json::from_str(view.document.get()).map_err(corrupt)?;
         let (digest, registered_at_ms, owner) = (view.digest, view.registered_at_ms, view.owner);
         Ok(Self {
-            id: document.id(),
-            summary: Summary::of(&document),
+            id: ContractId {
+                service: identity.service,
+                version: identity.version,
+            },
+            key: raw.key,
             digest,
             registered_at_ms,
             owner,
-            json: raw.json.into_boxed_slice(),
+            json: raw.json,
+        })
+    }
+
+    /// Keeps the record, with a summary when it is a head (its document is
+    /// then parsed once).
+    pub(crate) fn keep(self, head: bool) -> Result<Stored, StoreError> {
+        let summary = if head {
+            let corrupt = |err: serde_json::Error| StoreError::Corrupt {
+                key: self.key.clone(),
+                reason: err.to_string(),
+            };
+            let view: RecordView<'_> = serde_json::from_slice(&self.json).map_err(corrupt)?;
+            let document: ContractDocument = serde_json::from_str(view.document.get()).map_err(corrupt)?;
+            Some(Box::new(Summary::of(&document)))
+        } else {
+            None
+        };
+        Ok(Stored {
+            id: self.id,
+            digest: self.digest,
+            registered_at_ms: self.registered_at_ms,
+            owner: self.owner,
+            summary,
+            json: lz4_flex::compress_prepend_size(&self.json).into_boxed_slice(),
+        })
+    }
+}
+
+impl Stored {
+    /// Keeps a record just stored.
+    pub(crate) fn new(record: ContractRecord) -> Self {
+        // Plain data with string keys always serializes.
+        let json = serde_json::to_vec(&record).unwrap_or_default();
+        Self {
+            id: record.document.id(),
+            summary: Some(Box::new(Summary::of(&record.document))),
+            digest: record.digest,
+            registered_at_ms: record.registered_at_ms,
+            owner: record.owner,
+            json: lz4_flex::compress_prepend_size(&json).into_boxed_slice(),
+        }
+    }
+
+    /// What the indexes read of this version (empty for an older version
+    /// loaded from the store, which no index reads).
+    pub(crate) fn summary(&self) -> &Summary {
+        self.summary.as_deref().unwrap_or(&NO_SUMMARY)
+    }
+
+    /// The record's JSON, decompressed.
+    fn json(&self) -> Result<Vec<u8>, ErrorBody> {
+        lz4_flex::decompress_size_prepended(&self.json).map_err(|err| {
+            tracing::error!(contract = %self.id, error = %err, "A stored document no longer decompresses.");
+            ErrorBody::new(
+                ErrorCode::Internal,
+                format!("the stored document of {} cannot be read", self.id),
+            )
         })
     }
 
@@ -100,7 +175,8 @@ impl Stored {
 
     /// The whole document, parsed from the kept text.
     pub(crate) fn document(&self) -> Result<ContractDocument, ErrorBody> {
-        let parsed = serde_json::from_slice::<RecordView<'_>>(&self.json)
+        let json = self.json()?;
+        let parsed = serde_json::from_slice::<RecordView<'_>>(&json)
             .and_then(|view| serde_json::from_str::<ContractDocument>(view.document.get()));
         parsed.map_err(|err| {
             tracing::error!(contract = %self.id, error = %err, "A stored document no longer parses.");
@@ -126,7 +202,8 @@ impl Stored {
                 format!("the stored document of {} cannot be read", self.id),
             )
         };
-        let view: RecordView<'_> = serde_json::from_slice(&self.json).map_err(unreadable)?;
+        let json = self.json()?;
+        let view: RecordView<'_> = serde_json::from_slice(&json).map_err(unreadable)?;
         serde_json::to_vec(&Response {
             document: view.document,
             digest: &self.digest,

@@ -339,6 +339,10 @@ fn listing_pages_by_name() {
 #[test]
 fn a_rebuilt_catalogue_answers_like_the_original() {
     let catalog = shop_catalog();
+    let mut update = document("inventory");
+    update["version"] = json!("1.1.0");
+    update["description"] = json!("Stock levels, reservations and more");
+    assert_eq!(register(&catalog, &update, Some("team-token")), Ok(true));
     let records: Vec<_> = catalog
         .service_names()
         .iter()
@@ -346,6 +350,31 @@ fn a_rebuilt_catalogue_answers_like_the_original() {
         .map(|stored| crate::store::RawRecord::encode(stored.id.to_string(), &stored.record().unwrap()).unwrap())
         .collect();
     let rebuilt = Catalog::from_records(records, false, super::EvictionGuard::default()).unwrap();
+    // Older versions are kept without a summary, and still served whole.
+    let old = rebuilt
+        .get(&GetRequest {
+            service: name("inventory"),
+            version: Some(contracts::Version::parse("1.0.0").unwrap()),
+            major: None,
+        })
+        .unwrap();
+    assert_eq!(old.document.version.to_string(), "1.0.0");
+    assert_eq!(
+        rebuilt.search(
+            &SearchRequest {
+                text: Some("stock".to_owned()),
+                ..SearchRequest::default()
+            },
+            Instant::now()
+        ),
+        catalog.search(
+            &SearchRequest {
+                text: Some("stock".to_owned()),
+                ..SearchRequest::default()
+            },
+            Instant::now()
+        )
+    );
     assert_eq!(rebuilt.version_count(), catalog.version_count());
     assert_eq!(
         rebuilt.graph(&GraphRequest::default()),

@@ -153,7 +153,7 @@ impl Store for EmbeddedStore {
 }
 
 /// redb's page cache: enough for the interior pages of a large catalogue.
-const CACHE_BYTES: usize = 32 * 1024 * 1024;
+const CACHE_BYTES: usize = 4 * 1024 * 1024;
 
 fn unavailable(reason: String) -> StoreError {
     StoreError::Unavailable { store: KIND, reason }
@@ -295,7 +295,7 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
-    use crate::store::sample_record;
+    use crate::store::test_support::{assert_stores_once_and_refuses_other_content, sample_record};
 
     fn file(dir: &tempfile::TempDir) -> PathBuf {
         dir.path().join("data/registry.redb")
@@ -308,17 +308,7 @@ mod tests {
         {
             let store = EmbeddedStore::open(&file(&dir)).unwrap();
             assert_eq!(store.kind(), "embedded");
-            assert_eq!(store.insert(record.clone()).await.unwrap(), Inserted::Created);
-            assert_eq!(store.insert(record.clone()).await.unwrap(), Inserted::AlreadyStored);
-
-            let mut other = record.clone();
-            other.document.description = "Something else".to_owned();
-            other.digest = other.document.digest();
-            let err = store.insert(other).await.unwrap_err();
-            assert!(
-                matches!(&err, StoreError::Conflict { stored, .. } if *stored == record.digest),
-                "{err}"
-            );
+            assert_stores_once_and_refuses_other_content(&store, &record).await;
 
             let err = store
                 .insert(sample_record("1.1.0", Some("sha256:intruder")))
