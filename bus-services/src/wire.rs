@@ -357,15 +357,7 @@ mod tests {
 
     #[test]
     fn statuses_map_back_to_the_codes_that_send_them() {
-        for code in [
-            ErrorCode::ValidationFailed,
-            ErrorCode::NotFound,
-            ErrorCode::Conflict,
-            ErrorCode::Unauthorized,
-            ErrorCode::Unavailable,
-            ErrorCode::Timeout,
-            ErrorCode::Internal,
-        ] {
+        for code in ErrorCode::COMMON {
             assert_eq!(code_for_status(code.status()), code);
         }
         assert_eq!(code_for_status(422), ErrorCode::Declared("ERROR_422".to_owned()));

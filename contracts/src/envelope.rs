@@ -60,6 +60,18 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// The common codes: any operation may answer with them, beside the
+    /// codes it declares.
+    pub const COMMON: [Self; 7] = [
+        Self::ValidationFailed,
+        Self::NotFound,
+        Self::Conflict,
+        Self::Unauthorized,
+        Self::Unavailable,
+        Self::Timeout,
+        Self::Internal,
+    ];
+
     /// The code as written on the wire.
     pub fn as_str(&self) -> &str {
         match self {
@@ -189,16 +201,24 @@ impl ErrorBody {
     }
 }
 
+/// `at /items/0/quantity: <message>`, `at (root): <message>` for the
+/// message as a whole.
+impl std::fmt::Display for ErrorDetail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let pointer = if self.pointer.is_empty() {
+            "(root)"
+        } else {
+            &self.pointer
+        };
+        write!(f, "at {pointer}: {}", self.message)
+    }
+}
+
 impl std::fmt::Display for ErrorBody {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", self.code, self.message)?;
         for detail in &self.details {
-            let pointer = if detail.pointer.is_empty() {
-                "(root)"
-            } else {
-                &detail.pointer
-            };
-            write!(f, "; at {pointer}: {}", detail.message)?;
+            write!(f, "; {detail}")?;
         }
         Ok(())
     }
@@ -219,8 +239,29 @@ mod tests {
             ErrorCode::Declared("OUT_OF_STOCK".into())
         );
         assert!(ErrorCode::parse("out-of-stock").is_err());
+        for code in ErrorCode::COMMON {
+            assert_eq!(ErrorCode::parse(code.as_str()).unwrap(), code);
+        }
         assert!(ErrorCode::ValidationFailed.is_caller_error());
         assert!(!ErrorCode::Unavailable.is_caller_error());
+    }
+
+    #[test]
+    fn error_bodies_read_as_one_line_with_each_pointer() {
+        let detail = |pointer: &str, message: &str| ErrorDetail {
+            pointer: pointer.into(),
+            schema_path: None,
+            message: message.into(),
+        };
+        let body = ErrorBody {
+            code: ErrorCode::ValidationFailed,
+            message: "the request does not match".into(),
+            details: vec![detail("", "not an object"), detail("/items/0", "too small")],
+        };
+        assert_eq!(
+            body.to_string(),
+            "VALIDATION_FAILED: the request does not match; at (root): not an object; at /items/0: too small"
+        );
     }
 
     #[test]

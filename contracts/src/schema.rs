@@ -26,6 +26,17 @@ pub fn contract_base_uri(service: &ServiceName, major: u64) -> String {
     format!("{SOA_SCHEME}{service}@{major}")
 }
 
+/// The service and major version a reference into a registered contract
+/// names: `payments` and 1 for `soa://payments@1#/$defs/Money`. `None` for
+/// any other reference, and for a `soa://` one that is not
+/// `soa://<service>@<major>`.
+pub fn soa_reference_target(reference: &str) -> Option<(ServiceName, u64)> {
+    let rest = reference.strip_prefix(SOA_SCHEME)?;
+    let base = rest.split_once('#').map_or(rest, |(base, _)| base);
+    let (service, major) = base.split_once('@')?;
+    Some((ServiceName::parse(service).ok()?, major.parse().ok()?))
+}
+
 /// The contracts that `soa://` references may point into, supplied by the
 /// caller (the registry, or a CLI reading several documents).
 #[derive(Debug, Clone, Default)]
@@ -214,7 +225,7 @@ fn resolve_reference(
     if let Some(rest) = target.strip_prefix(SOA_SCHEME) {
         let (base, fragment) = rest.split_once('#').unwrap_or((rest, ""));
         let base = format!("{SOA_SCHEME}{base}");
-        let Some((service, major)) = parse_soa_base(&base) else {
+        let Some((service, major)) = soa_reference_target(target) else {
             return unresolved(format!(
                 "{target:?} is not a contract reference; write soa://<service>@<major>#/$defs/<Name>, such as soa://payments@1#/$defs/Money"
             ));
@@ -243,14 +254,6 @@ fn resolve_reference(
             "{target:?} would be fetched from outside the registry; contract schemas may only refer inside the document (#/$defs/<Name>) or to a registered contract (soa://<service>@<major>#/$defs/<Name>); copy the schema into $defs or register it as a contract"
         ),
     ))
-}
-
-fn parse_soa_base(base: &str) -> Option<(ServiceName, u64)> {
-    let rest = base.strip_prefix(SOA_SCHEME)?;
-    let (service, major) = rest.split_once('@')?;
-    let service = ServiceName::parse(service).ok()?;
-    let major = major.parse().ok()?;
-    Some((service, major))
 }
 
 /// True when `fragment` (a JSON pointer or a plain-name anchor, without
@@ -468,5 +471,29 @@ pub fn compile_contract(
         })
     } else {
         Err(problems)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn soa_references_name_a_service_and_a_major() {
+        let payments = ServiceName::parse("payments").unwrap();
+        assert_eq!(
+            soa_reference_target("soa://payments@1#/$defs/Money"),
+            Some((payments.clone(), 1))
+        );
+        assert_eq!(soa_reference_target("soa://payments@2"), Some((payments, 2)));
+        for other in [
+            "#/$defs/Money",
+            "https://example.com/money.json",
+            "soa://payments#/$defs/Money",
+            "soa://payments@1.2#/$defs/Money",
+            "soa://Payments@1#/$defs/Money",
+        ] {
+            assert_eq!(soa_reference_target(other), None, "{other}");
+        }
     }
 }

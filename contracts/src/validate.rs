@@ -38,18 +38,7 @@ pub struct ValidationFailure {
 }
 
 fn summary(details: &[ErrorDetail]) -> String {
-    let shown: Vec<String> = details
-        .iter()
-        .take(3)
-        .map(|detail| {
-            let pointer = if detail.pointer.is_empty() {
-                "(root)"
-            } else {
-                &detail.pointer
-            };
-            format!("at {pointer}: {}", detail.message)
-        })
-        .collect();
+    let shown: Vec<String> = details.iter().take(3).map(ToString::to_string).collect();
     let more = details.len().saturating_sub(shown.len());
     if more > 0 {
         format!("{} (and {more} more)", shown.join("; "))

@@ -1,12 +1,16 @@
-//! An in-process registry on a harness server, for tests that need one.
+//! An in-process registry on a harness server, for tests that need one,
+//! the shop's contracts to fill it with, and its HTTP API on a loopback port.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bus_services::runtime::{ServiceClient, ServiceConfig};
+use contracts::registry_api::{RegisterRequest, ops};
 use registry::catalog::Catalog;
+use registry::http::{HttpState, router, serve_http};
 use registry::server::{Registry, RegistryError, RegistryOptions};
-use registry::store::Store;
+use registry::store::{MemoryStore, Store};
+use serde_json::Value;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -32,20 +36,7 @@ impl RunningRegistry {
         let nats = server.client().await?;
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(registry.run(nats, shutdown.clone()));
-        let client = registry_client(server).await?;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let answered = client
-                .call::<contracts::registry_api::ops::List>(&Default::default())
-                .await;
-            if answered.is_ok() {
-                break;
-            }
-            if tokio::time::Instant::now() > deadline {
-                return Err(format!("the registry did not answer within 10 s: {answered:?}").into());
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_until_answering(&registry_client(server).await?).await?;
         Ok(Self {
             shutdown,
             task,
@@ -89,4 +80,69 @@ pub async fn registry_client(server: &NatsServer) -> Result<ServiceClient, Box<d
         server.client().await?,
         contracts::registry_api::contract()?,
     ))
+}
+
+/// Returns once a registry answers `client` (a `list`); an error after 10 s.
+pub async fn wait_until_answering(client: &ServiceClient) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let answered = client.call::<ops::List>(&Default::default()).await;
+        if answered.is_ok() {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!("the registry did not answer within 10 s: {answered:?}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The owner credential the tests register the shop's contracts with.
+pub const SHOP_OWNER_TOKEN: &str = "shop-team";
+
+/// The shop's contract of `service` as JSON, to change before registering it.
+pub fn shop_document(service: &str) -> Result<Value, Box<dyn std::error::Error + Send + Sync>> {
+    contracts::shop::contracts()?
+        .into_iter()
+        .find(|document| document.service.as_str() == service)
+        .map(|document| document.to_value())
+        .ok_or_else(|| format!("the shop has no service {service}").into())
+}
+
+/// Registers every shop contract through `client` as [`SHOP_OWNER_TOKEN`];
+/// each must be new.
+pub async fn register_shop(client: &ServiceClient) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    for document in contracts::shop::contracts()? {
+        let request = RegisterRequest {
+            document: document.to_value(),
+            owner_token: Some(SHOP_OWNER_TOKEN.to_owned()),
+        };
+        if !client.call::<ops::Register>(&request).await?.created {
+            return Err(format!("{} was registered already", document.id()).into());
+        }
+    }
+    Ok(())
+}
+
+/// A server with a registry on a memory store that holds the shop's
+/// contracts ([`test_options`]), and a client of the registry.
+pub async fn shop_bus() -> Result<(NatsServer, RunningRegistry, ServiceClient), Box<dyn std::error::Error + Send + Sync>>
+{
+    let server = NatsServer::start().await?;
+    let registry = RunningRegistry::start(&server, Arc::new(MemoryStore::new()), test_options()).await?;
+    let client = registry_client(&server).await?;
+    register_shop(&client).await?;
+    Ok((server, registry, client))
+}
+
+/// Serves the HTTP API of `state` on a free loopback port until `shutdown`;
+/// returns its base URL (`http://127.0.0.1:<port>`) and the serving task.
+pub async fn serve_http_on_loopback(
+    state: HttpState,
+    shutdown: CancellationToken,
+) -> Result<(String, JoinHandle<std::io::Result<()>>), Box<dyn std::error::Error + Send + Sync>> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let task = tokio::spawn(serve_http(listener, router(state), shutdown));
+    Ok((base, task))
 }

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 
 use contracts::compat::{ConsumerBreak, ContractChange, check_consumers, check_history, policy_mode};
 use contracts::registry_api::{BreakingChange, CheckResponse, INCOMPATIBLE, RegisterResponse};
-use contracts::schema::SOA_SCHEME;
+use contracts::schema::soa_reference_target;
 use contracts::{
     ContractDocument, ContractRef, ErrorBody, ErrorCode, ErrorDetail, Finding, Limits, SchemaSet, ServiceName,
     Severity, check_document,
@@ -362,13 +362,8 @@ fn collect_soa_refs(value: &Value, wanted: &mut BTreeSet<(ServiceName, u64)>) {
         Value::Object(object) => {
             for (key, child) in object {
                 if key == "$ref" {
-                    if let Some(reference) = child.as_str().and_then(|text| text.strip_prefix(SOA_SCHEME)) {
-                        let base = reference.split('#').next().unwrap_or_default();
-                        if let Some((service, major)) = base.split_once('@')
-                            && let (Ok(service), Ok(major)) = (ServiceName::parse(service), major.parse::<u64>())
-                        {
-                            wanted.insert((service, major));
-                        }
+                    if let Some(reference) = child.as_str().and_then(soa_reference_target) {
+                        wanted.insert(reference);
                     }
                 } else {
                     collect_soa_refs(child, wanted);

@@ -15,17 +15,14 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use contracts::registry_api::{GetRequest, ListRequest, ServiceSummary, ops};
-use contracts::{ContractDocument, ServiceName, Version};
+use contracts::ContractDocument;
+use contracts::registry_api::{GetRequest, ops};
 use futures::{StreamExt, TryStreamExt};
 use tokio_util::sync::CancellationToken;
 
-use super::registry_client::{RegistryClient, close, until_cancelled};
+use super::registry_client::{RegistryClient, close, parse_get_target, until_cancelled};
 use super::{Exit, NatsOptions, UsageError};
 use crate::export::asyncapi::{self, ContractMajor, ExportOptions, ServerAddress};
-
-/// The page size asked of the registry's `list` (it may cap it).
-const PAGE: u32 = 500;
 
 /// Registry calls in flight at once while gathering contracts.
 const CONCURRENT_GETS: usize = 8;
@@ -58,7 +55,7 @@ pub(super) async fn run(
     err: &mut dyn Write,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Exit> {
-    let target = args.service.as_deref().map(parse_target).transpose()?;
+    let target = args.service.as_deref().map(parse_get_target).transpose()?;
     let server = args
         .server
         .as_deref()
@@ -111,51 +108,9 @@ pub(super) async fn run(
     Ok(Exit::Success)
 }
 
-/// Reads `inventory`, `inventory@1.2.0` or `inventory@1` as a `get` request,
-/// as `soa describe` does.
-fn parse_target(text: &str) -> Result<GetRequest, UsageError> {
-    let (service, version) = match text.split_once('@') {
-        Some((service, version)) => (service, Some(version)),
-        None => (text, None),
-    };
-    let service = ServiceName::parse(service).map_err(|error| UsageError(error.to_string()))?;
-    let mut request = GetRequest {
-        service,
-        version: None,
-        major: None,
-    };
-    match version {
-        None => {}
-        Some(major) if !major.is_empty() && major.bytes().all(|byte| byte.is_ascii_digit()) => {
-            request.major = Some(
-                major
-                    .parse()
-                    .map_err(|_| UsageError(format!("{major:?} is not a major version")))?,
-            );
-        }
-        Some(version) => {
-            request.version = Some(Version::parse(version).map_err(|error| UsageError(error.to_string()))?);
-        }
-    }
-    Ok(request)
-}
-
 /// The latest version of every major of every registered service.
 async fn heads(registry: &RegistryClient) -> anyhow::Result<Vec<ContractDocument>> {
-    let mut services: Vec<ServiceSummary> = Vec::new();
-    let mut request = ListRequest {
-        after: None,
-        limit: Some(PAGE),
-    };
-    loop {
-        let page = registry.call::<ops::List>(&request).await?;
-        services.extend(page.services);
-        match page.next {
-            // A registry that repeats itself would page forever.
-            Some(next) if request.after.as_ref() != Some(&next) => request.after = Some(next),
-            _ => break,
-        }
-    }
+    let services = registry.list_all().await?;
     let majors: BTreeSet<ContractMajor> = services
         .iter()
         .flat_map(|summary| {
@@ -233,22 +188,4 @@ async fn get_latest(
         .try_collect()
         .await?;
     Ok(found.into_iter().flatten().collect())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn targets_parse_like_describe() {
-        let latest = parse_target("inventory").unwrap();
-        assert_eq!((latest.version, latest.major), (None, None));
-        assert_eq!(parse_target("inventory@2").unwrap().major, Some(2));
-        assert_eq!(
-            parse_target("inventory@1.2.0").unwrap().version,
-            Some(Version::new(1, 2, 0))
-        );
-        assert!(parse_target("Inventory").is_err());
-        assert!(parse_target("inventory@1.x").is_err());
-    }
 }

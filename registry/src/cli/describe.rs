@@ -15,14 +15,14 @@ use clap::Args;
 use contracts::registry_api::{
     ConsumersRequest, GetRequest, GetResponse, InstanceInfo, InstancesRequest, VersionInfo, VersionsRequest, ops,
 };
-use contracts::{ContractDocument, ContractId, MemberName, ServiceName, Version};
+use contracts::{ContractDocument, ContractId, MemberName};
 use serde::Serialize;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::demo::write_table;
-use super::registry_client::{RegistryClient, close, until_cancelled, write_json};
-use super::{Exit, NatsOptions, UsageError};
+use super::registry_client::{RegistryClient, close, parse_get_target, until_cancelled, write_json};
+use super::{Exit, NatsOptions};
 
 /// Arguments of `soa describe`.
 #[derive(Debug, Args)]
@@ -33,34 +33,6 @@ pub struct DescribeArgs {
     /// Print one JSON object: {document, digest, registered_at_ms, versions, instances, consumers, callers}.
     #[arg(long)]
     pub json: bool,
-}
-
-/// Reads `inventory`, `inventory@1.2.0` or `inventory@1` as a `get` request.
-fn parse_target(text: &str) -> Result<GetRequest, UsageError> {
-    let (service, version) = match text.split_once('@') {
-        Some((service, version)) => (service, Some(version)),
-        None => (text, None),
-    };
-    let service = ServiceName::parse(service).map_err(|error| UsageError(error.to_string()))?;
-    let mut request = GetRequest {
-        service,
-        version: None,
-        major: None,
-    };
-    match version {
-        None => {}
-        Some(major) if !major.is_empty() && major.bytes().all(|byte| byte.is_ascii_digit()) => {
-            request.major = Some(
-                major
-                    .parse()
-                    .map_err(|_| UsageError(format!("{major:?} is not a major version")))?,
-            );
-        }
-        Some(version) => {
-            request.version = Some(Version::parse(version).map_err(|error| UsageError(error.to_string()))?);
-        }
-    }
-    Ok(request)
 }
 
 /// Everything `describe` shows, as its JSON output.
@@ -146,7 +118,7 @@ pub(super) async fn run(
     out: &mut dyn Write,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Exit> {
-    let request = parse_target(&args.service)?;
+    let request = parse_get_target(&args.service)?;
     let (registry, client) = RegistryClient::connect(nats, "soa-describe").await?;
     let gathered = until_cancelled(&shutdown, gather(&registry, &request)).await;
     close(client).await;
@@ -466,19 +438,6 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-
-    #[test]
-    fn targets_name_a_version_a_major_or_the_latest() {
-        let latest = parse_target("inventory").unwrap();
-        assert_eq!((latest.version, latest.major), (None, None));
-        let exact = parse_target("inventory@1.2.0").unwrap();
-        assert_eq!(exact.version, Some(Version::new(1, 2, 0)));
-        let major = parse_target("inventory@2").unwrap();
-        assert_eq!(major.major, Some(2));
-        for bad in ["Inventory", "inventory@", "inventory@one", "inventory@1.x"] {
-            assert!(parse_target(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn schemas_are_summarized_in_one_line() {

@@ -17,7 +17,6 @@
 
 use std::collections::HashSet;
 use std::io::{Read, Write};
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::HeaderMap;
@@ -29,8 +28,8 @@ use clap::Args;
 use contracts::envelope::headers;
 use contracts::registry_api::{BindingKind, GetRequest, ResolveRequest, SubjectBinding, ops};
 use contracts::{
-    ContractDocument, ErrorBody, ErrorDetail, MessageKey, MessageValidator, SchemaSet, ServiceName, Subject,
-    SubjectPattern, compile_contract,
+    ContractDocument, ErrorBody, ErrorDetail, MessageKey, SchemaSet, ServiceName, Subject, SubjectPattern,
+    ValidationFailure, compile_contract,
 };
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -140,6 +139,28 @@ fn correlation_id(given: Option<&str>) -> Result<CorrelationId, UsageError> {
     }
 }
 
+/// What both `publish` and `request` send, read from their arguments.
+struct Message {
+    /// Where it goes.
+    subject: Subject,
+    /// The payload, parsed.
+    payload: Value,
+    /// The flow it belongs to (`Soa-Correlation-Id`).
+    correlation: CorrelationId,
+}
+
+impl Message {
+    /// Reads the subject, the payload (`JSON|@FILE`) and the correlation id
+    /// (a fresh one unless given) of a command line.
+    fn parse(subject: &str, payload: &str, given_correlation_id: Option<&str>) -> Result<Self, UsageError> {
+        Ok(Self {
+            subject: parse_subject(subject)?,
+            payload: read_payload(payload)?,
+            correlation: correlation_id(given_correlation_id)?,
+        })
+    }
+}
+
 /// A member of a registered contract that a subject belongs to.
 struct Known {
     /// The subject's binding.
@@ -151,9 +172,13 @@ struct Known {
 }
 
 impl Known {
-    /// The validator of `key`, when the contract was compiled.
-    fn validator(&self, key: &MessageKey) -> Option<Arc<MessageValidator>> {
-        self.compiled.as_ref()?.validators.get(key).cloned()
+    /// Checks `value` against the schema of `key`; anything passes when
+    /// validation is off (`--no-validate`), as the contract was not compiled.
+    fn validate(&self, key: &MessageKey, value: &Value) -> Result<(), ValidationFailure> {
+        match self.compiled.as_ref().and_then(|compiled| compiled.validators.get(key)) {
+            Some(validator) => validator.validate(value),
+            None => Ok(()),
+        }
     }
 }
 
@@ -164,6 +189,33 @@ enum Target {
     /// Sent as it is (`--no-validate`): no contract declares the subject,
     /// or no registry answered.
     Raw,
+}
+
+/// Connects to the registry, resolves `message`'s subject to a binding of
+/// the `wanted` kind (or to a raw target, as `--no-validate` allows), and
+/// hands the connection and the target to `send`; unless Ctrl-C comes
+/// first. The connection is closed either way.
+async fn send_to_target(
+    nats: &NatsOptions,
+    message: &Message,
+    wanted: BindingKind,
+    no_validate: bool,
+    err: &mut dyn Write,
+    shutdown: CancellationToken,
+    send: impl AsyncFnOnce(&async_nats::Client, &Target, &mut dyn Write) -> anyhow::Result<Exit>,
+) -> anyhow::Result<Exit> {
+    let connection_name = match wanted {
+        BindingKind::Event => "soa-publish",
+        BindingKind::Operation => "soa-request",
+    };
+    let (registry, client) = RegistryClient::connect(nats, connection_name).await?;
+    let result = until_cancelled(&shutdown, async {
+        let target = resolve_target(&registry, &message.subject, wanted, no_validate, err).await?;
+        send(&client, &target, err).await
+    })
+    .await;
+    close(client).await;
+    result
 }
 
 /// Resolves `subject` to one binding of the `wanted` kind and fetches and
@@ -293,14 +345,9 @@ fn soa_references(value: &Value) -> Vec<(ServiceName, u64)> {
             Value::Object(object) => {
                 for (key, child) in object {
                     if let ("$ref" | "$dynamicRef", Value::String(target)) = (key.as_str(), child)
-                        && let Some(rest) = target.strip_prefix(contracts::schema::SOA_SCHEME)
+                        && let Some(reference) = contracts::schema::soa_reference_target(target)
                     {
-                        let base = rest.split_once('#').map_or(rest, |(base, _)| base);
-                        if let Some((service, major)) = base.split_once('@')
-                            && let (Ok(service), Ok(major)) = (ServiceName::parse(service), major.parse())
-                        {
-                            found.push((service, major));
-                        }
+                        found.push(reference);
                     }
                     stack.push(child);
                 }
@@ -344,12 +391,7 @@ fn report_invalid(
 /// One line per failing value: `  at /items/0/quantity: ...`.
 fn write_details(err: &mut dyn Write, details: &[ErrorDetail]) -> std::io::Result<()> {
     for detail in details {
-        let pointer = if detail.pointer.is_empty() {
-            "(root)"
-        } else {
-            &detail.pointer
-        };
-        writeln!(err, "  at {pointer}: {}", detail.message)?;
+        writeln!(err, "  {detail}")?;
     }
     Ok(())
 }
@@ -371,9 +413,7 @@ pub(super) async fn run_publish(
     err: &mut dyn Write,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Exit> {
-    let subject = parse_subject(&args.subject)?;
-    let payload = read_payload(&args.payload)?;
-    let correlation = correlation_id(args.correlation_id.as_deref())?;
+    let message = Message::parse(&args.subject, &args.payload, args.correlation_id.as_deref())?;
     let message_id = match args.message_id.as_deref() {
         Some(id) if id.trim().is_empty() || id.chars().any(char::is_control) => {
             return Err(UsageError(format!("--message-id {id:?} is empty or holds control characters")).into());
@@ -381,47 +421,38 @@ pub(super) async fn run_publish(
         Some(id) => id.to_owned(),
         None => wire::new_message_id(),
     };
-    let (registry, client) = RegistryClient::connect(nats, "soa-publish").await?;
-    let result = until_cancelled(&shutdown, async {
-        let target = resolve_target(&registry, &subject, BindingKind::Event, args.no_validate, err).await?;
-        publish(
-            &client,
-            &target,
-            &subject,
-            &payload,
-            &message_id,
-            &correlation,
-            args.json,
-            out,
-            err,
-        )
-        .await
-    })
-    .await;
-    close(client).await;
-    result
+    send_to_target(
+        nats,
+        &message,
+        BindingKind::Event,
+        args.no_validate,
+        err,
+        shutdown,
+        async |client, target, err| publish(client, target, &message, &message_id, args.json, out, err).await,
+    )
+    .await
 }
 
 /// Validates (unless told not to) and publishes one event.
-#[allow(clippy::too_many_arguments)]
 async fn publish(
     client: &async_nats::Client,
     target: &Target,
-    subject: &Subject,
-    payload: &Value,
+    message: &Message,
     message_id: &str,
-    correlation: &CorrelationId,
     json: bool,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> anyhow::Result<Exit> {
+    let Message {
+        subject,
+        payload,
+        correlation,
+    } = message;
     let trace = TraceContext::new_root();
     let (map, what) = match target {
         Target::Known(known) => {
             let binding = &known.binding;
-            if let Some(validator) = known.validator(&MessageKey::Event(binding.name.clone()))
-                && let Err(failure) = validator.validate(payload)
-            {
+            if let Err(failure) = known.validate(&MessageKey::Event(binding.name.clone()), payload) {
                 return report_invalid(out, err, &failure, subject, json);
             }
             let mut envelope = Envelope::event(binding.contract.clone(), binding.name.clone())
@@ -525,39 +556,39 @@ pub(super) async fn run_request(
     err: &mut dyn Write,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Exit> {
-    let subject = parse_subject(&args.subject)?;
-    let payload = read_payload(&args.payload)?;
-    let correlation = correlation_id(args.correlation_id.as_deref())?;
-    let (registry, client) = RegistryClient::connect(nats, "soa-request").await?;
-    let result = until_cancelled(&shutdown, async {
-        let target = resolve_target(&registry, &subject, BindingKind::Operation, args.no_validate, err).await?;
-        request(&client, &target, &subject, &payload, &correlation, args, out, err).await
-    })
-    .await;
-    close(client).await;
-    result
+    let message = Message::parse(&args.subject, &args.payload, args.correlation_id.as_deref())?;
+    send_to_target(
+        nats,
+        &message,
+        BindingKind::Operation,
+        args.no_validate,
+        err,
+        shutdown,
+        async |client, target, err| request(client, target, &message, args, out, err).await,
+    )
+    .await
 }
 
 /// Validates (unless told not to) and sends one request, and prints the reply.
-#[allow(clippy::too_many_arguments)]
 async fn request(
     client: &async_nats::Client,
     target: &Target,
-    subject: &Subject,
-    payload: &Value,
-    correlation: &CorrelationId,
+    message: &Message,
     args: &RequestArgs,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> anyhow::Result<Exit> {
+    let Message {
+        subject,
+        payload,
+        correlation,
+    } = message;
     let body = serde_json::to_vec(payload)?;
     let trace = TraceContext::new_root();
     let (reply, contract, operation) = match target {
         Target::Known(known) => {
             let binding = &known.binding;
-            if let Some(validator) = known.validator(&MessageKey::Request(binding.name.clone()))
-                && let Err(failure) = validator.validate(payload)
-            {
+            if let Err(failure) = known.validate(&MessageKey::Request(binding.name.clone()), payload) {
                 return report_invalid(out, err, &failure, subject, args.json);
             }
             // The runtime's own client sets the headers, as any service's call would.
@@ -585,12 +616,18 @@ async fn request(
             None,
         ),
     };
+    // Where the request went, for --json; the reply or the error joins it.
+    let mut answer = json!({
+        "subject": subject.as_str(),
+        "contract": contract,
+        "operation": operation,
+        "correlation_id": correlation.as_str(),
+    });
     match reply {
         Ok(bytes) => {
             let value = serde_json::from_slice::<Value>(&bytes);
             if let (Ok(value), Target::Known(known)) = (&value, target)
-                && let Some(validator) = known.validator(&MessageKey::Response(known.binding.name.clone()))
-                && let Err(failure) = validator.validate(value)
+                && let Err(failure) = known.validate(&MessageKey::Response(known.binding.name.clone()), value)
             {
                 writeln!(
                     err,
@@ -604,16 +641,8 @@ async fn request(
                     Ok(value) => value,
                     Err(_) => Value::String(String::from_utf8_lossy(&bytes).into_owned()),
                 };
-                write_json(
-                    out,
-                    &json!({
-                        "subject": subject.as_str(),
-                        "contract": contract,
-                        "operation": operation,
-                        "correlation_id": correlation.as_str(),
-                        "reply": reply,
-                    }),
-                )?;
+                answer["reply"] = reply;
+                write_json(out, &answer)?;
             } else {
                 match value {
                     Ok(value) => write_json(out, &value)?,
@@ -625,16 +654,8 @@ async fn request(
         Err(error) => {
             let body = error.body();
             if args.json {
-                write_json(
-                    out,
-                    &json!({
-                        "subject": subject.as_str(),
-                        "contract": contract,
-                        "operation": operation,
-                        "correlation_id": correlation.as_str(),
-                        "error": body,
-                    }),
-                )?;
+                answer["error"] = json!(body);
+                write_json(out, &answer)?;
             }
             write_error_reply(err, &error, &body)?;
             Ok(Exit::Failure)

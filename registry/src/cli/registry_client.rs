@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use bus_services::connection;
 use bus_services::runtime::{CallError, CallOptions, ServiceClient};
-use contracts::{ErrorBody, ErrorCode, OperationType};
+use contracts::registry_api::{GetRequest, ListRequest, ServiceSummary, ops};
+use contracts::{ErrorBody, ErrorCode, OperationType, ServiceName, Version};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
@@ -20,6 +21,9 @@ use super::{NatsOptions, UsageError};
 
 /// How long the CLI waits for each registry reply.
 const REGISTRY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The page size asked of the registry's `list` (it may cap it).
+const LIST_PAGE: u32 = 500;
 
 /// Connects to the NATS server of `nats` under the connection name `name`.
 /// Failing to is a usage error that says what the connection was for.
@@ -70,12 +74,7 @@ fn refusal(body: &ErrorBody) -> String {
         format!("the registry refused: {}: {}", body.code, body.message)
     };
     for detail in &body.details {
-        let pointer = if detail.pointer.is_empty() {
-            "(root)"
-        } else {
-            &detail.pointer
-        };
-        text.push_str(&format!("; at {pointer}: {}", detail.message));
+        text.push_str(&format!("; {detail}"));
     }
     text
 }
@@ -151,6 +150,55 @@ impl RegistryClient {
     pub(super) async fn call<Op: OperationType>(&self, request: &Op::Request) -> anyhow::Result<Op::Response> {
         self.try_call::<Op>(request).await.map_err(RegistryError::into_anyhow)
     }
+
+    /// Every registered service, by name, following the pages of `list`.
+    pub(super) async fn list_all(&self) -> anyhow::Result<Vec<ServiceSummary>> {
+        let mut services = Vec::new();
+        let mut request = ListRequest {
+            after: None,
+            limit: Some(LIST_PAGE),
+        };
+        loop {
+            let page = self.call::<ops::List>(&request).await?;
+            services.extend(page.services);
+            match page.next {
+                // A registry that repeats itself would page forever.
+                Some(next) if request.after.as_ref() != Some(&next) => request.after = Some(next),
+                _ => break,
+            }
+        }
+        Ok(services)
+    }
+}
+
+/// Reads a `SERVICE[@VERSION]` argument as the `get` request it names:
+/// `inventory` (the latest version), `inventory@1.2.0` (that version) or
+/// `inventory@1` (the latest of that major).
+pub(super) fn parse_get_target(text: &str) -> Result<GetRequest, UsageError> {
+    let (service, version) = match text.split_once('@') {
+        Some((service, version)) => (service, Some(version)),
+        None => (text, None),
+    };
+    let service = ServiceName::parse(service).map_err(|error| UsageError(error.to_string()))?;
+    let mut request = GetRequest {
+        service,
+        version: None,
+        major: None,
+    };
+    match version {
+        None => {}
+        Some(major) if !major.is_empty() && major.bytes().all(|byte| byte.is_ascii_digit()) => {
+            request.major = Some(
+                major
+                    .parse()
+                    .map_err(|_| UsageError(format!("{major:?} is not a major version")))?,
+            );
+        }
+        Some(version) => {
+            request.version = Some(Version::parse(version).map_err(|error| UsageError(error.to_string()))?);
+        }
+    }
+    Ok(request)
 }
 
 /// Writes `value` as pretty JSON and a line break.
@@ -183,6 +231,19 @@ mod tests {
     use contracts::ErrorDetail;
 
     use super::*;
+
+    #[test]
+    fn targets_name_a_version_a_major_or_the_latest() {
+        let latest = parse_get_target("inventory").unwrap();
+        assert_eq!((latest.version, latest.major), (None, None));
+        let exact = parse_get_target("inventory@1.2.0").unwrap();
+        assert_eq!(exact.version, Some(Version::new(1, 2, 0)));
+        let major = parse_get_target("inventory@2").unwrap();
+        assert_eq!(major.major, Some(2));
+        for bad in ["Inventory", "inventory@", "inventory@one", "inventory@1.x"] {
+            assert!(parse_get_target(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn no_registry_is_a_usage_error_and_a_refusal_a_failure() {

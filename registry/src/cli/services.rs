@@ -5,15 +5,12 @@
 use std::io::Write;
 
 use clap::Args;
-use contracts::registry_api::{ListRequest, SearchRequest, ServiceSummary, ops};
+use contracts::registry_api::{SearchRequest, ServiceSummary, ops};
 use tokio_util::sync::CancellationToken;
 
 use super::demo::write_table;
 use super::registry_client::{RegistryClient, close, until_cancelled, write_json};
 use super::{Exit, NatsOptions};
-
-/// The page size asked of the registry (it may cap it).
-const PAGE: u32 = 500;
 
 /// Arguments of `soa services`.
 #[derive(Debug, Args)]
@@ -48,7 +45,7 @@ pub(super) async fn run(
             };
             Ok(registry.call::<ops::Search>(&request).await?.services)
         } else {
-            list_all(&registry).await
+            registry.list_all().await
         }
     })
     .await;
@@ -66,25 +63,6 @@ pub(super) async fn run(
     } else {
         Exit::Success
     })
-}
-
-/// Every service, following the registry's pages.
-async fn list_all(registry: &RegistryClient) -> anyhow::Result<Vec<ServiceSummary>> {
-    let mut services = Vec::new();
-    let mut request = ListRequest {
-        after: None,
-        limit: Some(PAGE),
-    };
-    loop {
-        let page = registry.call::<ops::List>(&request).await?;
-        services.extend(page.services);
-        match page.next {
-            // A registry that repeats itself would page forever.
-            Some(next) if request.after.as_ref() != Some(&next) => request.after = Some(next),
-            _ => break,
-        }
-    }
-    Ok(services)
 }
 
 /// Prints `services`: a table, or a JSON array with `--json`; when there are

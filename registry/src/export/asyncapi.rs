@@ -27,7 +27,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
 
-use contracts::schema::SOA_SCHEME;
+use contracts::schema::soa_reference_target;
 use contracts::schema_walk::for_each_subschema;
 use contracts::{ContractDocument, ContractRef, ErrorCode, MemberName, ServiceName, envelope::headers, subjects};
 use serde_json::{Map, Value, json};
@@ -241,15 +241,8 @@ pub fn schema_references_of(document: &ContractDocument) -> BTreeSet<ContractMaj
         .chain(expectations);
     for schema in schemas {
         for_each_subschema(schema, "", |_, object| {
-            let Some(Value::String(target)) = object.get("$ref") else {
-                return;
-            };
-            let Some(rest) = target.strip_prefix(SOA_SCHEME) else {
-                return;
-            };
-            let base = rest.split_once('#').map_or(rest, |(base, _)| base);
-            if let Some((service, major)) = base.split_once('@')
-                && let (Ok(service), Ok(major)) = (ServiceName::parse(service), major.parse())
+            if let Some(Value::String(target)) = object.get("$ref")
+                && let Some((service, major)) = soa_reference_target(target)
             {
                 majors.insert(ContractMajor { service, major });
             }
@@ -711,18 +704,7 @@ fn message(name: &str, title: &str, summary: Option<&str>, headers: &str, payloa
 /// The error reply of an operation: the error body, with a code among the
 /// common ones and the operation's own.
 fn error_message(name: &MemberName, title: &str, declared: &[String]) -> Value {
-    let mut codes: Vec<String> = [
-        ErrorCode::ValidationFailed,
-        ErrorCode::NotFound,
-        ErrorCode::Conflict,
-        ErrorCode::Unauthorized,
-        ErrorCode::Unavailable,
-        ErrorCode::Timeout,
-        ErrorCode::Internal,
-    ]
-    .iter()
-    .map(|code| code.as_str().to_owned())
-    .collect();
+    let mut codes: Vec<String> = ErrorCode::COMMON.iter().map(|code| code.as_str().to_owned()).collect();
     codes.extend(
         declared
             .iter()

@@ -33,6 +33,8 @@ mod routes;
 mod web;
 
 #[cfg(test)]
+mod test_support;
+#[cfg(test)]
 mod tests;
 
 pub use crate::metrics::{Metrics, Via};

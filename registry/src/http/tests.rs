@@ -6,43 +6,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::{Body, Bytes};
-use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
-use contracts::registry_api::{HeartbeatRequest, RegisterRequest};
+use contracts::registry_api::HeartbeatRequest;
 use contracts::{ContractId, shop};
 
+use super::test_support::{OWNER, Reply, get, send, shop_document, shop_registry};
 use super::{CorsPolicy, HttpConfig, HttpState, router};
-use crate::server::{Registry, RegistryOptions};
-use crate::store::MemoryStore;
 
 const WRITE_TOKEN: &str = "write-s3cret";
-const OWNER: &str = "shop-team";
-
-fn shop_document(service: &str) -> Value {
-    shop::contracts()
-        .unwrap()
-        .into_iter()
-        .find(|document| document.service.as_str() == service)
-        .unwrap()
-        .to_value()
-}
-
-async fn shop_registry() -> Arc<Registry> {
-    let registry = Registry::open(Arc::new(MemoryStore::new()), RegistryOptions::default())
-        .await
-        .unwrap();
-    for document in shop::contracts().unwrap() {
-        let request = RegisterRequest {
-            document: document.to_value(),
-            owner_token: Some(OWNER.to_owned()),
-        };
-        assert!(registry.register(&request, crate::metrics::Via::Nats).await.unwrap().1);
-    }
-    Arc::new(registry)
-}
 
 /// The shop's registry behind a router, with the write token configured.
 async fn shop_api() -> Router {
@@ -55,31 +29,7 @@ async fn shop_api() -> Router {
     ))
 }
 
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
 impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|err| {
-            panic!(
-                "not JSON ({err}): {:?} ({})",
-                String::from_utf8_lossy(&self.body),
-                self.status
-            )
-        })
-    }
-
-    fn header(&self, name: header::HeaderName) -> &str {
-        self.headers
-            .get(&name)
-            .unwrap_or_else(|| panic!("no {name} header in {:?}", self.headers))
-            .to_str()
-            .unwrap()
-    }
-
     /// Asserts an error reply: the status, the bus's code, and a phrase of the message.
     fn assert_error(&self, status: StatusCode, code: &str, phrase: &str) {
         assert_eq!(self.status, status, "{:?}", String::from_utf8_lossy(&self.body));
@@ -93,18 +43,6 @@ impl Reply {
         let message = body["message"].as_str().unwrap();
         assert!(message.contains(phrase), "{message:?} lacks {phrase:?}");
     }
-}
-
-async fn send(api: &Router, request: Request<Body>) -> Reply {
-    let response = api.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
-    Reply { status, headers, body }
-}
-
-async fn get(api: &Router, uri: &str) -> Reply {
-    send(api, Request::get(uri).body(Body::empty()).unwrap()).await
 }
 
 async fn get_if_none_match(api: &Router, uri: &str, etag: &str) -> Reply {

@@ -83,23 +83,13 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::store::sample_record;
+    use crate::store::test_support::{assert_stores_once_and_refuses_other_content, sample_record};
 
     #[tokio::test]
     async fn stores_once_and_refuses_a_different_record_under_the_same_id() {
         let store = MemoryStore::new();
         let record = sample_record("1.0.0", Some("sha256:owner"));
-        assert_eq!(store.insert(record.clone()).await.unwrap(), Inserted::Created);
-        assert_eq!(store.insert(record.clone()).await.unwrap(), Inserted::AlreadyStored);
-
-        let mut other = record.clone();
-        other.document.description = "Something else".to_owned();
-        other.digest = other.document.digest();
-        let err = store.insert(other).await.unwrap_err();
-        assert!(
-            matches!(&err, StoreError::Conflict { stored, .. } if *stored == record.digest),
-            "{err}"
-        );
+        assert_stores_once_and_refuses_other_content(&store, &record).await;
         assert_eq!(store.load().await.unwrap(), vec![record]);
     }
 

@@ -23,6 +23,8 @@ use contracts::{ContractDocument, ContractId, ServiceName};
 mod embedded;
 mod kv;
 mod memory;
+#[cfg(test)]
+mod test_support;
 
 pub use embedded::EmbeddedStore;
 pub use kv::KvStore;
@@ -209,23 +211,4 @@ fn error_chain(err: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
-}
-
-/// Records for the stores' tests: the inventory contract at `version`.
-#[cfg(test)]
-fn sample_record(version: &str, owner: Option<&str>) -> ContractRecord {
-    use std::sync::OnceLock;
-    static INVENTORY: OnceLock<ContractDocument> = OnceLock::new();
-    let base = INVENTORY.get_or_init(|| {
-        let text = include_str!("../../../contracts/catalog/inventory.v1.json");
-        ContractDocument::parse("inventory.v1.json", text, &contracts::Limits::default()).unwrap()
-    });
-    let mut document = base.clone();
-    document.version = contracts::Version::parse(version).unwrap();
-    ContractRecord {
-        digest: document.digest(),
-        document,
-        registered_at_ms: 1_700_000_000_000,
-        owner: owner.map(str::to_owned),
-    }
 }

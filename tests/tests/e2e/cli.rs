@@ -20,6 +20,19 @@ pub(crate) async fn soa<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Run {
     soa_until(args, CancellationToken::new()).await
 }
 
+/// Runs `soa --nats-url <url> <args>`.
+pub(crate) async fn soa_at(url: &str, args: &[&str]) -> Run {
+    let mut argv = vec!["--nats-url", url];
+    argv.extend_from_slice(args);
+    soa(&argv).await
+}
+
+/// Asserts that `run` ended with `exit`, showing its output when not.
+#[track_caller]
+pub(crate) fn assert_exit(run: &Run, exit: Exit) {
+    assert_eq!(run.exit, exit, "stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
+}
+
 /// [`soa`], stopped as by Ctrl-C when `shutdown` is cancelled.
 pub(crate) async fn soa_until<S: AsRef<std::ffi::OsStr>>(args: &[S], shutdown: CancellationToken) -> Run {
     let mut argv = vec![std::ffi::OsString::from("soa")];

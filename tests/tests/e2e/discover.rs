@@ -3,6 +3,8 @@
 //! formats; a name narrows the sweep; an empty bus exits 1; a bad name or an
 //! unreachable server exits 2.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bus_services::runtime::{Service, ServiceClient, ServiceConfig, ServiceError};
@@ -21,21 +23,33 @@ use crate::cli::soa;
 /// An inventory instance with a fixed id, so the output can be compared as a
 /// whole: 5 units of everything, `OUT_OF_STOCK` beyond.
 fn inventory(instance_id: &str) -> Service {
+    let config = ServiceConfig {
+        instance_id: instance_id.to_owned(),
+        registration: None,
+        ..ServiceConfig::default()
+    };
+    five_of_each_inventory(config, Arc::default())
+}
+
+/// An inventory service configured by `config` that holds 5 units of every
+/// product, refuses more with `OUT_OF_STOCK`, and counts the reservation
+/// requests it handles in `handled`.
+pub(crate) fn five_of_each_inventory(config: ServiceConfig, handled: Arc<AtomicUsize>) -> Service {
     Service::builder(inventory::contract().unwrap())
-        .config(ServiceConfig {
-            instance_id: instance_id.to_owned(),
-            registration: None,
-            ..ServiceConfig::default()
-        })
-        .handle::<inventory::Reserve, _, _>(|_ctx, request: ReserveStock| async move {
-            if request.items.iter().any(|line| line.quantity > 5) {
-                return Err(ServiceError::declared("OUT_OF_STOCK", "only 5 units of each product"));
+        .config(config)
+        .handle::<inventory::Reserve, _, _>(move |_ctx, request: ReserveStock| {
+            let handled = Arc::clone(&handled);
+            async move {
+                handled.fetch_add(1, Ordering::SeqCst);
+                if request.items.iter().any(|line| line.quantity > 5) {
+                    return Err(ServiceError::declared("OUT_OF_STOCK", "only 5 units of each product"));
+                }
+                Ok(Reservation {
+                    reservation_id: format!("res-{}", request.order_id.0),
+                    order_id: request.order_id,
+                    items: request.items,
+                })
             }
-            Ok(Reservation {
-                reservation_id: format!("res-{}", request.order_id.0),
-                order_id: request.order_id,
-                items: request.items,
-            })
         })
         .handle::<inventory::Release, _, _>(|_ctx, request: ReleaseStock| async move {
             Ok(StockReleased {

@@ -3,45 +3,13 @@
 //! validate against the official schema, the graph has the shop's edges, and
 //! the exit codes say what went wrong.
 
-use std::sync::Arc;
-
-use bus_services::runtime::ServiceClient;
-use contracts::registry_api::{RegisterRequest, ops};
 use contracts::shop;
 use registry::cli::Exit;
 use registry::export::asyncapi;
-use registry::store::MemoryStore;
 use serde_json::Value;
-use tests::NatsServer;
-use tests::registry::{RunningRegistry, registry_client, test_options};
+use tests::registry::shop_bus;
 
-use crate::cli::{Run, soa};
-
-/// Registers every shop contract.
-async fn register_shop(client: &ServiceClient) {
-    for document in shop::contracts().unwrap() {
-        let response = client
-            .call::<ops::Register>(&RegisterRequest {
-                document: document.to_value(),
-                owner_token: Some("shop-team".to_owned()),
-            })
-            .await
-            .unwrap();
-        assert!(response.created);
-    }
-}
-
-/// Runs `soa --nats-url <url> <args>`.
-async fn soa_at(url: &str, args: &[&str]) -> Run {
-    let mut argv = vec!["--nats-url", url];
-    argv.extend_from_slice(args);
-    soa(&argv).await
-}
-
-#[track_caller]
-fn assert_exit(run: &Run, exit: Exit) {
-    assert_eq!(run.exit, exit, "stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
-}
+use crate::cli::{assert_exit, soa_at};
 
 #[track_caller]
 fn assert_valid(document: &Value) {
@@ -53,12 +21,7 @@ fn assert_valid(document: &Value) {
 #[tokio::test]
 async fn the_registry_exports_asyncapi_documents_and_the_graph() {
     tests::init_tracing();
-    let server = NatsServer::start().await.unwrap();
-    let registry = RunningRegistry::start(&server, Arc::new(MemoryStore::new()), test_options())
-        .await
-        .unwrap();
-    let client = registry_client(&server).await.unwrap();
-    register_shop(&client).await;
+    let (server, registry, _client) = shop_bus().await.unwrap();
     let url = server.url();
 
     // One service: its own operations and events, and the events it consumes.
@@ -199,11 +162,7 @@ async fn the_registry_exports_asyncapi_documents_and_the_graph() {
 async fn the_graph_renders_to_svg_when_graphviz_is_installed() {
     let graphviz =
         std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join("dot").is_file()));
-    let server = NatsServer::start().await.unwrap();
-    let registry = RunningRegistry::start(&server, Arc::new(MemoryStore::new()), test_options())
-        .await
-        .unwrap();
-    register_shop(&registry_client(&server).await.unwrap()).await;
+    let (server, registry, _client) = shop_bus().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let svg = dir.path().join("graph.svg");
     let run = soa_at(&server.url(), &["graph", "--svg", svg.to_str().unwrap()]).await;

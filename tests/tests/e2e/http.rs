@@ -8,16 +8,21 @@ use std::time::Duration;
 use contracts::registry_api::{GetRequest, RegistryChange, ops};
 use contracts::{ServiceName, shop};
 use futures::StreamExt;
-use registry::http::{CorsPolicy, HttpConfig, HttpState, router, serve_http};
+use registry::http::{CorsPolicy, HttpConfig, HttpState};
 use registry::server::Registry;
 use registry::store::MemoryStore;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tests::NatsServer;
-use tests::registry::{registry_client, test_options};
+use tests::registry::{SHOP_OWNER_TOKEN, registry_client, serve_http_on_loopback, test_options, wait_until_answering};
 use tokio_util::sync::CancellationToken;
 
 const TOKEN: &str = "e2e-write-token";
+
+/// `GET url`, its body as JSON.
+async fn get_json(client: &reqwest::Client, url: &str) -> Value {
+    client.get(url).send().await.unwrap().json().await.unwrap()
+}
 
 #[tokio::test]
 async fn the_http_api_serves_the_same_catalogue_as_nats_on_a_real_port() {
@@ -40,35 +45,17 @@ async fn the_http_api_serves_the_same_catalogue_as_nats_on_a_real_port() {
             cors: CorsPolicy::Disabled,
         },
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let http = tokio::spawn(serve_http(listener, router(state), shutdown.clone()));
+    let (base, http) = serve_http_on_loopback(state, shutdown.clone()).await.unwrap();
     let bus = tokio::spawn(Arc::clone(&registry).run_shared(nats.clone(), shutdown.clone()));
     // Registrations are announced once the registry runs on NATS.
-    let bus_client = tests::registry::registry_client(&server).await.unwrap();
-    for _ in 0..200 {
-        if bus_client
-            .call::<contracts::registry_api::ops::List>(&Default::default())
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let bus_client = registry_client(&server).await.unwrap();
+    wait_until_answering(&bus_client).await.unwrap();
 
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();
-    let health: Value = client
-        .get(format!("{base}/healthz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health = get_json(&client, &format!("{base}/healthz")).await;
     assert_eq!(
         health,
         json!({"status": "ok", "services": 0, "versions": 0, "instances": 0})
@@ -79,7 +66,7 @@ async fn the_http_api_serves_the_same_catalogue_as_nats_on_a_real_port() {
         let reply = client
             .post(format!("{base}/v1/services"))
             .bearer_auth(TOKEN)
-            .header("X-Soa-Owner-Token", "shop-team")
+            .header("X-Soa-Owner-Token", SHOP_OWNER_TOKEN)
             .json(&document.to_value())
             .send()
             .await
@@ -115,7 +102,6 @@ async fn the_http_api_serves_the_same_catalogue_as_nats_on_a_real_port() {
     assert_eq!(over_http.status(), StatusCode::OK);
     let etag = over_http.headers()["etag"].to_str().unwrap().to_owned();
     let over_http: Value = over_http.json().await.unwrap();
-    let bus_client = registry_client(&server).await.unwrap();
     let over_nats = bus_client
         .call::<ops::Get>(&GetRequest {
             service: ServiceName::parse("orders").unwrap(),
@@ -135,25 +121,11 @@ async fn the_http_api_serves_the_same_catalogue_as_nats_on_a_real_port() {
     assert_eq!(revalidated.status(), StatusCode::NOT_MODIFIED);
 
     // A wildcard subject, percent-encoded as a URL needs `>` to be.
-    let bindings: Value = client
-        .get(format!("{base}/v1/subjects/shop.orders.v1.%3E"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let bindings = get_json(&client, &format!("{base}/v1/subjects/shop.orders.v1.%3E")).await;
     assert_eq!(bindings["bindings"].as_array().unwrap().len(), 6, "{bindings:#}");
 
     // The document, the metrics, and an unknown route.
-    let document: Value = client
-        .get(format!("{base}/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let document = get_json(&client, &format!("{base}/openapi.json")).await;
     assert_eq!(document["openapi"], "3.1.0");
     let metrics = client
         .get(format!("{base}/metrics"))

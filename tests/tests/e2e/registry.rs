@@ -11,39 +11,22 @@ use contracts::registry_api::{
     ResolveRequest, ops,
 };
 use contracts::shop::inventory;
-use contracts::{ErrorCode, MemberName, ServiceName, SubjectPattern, shop};
+use contracts::{ErrorCode, MemberName, ServiceName, SubjectPattern};
 use futures::StreamExt;
 use registry::catalog::EvictionGuard;
 use registry::server::RegistryOptions;
 use registry::store::{EmbeddedStore, KvStore, MemoryStore, Store};
 use serde_json::{Value, json};
 use tests::NatsServer;
-use tests::registry::{RunningRegistry, registry_client, test_options};
+use tests::registry::{
+    RunningRegistry, SHOP_OWNER_TOKEN, register_shop, registry_client, shop_bus, shop_document, test_options,
+};
 use tokio_util::sync::CancellationToken;
-
-fn shop_document(service: &str) -> Value {
-    shop::contracts()
-        .unwrap()
-        .into_iter()
-        .find(|document| document.service.as_str() == service)
-        .unwrap()
-        .to_value()
-}
 
 fn register(document: Value, token: &str) -> RegisterRequest {
     RegisterRequest {
         document,
         owner_token: Some(token.to_owned()),
-    }
-}
-
-async fn register_shop(client: &ServiceClient) {
-    for document in shop::contracts().unwrap() {
-        let response = client
-            .call::<ops::Register>(&register(document.to_value(), "shop-team"))
-            .await
-            .unwrap();
-        assert!(response.created);
     }
 }
 
@@ -58,31 +41,39 @@ fn name(text: &str) -> ServiceName {
     ServiceName::parse(text).unwrap()
 }
 
-#[tokio::test]
-async fn registration_rules_hold_over_nats_and_changes_are_announced() {
+/// A server and a registry on a memory store, with a subscription to the
+/// registry's change events made before it starts, so that none is missed,
+/// and a client of the registry.
+async fn watched_registry() -> (NatsServer, async_nats::Subscriber, RunningRegistry, ServiceClient) {
     let server = NatsServer::start().await.unwrap();
     let watcher = server.client().await.unwrap();
-    let mut changes = watcher.subscribe("soa.registry.v1.events.>").await.unwrap();
+    let changes = watcher.subscribe("soa.registry.v1.events.>").await.unwrap();
     watcher.flush().await.unwrap();
     let registry = RunningRegistry::start(&server, Arc::new(MemoryStore::new()), test_options())
         .await
         .unwrap();
     let client = registry_client(&server).await.unwrap();
-    register_shop(&client).await;
+    (server, changes, registry, client)
+}
+
+#[tokio::test]
+async fn registration_rules_hold_over_nats_and_changes_are_announced() {
+    let (_server, mut changes, registry, client) = watched_registry().await;
+    register_shop(&client).await.unwrap();
 
     // The same content again: idempotent.
     let again = client
-        .call::<ops::Register>(&register(shop_document("inventory"), "shop-team"))
+        .call::<ops::Register>(&register(shop_document("inventory").unwrap(), SHOP_OWNER_TOKEN))
         .await
         .unwrap();
     assert!(!again.created);
 
     // A compatible update.
-    let mut update = shop_document("inventory");
+    let mut update = shop_document("inventory").unwrap();
     update["version"] = json!("1.1.0");
     update["$defs"]["ReserveStock"]["properties"]["note"] = json!({"type": "string", "description": "Optional."});
     let stored = client
-        .call::<ops::Register>(&register(update.clone(), "shop-team"))
+        .call::<ops::Register>(&register(update.clone(), SHOP_OWNER_TOKEN))
         .await
         .unwrap();
     assert_eq!(stored.id.to_string(), "inventory@1.1.0");
@@ -91,7 +82,11 @@ async fn registration_rules_hold_over_nats_and_changes_are_announced() {
     let mut breaking = update.clone();
     breaking["version"] = json!("1.2.0");
     breaking["$defs"]["ReserveStock"]["required"] = json!(["order_id", "items", "note"]);
-    let body = refused(client.call::<ops::Register>(&register(breaking, "shop-team")).await);
+    let body = refused(
+        client
+            .call::<ops::Register>(&register(breaking, SHOP_OWNER_TOKEN))
+            .await,
+    );
     assert_eq!(body.code.as_str(), "INCOMPATIBLE");
     assert!(
         body.details
@@ -155,7 +150,7 @@ fn inventory_instance() -> Service {
             heartbeat_interval: Duration::from_millis(100),
             ttl: Duration::from_millis(400),
             request_timeout: Duration::from_millis(500),
-            owner_token: Some("shop-team".into()),
+            owner_token: Some(SHOP_OWNER_TOKEN.into()),
         }),
         ..ServiceConfig::default()
     };
@@ -184,14 +179,7 @@ async fn instances(client: &ServiceClient, service: &str) -> Vec<contracts::regi
 
 #[tokio::test]
 async fn services_register_themselves_expire_and_come_back_after_a_registry_restart() {
-    let server = NatsServer::start().await.unwrap();
-    let watcher = server.client().await.unwrap();
-    let mut changes = watcher.subscribe("soa.registry.v1.events.>").await.unwrap();
-    watcher.flush().await.unwrap();
-    let registry = RunningRegistry::start(&server, Arc::new(MemoryStore::new()), test_options())
-        .await
-        .unwrap();
-    let client = registry_client(&server).await.unwrap();
+    let (server, mut changes, registry, client) = watched_registry().await;
 
     // A runtime service registers its contract and beats.
     let service = inventory_instance();
@@ -268,7 +256,7 @@ async fn the_eviction_guard_keeps_the_fleet_when_all_beats_stop() {
         .await
         .unwrap();
     let client = registry_client(&server).await.unwrap();
-    register_shop(&client).await;
+    register_shop(&client).await.unwrap();
     let digest = inventory::contract().unwrap().digest();
     let beat = |id: usize| HeartbeatRequest {
         instance_id: format!("i{id}"),
@@ -304,11 +292,11 @@ async fn everything_survives_a_restart(open: impl AsyncFn() -> Arc<dyn Store>) {
         .await
         .unwrap();
     let client = registry_client(&server).await.unwrap();
-    register_shop(&client).await;
-    let mut update = shop_document("payments");
+    register_shop(&client).await.unwrap();
+    let mut update = shop_document("payments").unwrap();
     update["version"] = json!("1.0.1");
     client
-        .call::<ops::Register>(&register(update.clone(), "shop-team"))
+        .call::<ops::Register>(&register(update.clone(), SHOP_OWNER_TOKEN))
         .await
         .unwrap();
     // Killed, not stopped: only what was acknowledged is durable.
@@ -352,31 +340,21 @@ async fn the_embedded_store_keeps_everything_acknowledged() {
 async fn the_kv_store_keeps_everything_acknowledged() {
     let server = NatsServer::start().await.unwrap();
     let nats = server.client().await.unwrap();
-    let registry = RunningRegistry::start(
-        &server,
-        Arc::new(
-            KvStore::open(async_nats::jetstream::new(nats.clone()), "registry_test", 1)
-                .await
-                .unwrap(),
-        ),
-        test_options(),
-    )
-    .await
-    .unwrap();
+    let open = async || {
+        let store = KvStore::open(async_nats::jetstream::new(nats.clone()), "registry_test", 1)
+            .await
+            .unwrap();
+        Arc::new(store) as Arc<dyn Store>
+    };
+    let registry = RunningRegistry::start(&server, open().await, test_options())
+        .await
+        .unwrap();
     let client = registry_client(&server).await.unwrap();
-    register_shop(&client).await;
+    register_shop(&client).await.unwrap();
     registry.abort();
-    let reopened = RunningRegistry::start(
-        &server,
-        Arc::new(
-            KvStore::open(async_nats::jetstream::new(nats.clone()), "registry_test", 1)
-                .await
-                .unwrap(),
-        ),
-        test_options(),
-    )
-    .await
-    .unwrap();
+    let reopened = RunningRegistry::start(&server, open().await, test_options())
+        .await
+        .unwrap();
     assert_eq!(reopened.catalog().version_count(), 5);
     reopened.stop().await.unwrap();
 }
@@ -398,7 +376,7 @@ async fn two_replicas_on_one_kv_bucket_see_each_others_writes_and_instances() {
     let first = RunningRegistry::start(&server, open().await, options()).await.unwrap();
     let second = RunningRegistry::start(&server, open().await, options()).await.unwrap();
     let client = registry_client(&server).await.unwrap();
-    register_shop(&client).await;
+    register_shop(&client).await.unwrap();
     wait_for("both replicas to hold every version", async || {
         first.catalog().version_count() == 5 && second.catalog().version_count() == 5
     })
@@ -453,12 +431,7 @@ async fn services_register_again_after_the_nats_server_restarts() {
 
 #[tokio::test]
 async fn bad_input_gets_a_clear_error_and_changes_nothing() {
-    let server = NatsServer::start().await.unwrap();
-    let registry = RunningRegistry::start(&server, Arc::new(MemoryStore::new()), test_options())
-        .await
-        .unwrap();
-    let client = registry_client(&server).await.unwrap();
-    register_shop(&client).await;
+    let (server, registry, client) = shop_bus().await.unwrap();
     let nats = server.client().await.unwrap();
 
     // Not JSON at all.
@@ -490,10 +463,10 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
     );
 
     // An invalid schema in a document.
-    let mut invalid = shop_document("shipping");
+    let mut invalid = shop_document("shipping").unwrap();
     invalid["version"] = json!("1.1.0");
     invalid["$defs"]["Broken"] = json!({"type": "no-such-type"});
-    let body = refused(client.call::<ops::Register>(&register(invalid, "shop-team")).await);
+    let body = refused(client.call::<ops::Register>(&register(invalid, SHOP_OWNER_TOKEN)).await);
     assert_eq!(body.code, ErrorCode::ValidationFailed);
     assert!(
         body.details
@@ -507,17 +480,21 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
     for _ in 0..100 {
         deep = json!({"items": deep, "type": "array"});
     }
-    let mut too_deep = shop_document("shipping");
+    let mut too_deep = shop_document("shipping").unwrap();
     too_deep["version"] = json!("1.1.0");
     too_deep["$defs"]["Deep"] = deep;
-    let body = refused(client.call::<ops::Register>(&register(too_deep, "shop-team")).await);
+    let body = refused(
+        client
+            .call::<ops::Register>(&register(too_deep, SHOP_OWNER_TOKEN))
+            .await,
+    );
     assert_eq!(body.code, ErrorCode::ValidationFailed, "{body:#?}");
 
     // A huge document: refused before it reaches the registry, or by it.
-    let mut huge = shop_document("shipping");
+    let mut huge = shop_document("shipping").unwrap();
     huge["version"] = json!("1.1.0");
     huge["description"] = json!("x".repeat(2 * 1024 * 1024));
-    let result = client.call::<ops::Register>(&register(huge, "shop-team")).await;
+    let result = client.call::<ops::Register>(&register(huge, SHOP_OWNER_TOKEN)).await;
     assert!(result.is_err(), "a 2 MiB document must not be registered");
 
     // An unknown service.

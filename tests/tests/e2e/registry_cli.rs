@@ -1,9 +1,8 @@
 //! The `soa` commands that use the registry, against a real nats-server and
-//! an in-process registry holding the shop's contracts from
-//! `contracts/catalog`: `services`, `describe`, `search`, `resolve`,
-//! `request` and `publish` (validated before sending), and `contract check
-//! --against nats://...`. Without a registry each of them exits 2 and says
-//! how to start one.
+//! an in-process registry holding the shop's contracts: `services`,
+//! `describe`, `search`, `resolve`, `request` and `publish` (validated
+//! before sending), and `contract check --against nats://...`. Without a
+//! registry each of them exits 2 and says how to start one.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,73 +10,31 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream;
-use bus_services::runtime::{RegistrationConfig, Service, ServiceClient, ServiceConfig, ServiceError};
+use bus_services::runtime::{RegistrationConfig, Service, ServiceClient, ServiceConfig};
 use contracts::envelope::headers;
-use contracts::registry_api::{InstancesRequest, RegisterRequest, ops};
-use contracts::shop::inventory::{self, GetStock, ReleaseStock, Reservation, ReserveStock, StockLevel, StockReleased};
+use contracts::registry_api::{InstancesRequest, ops};
+use contracts::shop::inventory;
 use contracts::{ServiceName, subjects};
 use expect_test::expect;
 use registry::cli::Exit;
-use registry::store::MemoryStore;
 use serde_json::{Value, json};
 use tests::NatsServer;
 use tests::harness::workspace_root;
-use tests::registry::{RunningRegistry, registry_client, test_options};
+use tests::registry::shop_bus;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{Run, soa};
+use super::discover::five_of_each_inventory;
+use crate::cli::{assert_exit, soa, soa_at};
 
 fn catalog_dir() -> PathBuf {
     workspace_root().join("contracts/catalog")
 }
 
-/// The shop's contract documents as checked in.
-fn shop_documents() -> Vec<Value> {
-    ["inventory", "notifications", "orders", "payments", "shipping"]
-        .iter()
-        .map(|service| {
-            let text = std::fs::read_to_string(catalog_dir().join(format!("{service}.v1.json"))).unwrap();
-            serde_json::from_str(&text).unwrap()
-        })
-        .collect()
-}
-
-/// A server with a registry that holds the shop's contracts.
-async fn shop_bus() -> (NatsServer, RunningRegistry, ServiceClient) {
-    let server = NatsServer::start().await.unwrap();
-    let registry = RunningRegistry::start(&server, Arc::new(MemoryStore::new()), test_options())
-        .await
-        .unwrap();
-    let client = registry_client(&server).await.unwrap();
-    for document in shop_documents() {
-        client
-            .call::<ops::Register>(&RegisterRequest {
-                document,
-                owner_token: None,
-            })
-            .await
-            .unwrap();
-    }
-    (server, registry, client)
-}
-
-/// Runs `soa --nats-url <url> <args>`.
-async fn soa_at(url: &str, args: &[&str]) -> Run {
-    let mut argv = vec!["--nats-url", url];
-    argv.extend_from_slice(args);
-    soa(&argv).await
-}
-
-#[track_caller]
-fn assert_exit(run: &Run, exit: Exit) {
-    assert_eq!(run.exit, exit, "stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
-}
-
 #[tokio::test]
 async fn the_registry_is_browsed_from_the_command_line() {
     tests::init_tracing();
-    let (server, registry, _client) = shop_bus().await;
+    let (server, registry, _client) = shop_bus().await.unwrap();
     let url = server.url();
 
     let run = soa_at(&url, &["services"]).await;
@@ -231,45 +188,16 @@ async fn the_registry_is_browsed_from_the_command_line() {
 /// An inventory instance that counts the reservations it handles: 5 units
 /// of everything, `OUT_OF_STOCK` beyond. It registers and beats quickly.
 fn inventory_service(handled: Arc<AtomicUsize>) -> Service {
-    Service::builder(inventory::contract().unwrap())
-        .config(ServiceConfig {
-            instance_id: "inv-cli".to_owned(),
-            registration: Some(RegistrationConfig {
-                heartbeat_interval: Duration::from_millis(200),
-                ttl: Duration::from_secs(5),
-                ..RegistrationConfig::default()
-            }),
-            ..ServiceConfig::default()
-        })
-        .handle::<inventory::Reserve, _, _>(move |_ctx, request: ReserveStock| {
-            let handled = Arc::clone(&handled);
-            async move {
-                handled.fetch_add(1, Ordering::SeqCst);
-                if request.items.iter().any(|line| line.quantity > 5) {
-                    return Err(ServiceError::declared("OUT_OF_STOCK", "only 5 units of each product"));
-                }
-                Ok(Reservation {
-                    reservation_id: format!("res-{}", request.order_id.0),
-                    order_id: request.order_id,
-                    items: request.items,
-                })
-            }
-        })
-        .handle::<inventory::Release, _, _>(|_ctx, request: ReleaseStock| async move {
-            Ok(StockReleased {
-                order_id: request.order_id,
-                released: true,
-            })
-        })
-        .handle::<inventory::Stock, _, _>(|_ctx, request: GetStock| async move {
-            Ok(StockLevel {
-                sku: request.sku,
-                available: 5,
-                reserved: 0,
-            })
-        })
-        .build()
-        .unwrap()
+    let config = ServiceConfig {
+        instance_id: "inv-cli".to_owned(),
+        registration: Some(RegistrationConfig {
+            heartbeat_interval: Duration::from_millis(200),
+            ttl: Duration::from_secs(5),
+            ..RegistrationConfig::default()
+        }),
+        ..ServiceConfig::default()
+    };
+    five_of_each_inventory(config, handled)
 }
 
 /// Runs `service` until cancelled, once the registry lists it as a live instance.
@@ -300,7 +228,7 @@ async fn start_service(
 #[tokio::test]
 async fn request_and_publish_validate_before_sending() {
     tests::init_tracing();
-    let (server, registry, client) = shop_bus().await;
+    let (server, registry, client) = shop_bus().await.unwrap();
     let url = server.url();
     let handled = Arc::new(AtomicUsize::new(0));
     let (shutdown, task) = start_service(&server, &client, inventory_service(Arc::clone(&handled))).await;
@@ -545,7 +473,7 @@ async fn request_and_publish_validate_before_sending() {
 #[tokio::test]
 async fn contract_check_asks_the_registry() {
     tests::init_tracing();
-    let (server, registry, _client) = shop_bus().await;
+    let (server, registry, _client) = shop_bus().await.unwrap();
     let against = server.url();
     let inventory_file = catalog_dir().join("inventory.v1.json");
     let inventory_path = inventory_file.to_str().unwrap();

@@ -19,11 +19,11 @@ use std::time::{Duration, Instant};
 use contracts::registry_api::{GetRequest, HeartbeatRequest, RegisterRequest};
 use contracts::{ContractId, ServiceName, shop};
 use futures::FutureExt as _;
-use registry::http::{HttpConfig, HttpState, Via, router, serve_http};
+use registry::http::{HttpConfig, HttpState, Via};
 use registry::server::Registry;
 use registry::store::MemoryStore;
 use serde_json::{Value, json};
-use tests::registry::test_options;
+use tests::registry::{SHOP_OWNER_TOKEN, serve_http_on_loopback, shop_document, test_options};
 use tokio_util::sync::CancellationToken;
 
 /// Where Debian's `chromium` and `chromium-driver` packages put the browser
@@ -50,7 +50,7 @@ async fn the_web_page_works_in_a_headless_browser() {
     for document in shop::contracts().unwrap() {
         let request = RegisterRequest {
             document: document.to_value(),
-            owner_token: Some("shop-team".to_owned()),
+            owner_token: Some(SHOP_OWNER_TOKEN.to_owned()),
         };
         registry.register(&request, Via::Http).await.unwrap();
     }
@@ -73,10 +73,8 @@ async fn the_web_page_works_in_a_headless_browser() {
         registry.catalog().heartbeat(&beat, Instant::now(), false).unwrap();
     }
     let shutdown = CancellationToken::new();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
     let state = HttpState::new(Arc::clone(&registry), HttpConfig::default());
-    let server = tokio::spawn(serve_http(listener, router(state), shutdown.clone()));
+    let (base, server) = serve_http_on_loopback(state, shutdown.clone()).await.unwrap();
 
     let started = Instant::now();
     let driver = ChromeDriver::start(&chromedriver, &artifacts.join("chromedriver.log")).await;
@@ -187,17 +185,12 @@ async fn walk_through(registry: &Registry, browser: &Session, base: &str, artifa
 
     // A compatible new version: the service page links it to a diff with
     // the version before, judged by the compatibility checker.
-    let mut update = shop::contracts()
-        .unwrap()
-        .into_iter()
-        .find(|document| document.service.as_str() == "inventory")
-        .unwrap()
-        .to_value();
+    let mut update = shop_document("inventory").unwrap();
     update["version"] = json!("1.1.0");
     update["$defs"]["ReserveStock"]["properties"]["note"] = json!({"type": "string", "description": "Optional."});
     let request = RegisterRequest {
         document: update,
-        owner_token: Some("shop-team".to_owned()),
+        owner_token: Some(SHOP_OWNER_TOKEN.to_owned()),
     };
     registry.register(&request, Via::Http).await.unwrap();
     browser.goto(&format!("{base}/services/inventory")).await;

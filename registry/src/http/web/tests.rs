@@ -6,50 +6,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
-use axum::body::Body;
-use axum::http::{Request, StatusCode, header};
+use axum::http::{StatusCode, header};
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
-use contracts::registry_api::{GraphEdge, GraphNode, GraphResponse, HeartbeatRequest, RegisterRequest};
-use contracts::{ContractId, ServiceName, Version, shop};
+use contracts::registry_api::{GraphEdge, GraphNode, GraphResponse, HeartbeatRequest};
+use contracts::{ContractId, ServiceName, Version};
 
+use super::super::test_support::{self, register, shop_document, shop_registry};
 use super::super::{HttpConfig, HttpState, router};
-use crate::server::{Registry, RegistryOptions};
-use crate::store::MemoryStore;
-
-const OWNER: &str = "shop-team";
-
-fn shop_document(service: &str) -> Value {
-    shop::contracts()
-        .unwrap()
-        .into_iter()
-        .find(|document| document.service.as_str() == service)
-        .unwrap()
-        .to_value()
-}
-
-async fn shop_registry() -> Arc<Registry> {
-    let registry = Registry::open(Arc::new(MemoryStore::new()), RegistryOptions::default())
-        .await
-        .unwrap();
-    for document in shop::contracts().unwrap() {
-        register(&registry, document.to_value()).await;
-    }
-    Arc::new(registry)
-}
-
-async fn register(registry: &Registry, document: Value) {
-    let request = RegisterRequest {
-        document,
-        owner_token: Some(OWNER.to_owned()),
-    };
-    let (_, created) = registry
-        .register(&request, crate::metrics::Via::Http)
-        .await
-        .unwrap_or_else(|refusal| panic!("refused: {refusal:?}"));
-    assert!(created);
-}
+use crate::server::Registry;
 
 fn web(registry: &Arc<Registry>) -> Router {
     router(HttpState::new(Arc::clone(registry), HttpConfig::default()))
@@ -73,11 +38,7 @@ impl Page {
     }
 
     fn header(&self, name: header::HeaderName) -> &str {
-        self.headers
-            .get(&name)
-            .unwrap_or_else(|| panic!("no {name} in {:?}", self.headers))
-            .to_str()
-            .unwrap()
+        test_support::header(&self.headers, name)
     }
 
     /// How many rows the catalogue table lists.
@@ -87,18 +48,11 @@ impl Page {
 }
 
 async fn get(api: &Router, uri: &str) -> Page {
-    let response = api
-        .clone()
-        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+    let reply = test_support::get(api, uri).await;
     Page {
-        status,
-        headers,
-        text: String::from_utf8(body.to_vec()).unwrap(),
+        status: reply.status,
+        text: String::from_utf8(reply.body.to_vec()).unwrap(),
+        headers: reply.headers,
     }
 }
 
