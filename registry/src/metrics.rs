@@ -50,6 +50,11 @@ struct RequestLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VerbLabels {
+    verb: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RegistrationLabels {
     via: &'static str,
     outcome: &'static str,
@@ -80,6 +85,10 @@ pub struct Metrics {
     instances: Gauge,
     healthy: Gauge,
     drifting: Gauge,
+    expired: Counter,
+    nats_requests: Family<VerbLabels, Counter>,
+    nats_errors: Family<VerbLabels, Counter>,
+    nats_seconds: Family<VerbLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -134,6 +143,31 @@ impl Default for Metrics {
             "instances_drifting",
             "Live instances serving a contract that matches no registered version",
         );
+        let expired = Counter::default();
+        registry.register(
+            "instances_expired",
+            "Instances dropped after missing their heartbeats",
+            expired.clone(),
+        );
+        let nats_requests = Family::<VerbLabels, Counter>::default();
+        registry.register(
+            "nats_requests",
+            "Requests this instance answered on soa.registry.v1.<verb>, by verb",
+            nats_requests.clone(),
+        );
+        let nats_errors = Family::<VerbLabels, Counter>::default();
+        registry.register(
+            "nats_errors",
+            "Requests on soa.registry.v1.<verb> answered with an error, by verb",
+            nats_errors.clone(),
+        );
+        let nats_seconds = Family::<VerbLabels, Counter<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register_with_unit(
+            "nats_processing",
+            "Time spent answering soa.registry.v1.<verb>, by verb (divide by the requests for the mean latency)",
+            prometheus_client::registry::Unit::Seconds,
+            nats_seconds.clone(),
+        );
         Self {
             registry,
             requests,
@@ -145,6 +179,10 @@ impl Default for Metrics {
             instances,
             healthy,
             drifting,
+            expired,
+            nats_requests,
+            nats_errors,
+            nats_seconds,
         }
     }
 }
@@ -185,6 +223,33 @@ impl Metrics {
         };
         self.requests.get_or_create(&labels).inc();
         self.latency.get_or_create(&labels).observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts instances dropped for missing their heartbeats.
+    pub fn record_expired(&self, count: usize) {
+        self.expired.inc_by(u64::try_from(count).unwrap_or(u64::MAX));
+    }
+
+    /// Brings the per-verb NATS counters up to the registry service's own
+    /// `$SRV.STATS` counters, which the runtime keeps per operation.
+    pub fn observe_nats(&self, stats: &bus_services::runtime::micro::StatsResponse) {
+        for endpoint in &stats.endpoints {
+            let labels = VerbLabels {
+                verb: endpoint.name.clone(),
+            };
+            let catch_up = |counter: &Counter, total: u64| {
+                counter.inc_by(total.saturating_sub(counter.get()));
+            };
+            catch_up(&self.nats_requests.get_or_create(&labels), endpoint.num_requests);
+            catch_up(&self.nats_errors.get_or_create(&labels), endpoint.num_errors);
+            #[allow(clippy::cast_precision_loss, reason = "nanoseconds to seconds, for a metric")]
+            let seconds = endpoint.processing_time as f64 / 1e9;
+            let counter = self.nats_seconds.get_or_create(&labels);
+            let behind = seconds - counter.get();
+            if behind > 0.0 {
+                counter.inc_by(behind);
+            }
+        }
     }
 
     /// The metrics in the OpenMetrics text format ([`CONTENT_TYPE`]), with

@@ -91,6 +91,22 @@ pub struct Registry {
     metrics: Arc<Metrics>,
     /// Where changes are announced, once the registry runs on NATS.
     announcer: OnceLock<Announcer>,
+    /// The registry's own service on the runtime while it runs: its
+    /// per-verb counters feed the metrics. Cleared when the run ends (or is
+    /// dropped), since the service's handlers hold the registry: keeping it
+    /// longer would keep the registry, and its store, alive for good.
+    service: std::sync::Mutex<Option<Service>>,
+}
+
+/// Forgets the registry's service when a run ends, however it ends.
+struct ForgetService<'a>(&'a Registry);
+
+impl Drop for ForgetService<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut service) = self.0.service.lock() {
+            service.take();
+        }
+    }
 }
 
 impl std::fmt::Debug for Registry {
@@ -135,6 +151,7 @@ impl Registry {
             load_time,
             metrics: Arc::new(Metrics::default()),
             announcer: OnceLock::new(),
+            service: std::sync::Mutex::new(None),
         })
     }
 
@@ -151,6 +168,20 @@ impl Registry {
     /// The registry's metrics.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// The metrics in the OpenMetrics text format, with the NATS API's
+    /// per-verb counters brought up to date.
+    pub fn metrics_text(&self) -> Result<String, std::fmt::Error> {
+        let stats = self
+            .service
+            .lock()
+            .ok()
+            .and_then(|service| service.as_ref().map(Service::stats));
+        if let Some(stats) = stats {
+            self.metrics.observe_nats(&stats);
+        }
+        self.metrics.encode(&self.catalog, Instant::now())
     }
 
     /// Registers `request` (received through `via`): every rule, then the
@@ -268,6 +299,10 @@ impl Registry {
             tasks.spawn(observe_beats(Arc::clone(&registry), beats, leaves, background.clone()));
         }
         let service = build_service(&registry, contract, &nats)?;
+        if let Ok(mut running) = registry.service.lock() {
+            *running = Some(service.clone());
+        }
+        let _forget = ForgetService(&registry);
         let result = service.run(nats, shutdown).await;
         background.cancel();
         while tasks.join_next().await.is_some() {}
@@ -465,6 +500,7 @@ async fn expire_instances(registry: Arc<Registry>, nats: async_nats::Client, sto
             );
         }
         holding = report.held_back > 0;
+        registry.metrics.record_expired(report.expired.len());
         for (instance_id, contract, digest) in report.expired {
             tracing::info!(instance = %instance_id, %contract, "An instance missed its heartbeats and expired.");
             announce

@@ -10,7 +10,7 @@ use contracts::registry_api::{
     ResolveRequest, ResolveResponse, SearchRequest, SearchResponse, ServiceSummary, VersionInfo, VersionsRequest,
     VersionsResponse,
 };
-use contracts::{ContractId, ErrorBody, ErrorCode, ServiceName};
+use contracts::{ContractDocument, ContractId, ErrorBody, ErrorCode, ServiceName};
 
 use super::rules::reference_of;
 use super::{Catalog, HeartbeatOutcome};
@@ -71,6 +71,15 @@ impl Catalog {
             )));
         };
         Ok(std::sync::Arc::clone(stored))
+    }
+
+    /// The latest version of each major of every service, as documents.
+    pub fn head_documents(&self) -> Result<Vec<ContractDocument>, ErrorBody> {
+        self.service_names()
+            .iter()
+            .flat_map(|service| self.heads(service))
+            .map(|head| head.document())
+            .collect()
     }
 
     /// Every version of a service, oldest first.

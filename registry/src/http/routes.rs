@@ -24,7 +24,7 @@ use contracts::registry_api::{
     ConsumersRequest, GetRequest, GraphRequest, InstancesRequest, ListRequest, RegisterRequest, ResolveRequest,
     SearchRequest, VersionsRequest,
 };
-use contracts::{ErrorBody, ErrorCode, Limits, MemberName, ServiceName, SubjectPattern, Version};
+use contracts::{ContractDocument, ErrorBody, ErrorCode, Limits, MemberName, ServiceName, SubjectPattern, Version};
 
 use super::error::{ApiBody, ApiError, ApiPath, ApiQuery};
 use super::openapi::components;
@@ -47,6 +47,8 @@ fn api_router() -> OpenApiRouter<HttpState> {
         .routes(routes!(search))
         .routes(routes!(consumers))
         .routes(routes!(graph))
+        .routes(routes!(asyncapi_system))
+        .routes(routes!(asyncapi_service))
         .routes(routes!(check_compatibility))
         .routes(routes!(health))
         .routes(routes!(metrics_text))
@@ -658,6 +660,79 @@ async fn graph(State(state): State<HttpState>, ApiQuery(query): ApiQuery<GraphQu
     }
 }
 
+/// The AsyncAPI 3.0 document of one service: its latest version (or the
+/// latest of `?major=`), with the contracts it consumes, calls and refers to.
+#[utoipa::path(
+    get,
+    path = "/v1/asyncapi/{name}",
+    tag = "dependencies",
+    operation_id = "asyncapi_service",
+    params(
+        ("name" = String, Path, description = "The service name"),
+        ("major" = Option<String>, Query, description = "The latest of this major instead of the latest"),
+    ),
+    responses(
+        (status = 200, description = "An AsyncAPI 3.0.0 document", body = Object),
+        (status = 304, description = "Not modified since the ETag in `If-None-Match`"),
+        (status = 400, description = "The name is not a service name", body = components::ErrorBody),
+        (status = 404, description = "No such service or major", body = components::ErrorBody),
+    )
+)]
+async fn asyncapi_service(
+    State(state): State<HttpState>,
+    ApiPath(name): ApiPath<String>,
+    ApiQuery(query): ApiQuery<MajorQuery>,
+) -> Result<Response, ApiError> {
+    let catalog = state.inner.registry.catalog();
+    let document = catalog
+        .get(&GetRequest {
+            service: service_name(&name)?,
+            version: None,
+            major: number("major", query.major)?,
+        })?
+        .document;
+    // A dependency the registry does not hold is named in the document's warnings.
+    let dependencies: Vec<ContractDocument> = crate::export::asyncapi::dependencies_of(&document)
+        .into_iter()
+        .filter_map(|dependency| {
+            catalog
+                .get(&GetRequest {
+                    service: dependency.service,
+                    version: None,
+                    major: Some(dependency.major),
+                })
+                .ok()
+                .map(|found| found.document)
+        })
+        .collect();
+    let options = crate::export::asyncapi::ExportOptions::default();
+    Ok(Json(crate::export::asyncapi::service_document(
+        &document,
+        &dependencies,
+        &options,
+    ))
+    .into_response())
+}
+
+/// The AsyncAPI 3.0 document of the whole system: every service's latest
+/// version of each major.
+#[utoipa::path(
+    get,
+    path = "/v1/asyncapi",
+    tag = "dependencies",
+    operation_id = "asyncapi_system",
+    responses(
+        (status = 200, description = "An AsyncAPI 3.0.0 document", body = Object),
+        (status = 304, description = "Not modified since the ETag in `If-None-Match`"),
+    )
+)]
+async fn asyncapi_system(State(state): State<HttpState>) -> Result<Response, ApiError> {
+    let catalog = state.inner.registry.catalog();
+    let documents = catalog.head_documents()?;
+    let options = crate::export::asyncapi::ExportOptions::default();
+    Ok(Json(crate::export::asyncapi::system_document(&documents, &options)).into_response())
+}
+
 fn text(body: String, content_type: &'static str) -> Response {
     ([(CONTENT_TYPE, HeaderValue::from_static(content_type))], body).into_response()
 }
@@ -715,8 +790,9 @@ async fn health(State(state): State<HttpState>) -> Response {
 )]
 async fn metrics_text(State(state): State<HttpState>) -> Result<Response, ApiError> {
     let text = state
-        .metrics()
-        .encode(state.inner.registry.catalog(), Instant::now())
+        .inner
+        .registry
+        .metrics_text()
         .map_err(|_| ApiError::from(ErrorBody::new(ErrorCode::Internal, "the metrics could not be encoded")))?;
     Ok(([(CONTENT_TYPE, HeaderValue::from_static(metrics::CONTENT_TYPE))], text).into_response())
 }

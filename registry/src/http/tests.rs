@@ -650,6 +650,8 @@ async fn every_read_has_an_etag_and_answers_revalidation_with_304() {
         "/v1/search?tag=shop",
         "/v1/events/orders/placed/consumers",
         "/v1/graph",
+        "/v1/asyncapi",
+        "/v1/asyncapi/orders",
         "/openapi.json",
     ] {
         let first = get(&api, uri).await;
@@ -779,6 +781,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/search"),
     ("get", "/v1/events/{service}/{event}/consumers"),
     ("get", "/v1/graph"),
+    ("get", "/v1/asyncapi"),
+    ("get", "/v1/asyncapi/{name}"),
     ("post", "/v1/compatibility/{name}"),
     ("get", "/healthz"),
     ("get", "/metrics"),
@@ -935,4 +939,23 @@ async fn graceful_shutdown_stops_the_server() {
         .unwrap()
         .unwrap()
         .unwrap();
+}
+
+#[tokio::test]
+async fn asyncapi_documents_of_a_service_and_of_the_system_are_valid() {
+    let api = shop_api().await;
+    for uri in ["/v1/asyncapi/inventory", "/v1/asyncapi/orders?major=1", "/v1/asyncapi"] {
+        let reply = get(&api, uri).await;
+        assert_eq!(reply.status, StatusCode::OK, "{uri}");
+        let document = reply.json();
+        assert_eq!(document["asyncapi"], "3.0.0", "{uri}");
+        crate::export::asyncapi::validate(&document).unwrap_or_else(|problems| panic!("{uri}: {problems:#?}"));
+    }
+    let inventory = get(&api, "/v1/asyncapi/inventory").await.json();
+    assert!(
+        inventory["operations"].as_object().unwrap().contains_key("reserve"),
+        "{inventory:#}"
+    );
+    assert_eq!(get(&api, "/v1/asyncapi/teleporter").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(get(&api, "/v1/asyncapi/Bad_Name").await.status, StatusCode::BAD_REQUEST);
 }

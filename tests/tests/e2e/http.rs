@@ -140,6 +140,13 @@ async fn the_http_api_serves_the_same_catalogue_as_nats_on_a_real_port() {
         "{metrics}"
     );
     assert!(metrics.contains("soa_registry_versions 5"), "{metrics}");
+    // The NATS API's requests are counted per verb (the set-up asked `list`).
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line.starts_with(r#"soa_registry_nats_requests_total{verb="list"}"#)),
+        "{metrics}"
+    );
     let unknown = client.get(format!("{base}/v2/anything")).send().await.unwrap();
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
     let body: Value = unknown.json().await.unwrap();
