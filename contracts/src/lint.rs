@@ -220,9 +220,14 @@ pub fn lint(document: &ContractDocument, text: Option<&str>, external: &SchemaSe
 /// Compiles every message and checks every declared example (the standard
 /// `examples` keyword of a message schema or a shared definition).
 fn lint_compiled(document: &ContractDocument, context: &CompileContext, add: &mut impl FnMut(Rule, String, String)) {
-    for (key, _) in document.messages() {
-        if let Err(problem) = context.compile_message(document, &key) {
-            add(Rule::SchemaCompile, problem.pointer, problem.message);
+    // Every message in one build first (the common case: they all compile);
+    // one by one only to say which failed.
+    let pointers: Vec<String> = document.messages().map(|(key, _)| key.pointer()).collect();
+    if context.compile_all(&pointers).is_err() {
+        for (key, _) in document.messages() {
+            if let Err(problem) = context.compile_message(document, &key) {
+                add(Rule::SchemaCompile, problem.pointer, problem.message);
+            }
         }
     }
     for (pointer, schema) in schema_roots(context.resource()) {
