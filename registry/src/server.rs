@@ -188,7 +188,7 @@ impl Registry {
     /// store, then the catalogue; counts the outcome and, once the registry
     /// runs on NATS, announces a new version. Returns the reply (and whether
     /// the version is new) or the refusal.
-    pub async fn register(&self, request: &RegisterRequest, via: Via) -> Result<(RegisterResponse, bool), ErrorBody> {
+    pub async fn register(&self, request: RegisterRequest, via: Via) -> Result<(RegisterResponse, bool), ErrorBody> {
         let outcome = self.register_quietly(request).await;
         self.metrics.record_registration(via, &outcome);
         if let (Ok((response, true)), Some(announcer)) = (&outcome, self.announcer.get()) {
@@ -199,7 +199,7 @@ impl Registry {
         outcome
     }
 
-    async fn register_quietly(&self, request: &RegisterRequest) -> Result<(RegisterResponse, bool), ErrorBody> {
+    async fn register_quietly(&self, request: RegisterRequest) -> Result<(RegisterResponse, bool), ErrorBody> {
         let service = request
             .document
             .get("service")
@@ -215,7 +215,7 @@ impl Registry {
         // off the runtime's threads, so registrations of different services
         // use every core and other requests are not held up.
         let catalog = Arc::clone(&self.catalog);
-        let (document, owner_token) = (request.document.clone(), request.owner_token.clone());
+        let RegisterRequest { document, owner_token } = request;
         let registration = tokio::task::spawn_blocking(move || {
             catalog.prepare_registration(&document, owner_token.as_deref(), now_ms())
         })
@@ -323,7 +323,7 @@ fn build_service(
         .handle::<ops::Register, _, _>(move |_: Context, request: RegisterRequest| {
             let state = Arc::clone(&state);
             async move {
-                let (response, _) = state.register(&request, Via::Nats).await.map_err(ServiceError::from)?;
+                let (response, _) = state.register(request, Via::Nats).await.map_err(ServiceError::from)?;
                 Ok(response)
             }
         });

@@ -63,7 +63,7 @@ async fn run() -> Result<(), BoxError> {
                 owner_token: None,
             };
             let (_, created) = registry
-                .register(&request, Via::Http)
+                .register(request, Via::Http)
                 .await
                 .map_err(|err| format!("{}: {err}", service_name(index)))?;
             assert!(created);

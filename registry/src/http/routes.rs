@@ -425,7 +425,7 @@ async fn register(
         document: read_document(&body)?,
         owner_token: owner_token(&headers)?,
     };
-    let outcome = state.inner.registry.register(&request, Via::Http).await;
+    let outcome = state.inner.registry.register(request, Via::Http).await;
     let (response, created) = outcome.map_err(|refusal| {
         let status = refusal.code.status();
         let error = ApiError::from(refusal);

@@ -50,7 +50,7 @@ pub(crate) async fn register(registry: &Registry, document: Value) {
         owner_token: Some(OWNER.to_owned()),
     };
     let (_, created) = registry
-        .register(&request, Via::Nats)
+        .register(request, Via::Nats)
         .await
         .unwrap_or_else(|refusal| panic!("refused: {refusal:?}"));
     assert!(created);

@@ -52,7 +52,7 @@ async fn the_web_page_works_in_a_headless_browser() {
             document: document.to_value(),
             owner_token: Some(SHOP_OWNER_TOKEN.to_owned()),
         };
-        registry.register(&request, Via::Http).await.unwrap();
+        registry.register(request, Via::Http).await.unwrap();
     }
     let digest = registry
         .catalog()
@@ -192,7 +192,7 @@ async fn walk_through(registry: &Registry, browser: &Session, base: &str, artifa
         document: update,
         owner_token: Some(SHOP_OWNER_TOKEN.to_owned()),
     };
-    registry.register(&request, Via::Http).await.unwrap();
+    registry.register(request, Via::Http).await.unwrap();
     browser.goto(&format!("{base}/services/inventory")).await;
     let diff_link = browser
         .wait_for(r#"#versions a[href="/services/inventory/diff?from=1.0.0&to=1.1.0"]"#)
