@@ -49,9 +49,9 @@ use futures::{StreamExt, stream};
 use registry::catalog::{Catalog, EvictionGuard, Registration, now_ms};
 use registry::server::Registry;
 use registry::store::{EmbeddedStore, Store};
-use serde_json::{Value, json};
 use tests::NatsServer;
 use tests::registry::{RunningRegistry, registry_client, test_options};
+use tests::synthetic::{SyntheticCatalog, service_name, subject};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -62,7 +62,7 @@ const LATENCY_CALLS: usize = 5_000;
 /// How long each throughput measurement runs.
 const THROUGHPUT_WINDOW: Duration = Duration::from_secs(3);
 /// The operation every resolve looks up.
-const RESOLVED_MEMBER: &str = "reserve";
+const RESOLVED_MEMBER: &str = tests::synthetic::CHANGED_OPERATION;
 
 /// Set on the child process that measures a restart: the store's file...
 const RESTART_FILE_ENV: &str = "SOA_BENCH_RESTART_FILE";
@@ -122,7 +122,7 @@ async fn run() -> Result<(), BoxError> {
         scale.registrations(),
         scale.instances
     );
-    let documents = Documents::new()?;
+    let documents = SyntheticCatalog::new()?;
     probe(&documents, scale.versions)?;
 
     let server = NatsServer::start().await?;
@@ -288,65 +288,13 @@ async fn run() -> Result<(), BoxError> {
     Ok(())
 }
 
-/// The synthetic contract documents, made on demand from one base.
-struct Documents {
-    base: Value,
-}
-
-impl Documents {
-    fn new() -> Result<Self, BoxError> {
-        let mut base = contracts::shop::inventory::contract()?.to_value();
-        let object = base.as_object_mut().expect("a document is an object");
-        object.remove("consumes");
-        object.remove("calls");
-        Ok(Self { base })
-    }
-
-    /// Version `1.<minor>.0` of service number `index`.
-    fn document(&self, index: usize, minor: usize) -> Value {
-        let service = service_name(index);
-        let mut document = self.base.clone();
-        document["service"] = json!(service);
-        document["version"] = json!(version_of(minor));
-        for members in ["operations", "events"] {
-            if let Some(members) = document[members].as_object_mut() {
-                for (name, member) in members.iter_mut() {
-                    member["subject"] = json!(subject(&service, name));
-                }
-            }
-        }
-        if minor > 0 {
-            // Compatible changes: a new description and optional request fields.
-            document["operations"][RESOLVED_MEMBER]["description"] =
-                json!(format!("Reserve stock for an order (revision {minor})"));
-            let properties = &mut document["$defs"]["ReserveStock"]["properties"];
-            for field in 1..=minor {
-                properties[format!("hint_{field}")] = json!({
-                    "type": "string",
-                    "maxLength": 64,
-                    "description": format!("A free-form hint for the warehouse, added in 1.{field}.0."),
-                });
-            }
-        }
-        document
-    }
-}
-
-fn service_name(index: usize) -> String {
-    format!("svc-{index:05}")
-}
-
 fn version_of(minor: usize) -> String {
     format!("1.{minor}.0")
 }
 
-fn subject(service: &str, member: &str) -> String {
-    format!("bench.{service}.v1.{member}")
-}
-
 /// Registers every version of one service in a catalogue of its own, so a
 /// document the rules refuse stops the bench before the load.
-fn probe(documents: &Documents, versions: usize) -> Result<(), BoxError> {
+fn probe(documents: &SyntheticCatalog, versions: usize) -> Result<(), BoxError> {
     let catalog = Catalog::new(false, EvictionGuard::default());
     for minor in 0..versions {
         let document = documents.document(0, minor);
@@ -378,7 +326,7 @@ fn probe(documents: &Documents, versions: usize) -> Result<(), BoxError> {
 /// Registers version `1.<minor>.0` of every service over NATS; returns the digests by service.
 async fn register_version(
     client: &ServiceClient,
-    documents: &Documents,
+    documents: &SyntheticCatalog,
     services: usize,
     minor: usize,
 ) -> Result<Vec<String>, BoxError> {
@@ -635,7 +583,7 @@ struct Baseline {
 /// The registrations of the NATS load done in-process: the rules, the
 /// embedded store (a fresh file) and the catalogue, as `Registry::register`
 /// does them, `IN_FLIGHT` at a time on spawned tasks.
-async fn in_process_baseline(documents: &Documents, scale: Scale) -> Result<Baseline, BoxError> {
+async fn in_process_baseline(documents: &SyntheticCatalog, scale: Scale) -> Result<Baseline, BoxError> {
     let dir = tempfile::tempdir()?;
     let store = Arc::new(EmbeddedStore::open(&dir.path().join("baseline.redb"))?);
     let catalog = Arc::new(Catalog::new(false, EvictionGuard::default()));
