@@ -23,7 +23,7 @@ use futures::StreamExt;
 
 use crate::catalog::{Catalog, EvictionGuard, Registration, now_ms};
 use crate::metrics::{Metrics, Via};
-use crate::store::{ContractRecord, Store, StoreError};
+use crate::store::{ContractRecord, Inserted, Store, StoreError};
 
 /// How the registry runs, beyond its store.
 #[derive(Debug, Clone)]
@@ -228,9 +228,11 @@ impl Registry {
         match registration {
             Registration::AlreadyStored(response) => Ok((response, false)),
             Registration::New { record, response } => {
-                self.store.insert((*record).clone()).await.map_err(store_error_body)?;
+                let inserted = self.store.insert((*record).clone()).await.map_err(store_error_body)?;
                 self.accept(*record);
-                Ok((response, true))
+                // Another replica may have stored the same record a moment before.
+                let created = inserted == Inserted::Created;
+                Ok((RegisterResponse { created, ..response }, created))
             }
         }
     }
