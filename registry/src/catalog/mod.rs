@@ -78,6 +78,9 @@ pub struct Catalog {
     tags: DashMap<String, BTreeSet<ServiceName>>,
     /// Event → the services whose heads consume it.
     consumers: DashMap<MemberKey, BTreeSet<ServiceName>>,
+    /// Producer major → the services whose heads consume any of its events,
+    /// so a registration finds its consumers without scanning every event.
+    consumed_majors: DashMap<(ServiceName, u64), BTreeSet<ServiceName>>,
     /// Operation → the services whose heads call it.
     callers: DashMap<MemberKey, BTreeSet<ServiceName>>,
     /// Property name in any message schema → services.
@@ -105,6 +108,7 @@ impl Catalog {
             subjects: DashMap::new(),
             tags: DashMap::new(),
             consumers: DashMap::new(),
+            consumed_majors: DashMap::new(),
             callers: DashMap::new(),
             fields: DashMap::new(),
             contributions: DashMap::new(),
@@ -224,6 +228,7 @@ impl Catalog {
             }
             remove_from(&self.tags, &old.tags, service);
             remove_from(&self.consumers, &old.consumes, service);
+            remove_from(&self.consumed_majors, &majors_of(&old.consumes), service);
             remove_from(&self.callers, &old.calls, service);
             remove_from(&self.fields, &old.fields, service);
         }
@@ -255,6 +260,9 @@ impl Catalog {
             for key in keys {
                 index.entry(key.clone()).or_default().insert(service.clone());
             }
+        }
+        for key in majors_of(&contribution.consumes) {
+            self.consumed_majors.entry(key).or_default().insert(service.clone());
         }
         self.contributions.insert(service.clone(), contribution);
     }
@@ -336,13 +344,11 @@ impl Catalog {
     /// The latest heads of the services that consume an event of `producer`
     /// (any event of the given major).
     pub(crate) fn consumers_of_major(&self, producer: &ServiceName, major: u64) -> Vec<ContractDocument> {
-        let mut services = BTreeSet::new();
-        for entry in &self.consumers {
-            let (service, entry_major, _) = entry.key();
-            if service == producer && *entry_major == major {
-                services.extend(entry.value().iter().cloned());
-            }
-        }
+        let mut services = self
+            .consumed_majors
+            .get(&(producer.clone(), major))
+            .map(|services| services.clone())
+            .unwrap_or_default();
         services.remove(producer);
         services
             .iter()
@@ -350,6 +356,15 @@ impl Catalog {
             .filter_map(|stored| stored.document().ok())
             .collect()
     }
+}
+
+/// The producer majors of consumed events.
+fn majors_of(consumes: &[MemberKey]) -> Vec<(ServiceName, u64)> {
+    let majors: BTreeSet<(ServiceName, u64)> = consumes
+        .iter()
+        .map(|(service, major, _)| (service.clone(), *major))
+        .collect();
+    majors.into_iter().collect()
 }
 
 fn remove_from<K: std::hash::Hash + Eq + Clone>(
