@@ -22,6 +22,7 @@ pub mod schema_walk;
 pub mod shop;
 pub mod subjects;
 pub mod validate;
+pub mod workflow;
 
 pub use cache::ValidatorCache;
 pub use document::{CompatibilityPolicy, ContractDocument, Event, MessageKey, Operation};
