@@ -16,6 +16,7 @@ pub mod locate;
 pub mod names;
 pub mod operation;
 pub mod parse;
+pub mod orchestrator_api;
 pub mod registry_api;
 pub mod schema;
 pub mod schema_walk;
