@@ -155,55 +155,151 @@ impl ContractDocument {
     /// against the contract meta-schema and the typed model. `text`, when
     /// given, is the value's source and is used to give line and column.
     pub fn from_json_value(source_name: &str, value: &Value, text: Option<&str>) -> Result<Self, DocumentError> {
-        let invalid = |problems| DocumentError::Invalid {
-            source_name: source_name.to_owned(),
-            problems,
-        };
-        let place = |pointer: &str| text.map(|text| locate_nearest(text, pointer));
-        let meta = meta_validator().map_err(|message| {
-            invalid(vec![Problem {
-                pointer: String::new(),
-                position: None,
-                message,
-            }])
-        })?;
-        if !meta.is_valid(value) {
-            let mut problems: Vec<Problem> = Vec::new();
-            for error in meta.iter_errors(value) {
-                let pointer = error.instance_path().as_str().to_owned();
-                if let jsonschema::error::ValidationErrorKind::AdditionalProperties { unexpected } = error.kind() {
-                    // Point at each unknown field itself rather than the object holding it.
-                    for field in unexpected {
-                        let field_pointer = format!("{pointer}/{}", escape_pointer(field));
-                        problems.push(Problem {
-                            position: place(&field_pointer),
-                            pointer: field_pointer,
-                            message: format!("unknown field {field:?}; see the contract format in contracts/schema/contract.schema.json"),
-                        });
-                    }
-                    continue;
-                }
-                problems.push(Problem {
-                    position: place(&pointer),
-                    pointer,
-                    message: shorten(error.to_string()),
-                });
-            }
-            problems.sort_by(|a, b| a.position.cmp(&b.position).then(a.pointer.cmp(&b.pointer)));
-            problems.dedup();
-            return Err(invalid(problems));
-        }
-        let document: ContractDocument = serde_path_to_error::deserialize(value).map_err(|err| {
-            let pointer = path_to_pointer(err.path());
-            let message = err.into_inner().to_string();
-            invalid(vec![Problem {
-                position: place(&pointer),
-                pointer,
-                message,
-            }])
-        })?;
-        Ok(document)
+        read_checked(source_name, value, text, meta_validator())
     }
+}
+
+/// A shipped JSON Schema that documents of one format are checked against
+/// before the typed model reads them.
+pub(crate) struct MetaSchema {
+    /// The schema itself: the descriptions of failing keywords' schemas make
+    /// the messages readable.
+    schema: Value,
+    validator: jsonschema::Validator,
+    /// Where a reader learns the format, for messages: "the contract format
+    /// in contracts/schema/contract.schema.json".
+    format: &'static str,
+}
+
+impl MetaSchema {
+    /// Compiles a shipped meta-schema; `name` ("contract") and `format`
+    /// (where the format is described) are used in messages.
+    pub(crate) fn compile(text: &str, name: &str, format: &'static str) -> Result<Self, String> {
+        let schema: Value =
+            serde_json::from_str(text).map_err(|err| format!("the shipped {name} meta-schema is not JSON: {err}"))?;
+        let validator = jsonschema::draft202012::options()
+            .offline()
+            .with_pattern_options(jsonschema::PatternOptions::regex())
+            .build(&schema)
+            .map_err(|err| format!("the shipped {name} meta-schema does not compile: {err}"))?;
+        Ok(Self {
+            schema,
+            validator,
+            format,
+        })
+    }
+
+    /// Every way `value` breaks the meta-schema, each with its pointer and,
+    /// when `text` is given, its position; sorted by position.
+    fn problems(&self, value: &Value, text: Option<&str>) -> Vec<Problem> {
+        // The fast path: most documents are valid, and errors cost more to collect.
+        if self.validator.is_valid(value) {
+            return Vec::new();
+        }
+        let place = |pointer: &str| text.map(|text| locate_nearest(text, pointer));
+        let mut problems: Vec<Problem> = Vec::new();
+        for error in self.validator.iter_errors(value) {
+            let pointer = error.instance_path().as_str().to_owned();
+            if let jsonschema::error::ValidationErrorKind::AdditionalProperties { unexpected } = error.kind() {
+                // Point at each unknown field itself rather than the object holding it.
+                for field in unexpected {
+                    let field_pointer = format!("{pointer}/{}", escape_pointer(field));
+                    problems.push(Problem {
+                        position: place(&field_pointer),
+                        pointer: field_pointer,
+                        message: format!("unknown field {field:?}; see {}", self.format),
+                    });
+                }
+                continue;
+            }
+            problems.push(Problem {
+                position: place(&pointer),
+                message: self.describe(&error, &pointer),
+                pointer,
+            });
+        }
+        problems.sort_by(|a, b| a.position.cmp(&b.position).then(a.pointer.cmp(&b.pointer)));
+        problems.dedup();
+        problems
+    }
+
+    /// The message of one validation error, with what the schema says of
+    /// itself where the validator's own words are not enough.
+    fn describe(&self, error: &jsonschema::ValidationError<'_>, pointer: &str) -> String {
+        use jsonschema::error::ValidationErrorKind as Kind;
+        let keyword_path = error.schema_path().as_str();
+        // The schema holding the failing keyword, and its description.
+        let holder = keyword_path.rsplit_once('/').map_or("", |(holder, _)| holder);
+        let description = self
+            .schema
+            .pointer(holder)
+            .and_then(|schema| schema.get("description"))
+            .and_then(Value::as_str)
+            .map(|text| text.trim_end_matches('.'));
+        // `dependentSchemas/<field>/...`: the rule applies because <field> is given.
+        let because = keyword_path
+            .split_once("/dependentSchemas/")
+            .and_then(|(_, rest)| rest.split('/').next())
+            .map(|field| field.replace("~1", "/").replace("~0", "~"));
+        match (error.kind(), description, because) {
+            (Kind::FalseSchema, _, Some(trigger)) => {
+                let field = pointer.rsplit('/').next().unwrap_or_default();
+                format!(
+                    "{field:?} cannot be used together with {trigger:?}; see {}",
+                    self.format
+                )
+            }
+            (Kind::FalseSchema, _, None) => {
+                let field = pointer.rsplit('/').next().unwrap_or_default();
+                format!("{field:?} is not allowed here; see {}", self.format)
+            }
+            (Kind::Required { .. }, _, Some(trigger)) => {
+                format!("{} when {trigger:?} is given", shorten(error.to_string()))
+            }
+            (Kind::AnyOf { .. } | Kind::OneOfNotValid { .. }, Some(description), _) => {
+                format!("matches none of the allowed forms: {description}")
+            }
+            (Kind::Pattern { .. }, Some(description), _) => {
+                format!("{}; expected {description}", shorten(error.to_string()))
+            }
+            _ => shorten(error.to_string()),
+        }
+    }
+}
+
+/// Reads a document of one format from a parsed value: the meta-schema
+/// first (every problem with its pointer and position), then the typed
+/// model, whose errors carry the pointer of the value it refused.
+pub(crate) fn read_checked<T: serde::de::DeserializeOwned>(
+    source_name: &str,
+    value: &Value,
+    text: Option<&str>,
+    meta: Result<&MetaSchema, String>,
+) -> Result<T, DocumentError> {
+    let invalid = |problems| DocumentError::Invalid {
+        source_name: source_name.to_owned(),
+        problems,
+    };
+    let meta = meta.map_err(|message| {
+        invalid(vec![Problem {
+            pointer: String::new(),
+            position: None,
+            message,
+        }])
+    })?;
+    let problems = meta.problems(value, text);
+    if !problems.is_empty() {
+        return Err(invalid(problems));
+    }
+    serde_path_to_error::deserialize(value).map_err(|err| {
+        let pointer = path_to_pointer(err.path());
+        let message = err.into_inner().to_string();
+        invalid(vec![Problem {
+            position: text.map(|text| locate_nearest(text, &pointer)),
+            pointer,
+            message,
+        }])
+    })
 }
 
 /// Parses JSON text within the limits, with a clear error on failure.
@@ -264,16 +360,14 @@ pub fn path_to_pointer(path: &serde_path_to_error::Path) -> String {
 }
 
 /// The compiled contract meta-schema, built once.
-fn meta_validator() -> Result<&'static jsonschema::Validator, String> {
-    static META: OnceLock<Result<jsonschema::Validator, String>> = OnceLock::new();
+fn meta_validator() -> Result<&'static MetaSchema, String> {
+    static META: OnceLock<Result<MetaSchema, String>> = OnceLock::new();
     META.get_or_init(|| {
-        let schema: Value = serde_json::from_str(CONTRACT_META_SCHEMA)
-            .map_err(|err| format!("the shipped contract meta-schema is not JSON: {err}"))?;
-        jsonschema::draft202012::options()
-            .offline()
-            .with_pattern_options(jsonschema::PatternOptions::regex())
-            .build(&schema)
-            .map_err(|err| format!("the shipped contract meta-schema does not compile: {err}"))
+        MetaSchema::compile(
+            CONTRACT_META_SCHEMA,
+            "contract",
+            "the contract format in contracts/schema/contract.schema.json",
+        )
     })
     .as_ref()
     .map_err(Clone::clone)

@@ -278,7 +278,7 @@ fn resolves(resource: &Value, fragment: &str) -> bool {
 }
 
 /// Decodes `%XX` escapes in a URI fragment; anything malformed stays as is.
-fn percent_decode(text: &str) -> String {
+pub(crate) fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut index = 0;

@@ -79,7 +79,13 @@ pub struct Trigger {
 }
 
 /// One step: an id unique in the whole definition, and what it does.
+// Read through `StepFields`: serde's `flatten` into an untagged enum whose
+// variants deny unknown fields loses every precise error (all a mistake says
+// is "did not match any variant"), so the fields are read as one closed
+// struct and the kind is decided by which of `call`, `choice` and `parallel`
+// is present.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "StepFields")]
 pub struct Step {
     /// The step's id, unique across the definition; `$steps/<id>` reads its output.
     pub id: String,
@@ -89,6 +95,9 @@ pub struct Step {
 }
 
 /// What a step does.
+// Definitions hold tens of steps, read once at load: boxing the call step
+// would buy nothing and make every match on a step noisier.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum StepKind {
@@ -98,6 +107,93 @@ pub enum StepKind {
     Choice(ChoiceStep),
     /// Runs branches side by side and waits for all of them.
     Parallel(ParallelStep),
+}
+
+/// Every field any kind of step may have, as written; [`Step`] is made from
+/// it by which of `call`, `choice` and `parallel` it holds.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StepFields {
+    id: String,
+    #[serde(default)]
+    call: Option<ContractRef>,
+    #[serde(default)]
+    input: Option<Mapping>,
+    #[serde(default)]
+    timeout: Option<Interval>,
+    #[serde(default)]
+    retry: Option<RetryPolicy>,
+    #[serde(default)]
+    compensate: Option<Compensation>,
+    #[serde(default)]
+    choice: Option<Choice>,
+    #[serde(default)]
+    parallel: Option<BTreeMap<String, Vec<Step>>>,
+}
+
+impl TryFrom<StepFields> for Step {
+    type Error = String;
+
+    fn try_from(fields: StepFields) -> Result<Self, Self::Error> {
+        let StepFields {
+            id,
+            call,
+            input,
+            timeout,
+            retry,
+            compensate,
+            choice,
+            parallel,
+        } = fields;
+        let call_only = [
+            ("input", input.is_some()),
+            ("timeout", timeout.is_some()),
+            ("retry", retry.is_some()),
+            ("compensate", compensate.is_some()),
+        ];
+        let not_call = if choice.is_some() { "choice" } else { "parallel" };
+        let given: Vec<&str> = call_only
+            .iter()
+            .filter(|(_, given)| *given)
+            .map(|(name, _)| *name)
+            .collect();
+        let kind = match (call, choice, parallel) {
+            (Some(call), None, None) => {
+                let input = input.ok_or_else(|| {
+                    format!("call step {id:?} has no \"input\"; map its request, {{}} when it takes nothing")
+                })?;
+                let timeout = timeout.ok_or_else(|| {
+                    format!("call step {id:?} has no \"timeout\"; every call step needs one, such as \"2s\"")
+                })?;
+                StepKind::Call(CallStep {
+                    call,
+                    input,
+                    timeout,
+                    retry: retry.unwrap_or_default(),
+                    compensate,
+                })
+            }
+            (None, Some(_), None) | (None, None, Some(_)) if !given.is_empty() => {
+                return Err(format!(
+                    "{not_call} step {id:?} has {}, which only call steps take",
+                    given.join(", ")
+                ));
+            }
+            (None, Some(choice), None) => StepKind::Choice(ChoiceStep { choice }),
+            (None, None, Some(parallel)) => StepKind::Parallel(ParallelStep { parallel }),
+            (None, None, None) => {
+                return Err(format!(
+                    "step {id:?} does nothing; give it exactly one of \"call\", \"choice\" or \"parallel\""
+                ));
+            }
+            _ => {
+                return Err(format!(
+                    "step {id:?} has more than one of \"call\", \"choice\" and \"parallel\"; split it into several steps"
+                ));
+            }
+        };
+        Ok(Self { id, kind })
+    }
 }
 
 /// A step that calls one contract operation.
@@ -266,9 +362,9 @@ impl Interval {
     pub fn parse(text: &str) -> Result<Self, String> {
         let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
         let (digits, unit) = text.split_at(split);
-        let amount: u64 = digits
-            .parse()
-            .map_err(|_| format!("{text:?} is not a duration; write a whole number and a unit, such as 250ms, 2s or 1m"))?;
+        let amount: u64 = digits.parse().map_err(|_| {
+            format!("{text:?} is not a duration; write a whole number and a unit, such as 250ms, 2s or 1m")
+        })?;
         let duration = match unit {
             "ms" => Duration::from_millis(amount),
             "s" => Duration::from_secs(amount),
@@ -287,7 +383,7 @@ impl Interval {
 impl fmt::Display for Interval {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let millis = self.0.as_millis();
-        if millis % 1000 == 0 {
+        if millis.is_multiple_of(1000) {
             write!(f, "{}s", millis / 1000)
         } else {
             write!(f, "{millis}ms")
