@@ -8,9 +8,11 @@
 //! - [`wire`] writes and reads the soabus and NATS micro headers.
 //! - [`runtime`] builds services from contracts and calls them with typed
 //!   clients.
+//! - [`orchestrator`] runs durable workflows that call those services.
 
 pub mod connection;
 pub mod local_server;
+pub mod orchestrator;
 pub mod runtime;
 pub mod server_binary;
 pub mod wire;

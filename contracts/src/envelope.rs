@@ -17,6 +17,9 @@ pub mod headers {
     pub const MESSAGE_ID: &str = "Nats-Msg-Id";
     /// The business key that ties one flow's messages together.
     pub const CORRELATION_ID: &str = "Soa-Correlation-Id";
+    /// The caller's key for one effect: a request repeated with the same key
+    /// (a retried workflow step, say: `instance/step/attempt`) must not repeat it.
+    pub const IDEMPOTENCY_KEY: &str = "Soa-Idempotency-Key";
     /// W3C Trace Context parent.
     pub const TRACEPARENT: &str = "traceparent";
     /// W3C Trace Context vendor state.

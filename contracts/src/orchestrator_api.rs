@@ -46,7 +46,10 @@ pub enum InstanceStatus {
 impl InstanceStatus {
     /// True once the instance will never change again.
     pub fn is_final(self) -> bool {
-        matches!(self, Self::Completed | Self::Compensated | Self::Cancelled | Self::Failed)
+        matches!(
+            self,
+            Self::Completed | Self::Compensated | Self::Cancelled | Self::Failed
+        )
     }
 
     /// The status as written in JSON and on the command line.
@@ -492,17 +495,26 @@ mod tests {
             .values()
             .map(|operation| operation.subject.to_string())
             .collect();
-        assert!(subjects.contains(&"soa.orchestrator.v1.start".to_owned()), "{subjects:?}");
+        assert!(
+            subjects.contains(&"soa.orchestrator.v1.start".to_owned()),
+            "{subjects:?}"
+        );
         let findings = crate::lint::lint(&contract, None, &crate::schema::SchemaSet::default());
         assert!(
-            findings.iter().all(|finding| finding.severity != crate::lint::Severity::Error),
+            findings
+                .iter()
+                .all(|finding| finding.severity != crate::lint::Severity::Error),
             "{findings:?}"
         );
     }
 
     #[test]
     fn statuses_read_back() {
-        for status in [InstanceStatus::Running, InstanceStatus::Compensated, InstanceStatus::Failed] {
+        for status in [
+            InstanceStatus::Running,
+            InstanceStatus::Compensated,
+            InstanceStatus::Failed,
+        ] {
             assert_eq!(InstanceStatus::parse(status.as_str()), Some(status));
         }
         assert!(InstanceStatus::Cancelled.is_final());

@@ -17,6 +17,18 @@ pub const REGISTRY_EVENTS_PREFIX: &str = "soa.registry.v1.events";
 /// The queue group registry replicas share.
 pub const REGISTRY_QUEUE_GROUP: &str = "soa-registry";
 
+/// The subject of the orchestrator's work items (one per instance to drive).
+pub const ORCHESTRATOR_WORK: &str = "soa.wf.work";
+
+/// The subjects of the orchestrator's JetStream start messages.
+pub const ORCHESTRATOR_STARTS: &str = "soa.wf.start.>";
+
+/// Where a JetStream message starts an instance of `workflow` (a name):
+/// `soa.wf.start.<workflow>`.
+pub fn orchestrator_start(workflow: &str) -> String {
+    format!("soa.wf.start.{workflow}")
+}
+
 /// NATS micro (ADR-32) discovery verbs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DiscoveryVerb {

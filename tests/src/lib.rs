@@ -6,5 +6,6 @@
 pub mod harness;
 pub mod registry;
 pub mod synthetic;
+pub mod workflows;
 
 pub use harness::{HarnessError, NatsServer, NatsServerBuilder, init_tracing};

@@ -122,6 +122,7 @@ pub struct ServiceClient {
     contract: Arc<ContractDocument>,
     options: CallOptions,
     propagation: Option<Propagation>,
+    idempotency_key: Option<String>,
 }
 
 impl ServiceClient {
@@ -132,6 +133,7 @@ impl ServiceClient {
             contract: Arc::new(contract),
             options: CallOptions::default(),
             propagation: None,
+            idempotency_key: None,
         }
     }
 
@@ -147,6 +149,15 @@ impl ServiceClient {
     pub fn in_flow(&self, propagation: &Propagation) -> Self {
         Self {
             propagation: Some(propagation.clone()),
+            ..self.clone()
+        }
+    }
+
+    /// The same client, sending `key` as `Soa-Idempotency-Key` so the callee
+    /// can tell a repeated request from a new one.
+    pub fn with_idempotency_key(&self, key: impl Into<String>) -> Self {
+        Self {
+            idempotency_key: Some(key.into()),
             ..self.clone()
         }
     }
@@ -265,6 +276,9 @@ impl ServiceClient {
         wire::insert_header(&mut map, headers::TRACEPARENT, &span.traceparent());
         if let Some(state) = span.tracestate() {
             wire::insert_header(&mut map, headers::TRACESTATE, state);
+        }
+        if let Some(key) = &self.idempotency_key {
+            wire::insert_header(&mut map, headers::IDEMPOTENCY_KEY, key);
         }
         map
     }

@@ -40,15 +40,29 @@ pub struct Context {
     contract: ContractId,
     operation: MemberName,
     propagation: Propagation,
+    idempotency_key: Option<String>,
 }
 
 impl Context {
-    pub(crate) fn new(contract: ContractId, operation: MemberName, propagation: Propagation) -> Self {
+    pub(crate) fn new(
+        contract: ContractId,
+        operation: MemberName,
+        propagation: Propagation,
+        idempotency_key: Option<String>,
+    ) -> Self {
         Self {
             contract,
             operation,
             propagation,
+            idempotency_key,
         }
+    }
+
+    /// The request's `Soa-Idempotency-Key`: a handler with effects does them
+    /// once per key, so a repeated request (a retried workflow step) gets the
+    /// first answer again.
+    pub fn idempotency_key(&self) -> Option<&str> {
+        self.idempotency_key.as_deref()
     }
 
     /// The contract the service serves.

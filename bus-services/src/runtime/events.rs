@@ -338,14 +338,7 @@ where
 {
     let js = jetstream::new(nats);
     let stream_name = ensure_event_stream(&js, &producer).await?;
-    js.get_or_create_stream(stream::Config {
-        name: subjects::DEAD_LETTER_STREAM.to_owned(),
-        subjects: vec![subjects::DEAD_LETTER_SUBJECTS.to_owned()],
-        storage: stream::StorageType::File,
-        ..Default::default()
-    })
-    .await
-    .map_err(jetstream_error)?;
+    ensure_dead_letter_stream(&js).await?;
     let unknown = || EventError::UnknownEvent {
         contract: producer.id().to_string(),
         event: E::NAME.to_owned(),
@@ -379,7 +372,6 @@ where
         .messages()
         .await
         .map_err(jetstream_error)?;
-    let dead_letters = subjects::dead_letter(&stream_name, &config.durable_name);
     let producer_id = producer.id();
     loop {
         let message = tokio::select! {
@@ -431,32 +423,7 @@ where
             Disposition::Retry(delay) => message.ack_with(AckKind::Nak(Some(delay))).await,
             Disposition::DeadLetter(reason) => {
                 tracing::warn!(reason = %reason, delivery, "Moving the event to the dead-letter stream.");
-                // Keep the message's own headers, but none of JetStream's
-                // publish expectations (`Nats-Expected-*`, `Nats-Rollup`, ...),
-                // which would make the dead letter itself refused.
-                let mut map = HeaderMap::new();
-                for (name, values) in message.headers.iter().flat_map(HeaderMap::iter) {
-                    if !name.to_string().to_ascii_lowercase().starts_with("nats-") {
-                        for value in values {
-                            map.append(name.clone(), value.clone());
-                        }
-                    }
-                }
-                let reason: String = reason.chars().take(MAX_REASON_CHARS).collect();
-                wire::insert_header(&mut map, headers::DEAD_LETTER_REASON, &reason);
-                wire::insert_header(&mut map, headers::DEAD_LETTER_SUBJECT, message.subject.as_str());
-                wire::insert_header(&mut map, headers::DEAD_LETTER_CONSUMER, &config.durable_name);
-                wire::insert_header(&mut map, headers::DEAD_LETTER_DELIVERIES, &delivery.to_string());
-                if let Ok(info) = message.info() {
-                    wire::insert_header(
-                        &mut map,
-                        headers::DEAD_LETTER_SEQUENCE,
-                        &info.stream_sequence.to_string(),
-                    );
-                }
-                // A dead letter is a new message: a fresh id, so it is not dropped as a duplicate.
-                wire::insert_header(&mut map, headers::MESSAGE_ID, &wire::new_message_id());
-                match publish_dead_letter(&js, &dead_letters, map, message.payload.clone()).await {
+                match dead_letter(&js, &message, &stream_name, &config.durable_name, &reason).await {
                     // Only once the dead letter is stored is the original given up.
                     Ok(()) => message.ack_with(AckKind::Term).await,
                     Err(error) => {
@@ -473,17 +440,60 @@ where
     Ok(())
 }
 
-async fn publish_dead_letter(
+/// Stores `message` (taken from `stream` by `consumer`) in the dead-letter
+/// stream, on `soa.dlq.<stream>.<consumer>`, with its own headers, the
+/// reason and where it came from. The caller then terminates the original.
+pub async fn dead_letter(
     js: &jetstream::Context,
-    subject: &str,
-    map: HeaderMap,
-    payload: bytes::Bytes,
+    message: &jetstream::Message,
+    stream: &str,
+    consumer: &str,
+    reason: &str,
 ) -> Result<(), EventError> {
-    js.publish_with_headers(subject.to_owned(), map, payload)
+    ensure_dead_letter_stream(js).await?;
+    // Keep the message's own headers, but none of JetStream's publish
+    // expectations (`Nats-Expected-*`, `Nats-Rollup`, ...), which would make
+    // the dead letter itself refused.
+    let mut map = HeaderMap::new();
+    for (name, values) in message.headers.iter().flat_map(HeaderMap::iter) {
+        if !name.to_string().to_ascii_lowercase().starts_with("nats-") {
+            for value in values {
+                map.append(name.clone(), value.clone());
+            }
+        }
+    }
+    let reason: String = reason.chars().take(MAX_REASON_CHARS).collect();
+    wire::insert_header(&mut map, headers::DEAD_LETTER_REASON, &reason);
+    wire::insert_header(&mut map, headers::DEAD_LETTER_SUBJECT, message.subject.as_str());
+    wire::insert_header(&mut map, headers::DEAD_LETTER_CONSUMER, consumer);
+    if let Ok(info) = message.info() {
+        wire::insert_header(&mut map, headers::DEAD_LETTER_DELIVERIES, &info.delivered.to_string());
+        wire::insert_header(
+            &mut map,
+            headers::DEAD_LETTER_SEQUENCE,
+            &info.stream_sequence.to_string(),
+        );
+    }
+    // A dead letter is a new message: a fresh id, so it is not dropped as a duplicate.
+    wire::insert_header(&mut map, headers::MESSAGE_ID, &wire::new_message_id());
+    js.publish_with_headers(subjects::dead_letter(stream, consumer), map, message.payload.clone())
         .await
         .map_err(jetstream_error)?
         .await
         .map_err(jetstream_error)?;
+    Ok(())
+}
+
+/// Creates the dead-letter stream when it is missing.
+async fn ensure_dead_letter_stream(js: &jetstream::Context) -> Result<(), EventError> {
+    js.get_or_create_stream(stream::Config {
+        name: subjects::DEAD_LETTER_STREAM.to_owned(),
+        subjects: vec![subjects::DEAD_LETTER_SUBJECTS.to_owned()],
+        storage: stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .map_err(jetstream_error)?;
     Ok(())
 }
 

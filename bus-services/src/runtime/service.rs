@@ -580,6 +580,7 @@ impl Service {
             correlation_id: wire::correlation_id(inbound),
             trace,
         };
+        let idempotency_key = wire::header(inbound, headers::IDEMPOTENCY_KEY).map(str::to_owned);
         let span = tracing::info_span!(
             "soa.request",
             messaging.system = "nats",
@@ -593,17 +594,18 @@ impl Service {
         );
         // Validation and encoding run outside the handler's own guard: a panic
         // anywhere here still gets the caller a reply.
-        let outcome = std::panic::AssertUnwindSafe(self.respond(endpoint, &message.payload, &propagation))
-            .catch_unwind()
-            .instrument(span.clone())
-            .await
-            .unwrap_or_else(|panic| {
-                tracing::error!(parent: &span, panic = %panic_text(panic.as_ref()), "Handling a request panicked.");
-                Err(ErrorBody::new(
-                    ErrorCode::Internal,
-                    "the service failed to handle the request",
-                ))
-            });
+        let outcome =
+            std::panic::AssertUnwindSafe(self.respond(endpoint, &message.payload, &propagation, idempotency_key))
+                .catch_unwind()
+                .instrument(span.clone())
+                .await
+                .unwrap_or_else(|panic| {
+                    tracing::error!(parent: &span, panic = %panic_text(panic.as_ref()), "Handling a request panicked.");
+                    Err(ErrorBody::new(
+                        ErrorCode::Internal,
+                        "the service failed to handle the request",
+                    ))
+                });
         let mut headers = Envelope::operation(self.inner.document.id(), endpoint.name.clone())
             .with_correlation_id(propagation.correlation_id.clone())
             .to_headers();
@@ -648,9 +650,15 @@ impl Service {
         endpoint: &Endpoint,
         payload: &[u8],
         propagation: &Propagation,
+        idempotency_key: Option<String>,
     ) -> Result<Vec<u8>, ErrorBody> {
         let request = endpoint.request.validate_bytes(payload).map_err(ErrorBody::from)?;
-        let context = Context::new(self.inner.document.id(), endpoint.name.clone(), propagation.clone());
+        let context = Context::new(
+            self.inner.document.id(),
+            endpoint.name.clone(),
+            propagation.clone(),
+            idempotency_key,
+        );
         // A panicking handler must not take the reply with it: the caller gets INTERNAL.
         let handler = std::panic::AssertUnwindSafe((endpoint.handler)(context, request)).catch_unwind();
         let handled = tokio::time::timeout(self.inner.config.handler_timeout, handler).await;

@@ -1,0 +1,362 @@
+//! Loading definitions and keeping the loaded ones ready to run: the called
+//! contracts' clients, the generated contract, its event publisher, and the
+//! workflow's own service (its `start` operation) for the latest version of
+//! each major.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use contracts::orchestrator_api::{LoadResponse, StartWorkflowRequest};
+use contracts::registry_api::{GetRequest, RegisterRequest, ops as registry_ops};
+use contracts::workflow::{WorkflowDefinition, check_against_contracts, start_subject, workflow_contract};
+use contracts::{
+    ContractDocument, ErrorDetail, MessageKey, MessageValidator, SchemaSet, ServiceName, compile_contract,
+};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
+
+use super::error::OrchestratorError;
+use super::store::{Created, StoredDefinition};
+use super::{Shared, now_ms};
+use crate::runtime::{CallError, EventPublisher, Service, ServiceClient, ServiceConfig, ServiceError};
+
+/// A definition ready to run.
+pub(crate) struct Loaded {
+    /// The definition.
+    pub definition: WorkflowDefinition,
+    /// `name@version`.
+    pub id: String,
+    /// Its digest.
+    pub digest: String,
+    /// When it was loaded.
+    pub loaded_at_ms: u64,
+    /// The workflow's generated contract.
+    pub contract: ContractDocument,
+    /// The subject of its `start` operation.
+    pub start_subject: String,
+    /// A client per called `service@major`.
+    pub clients: HashMap<(ServiceName, u64), ServiceClient>,
+    /// Publishes the `finished` event; `None` if its stream could not be made.
+    pub events: Option<EventPublisher>,
+    /// Checks a start request (and so the input) against the generated contract.
+    pub start_validator: Arc<MessageValidator>,
+}
+
+/// A running workflow service: the latest loaded version of one major.
+pub(crate) struct RunningWorkflow {
+    version: contracts::Version,
+    stop: CancellationToken,
+    task: AbortOnDropHandle<()>,
+}
+
+impl RunningWorkflow {
+    /// Stops the service and waits until it has deregistered.
+    pub(crate) async fn finish(self) {
+        self.stop.cancel();
+        if let Err(error) = self.task.await {
+            tracing::error!(error = %error, "A workflow's service task failed.");
+        }
+    }
+}
+
+impl Loaded {
+    /// Builds the runtime pieces of a stored definition.
+    pub(crate) async fn build(nats: &async_nats::Client, stored: &StoredDefinition) -> Result<Self, OrchestratorError> {
+        let definition =
+            WorkflowDefinition::from_json_value("stored definition", &stored.definition, None).map_err(|error| {
+                OrchestratorError::Corrupt {
+                    what: "definition",
+                    key: String::new(),
+                    message: error.to_string(),
+                }
+            })?;
+        let id = definition.id();
+        let corrupt = |message: String| OrchestratorError::Corrupt {
+            what: "definition",
+            key: id.clone(),
+            message,
+        };
+        let contract = workflow_contract(&definition).map_err(|error| corrupt(error.to_string()))?;
+        let start_subject = start_subject(&definition)
+            .map_err(|error| corrupt(error.to_string()))?
+            .to_string();
+        let compiled = compile_contract(&contract, &SchemaSet::default())
+            .map_err(|problems| corrupt(problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")))?;
+        let start = contracts::MemberName::parse("start").map_err(|error| corrupt(error.to_string()))?;
+        let start_validator = compiled
+            .validators
+            .get(&MessageKey::Request(start))
+            .cloned()
+            .ok_or_else(|| corrupt("the generated contract has no start request".to_owned()))?;
+        let mut clients = HashMap::new();
+        for value in &stored.contracts {
+            let document = ContractDocument::from_json_value("stored contract", value, None)
+                .map_err(|error| corrupt(error.to_string()))?;
+            let key = (document.service.clone(), document.version.major());
+            clients.insert(key, ServiceClient::new(nats.clone(), document));
+        }
+        let events = match EventPublisher::new(nats.clone(), contract.clone(), &SchemaSet::default()).await {
+            Ok(publisher) => Some(publisher),
+            Err(error) => {
+                tracing::warn!(workflow = %id, error = %error, "The workflow's finished events cannot be published.");
+                None
+            }
+        };
+        Ok(Self {
+            digest: stored.digest.clone(),
+            loaded_at_ms: stored.loaded_at_ms,
+            definition,
+            id,
+            contract,
+            start_subject,
+            clients,
+            events,
+            start_validator,
+        })
+    }
+}
+
+/// Makes a stored definition runnable here, once, and serves its `start`
+/// operation when it is the latest version of its major.
+pub(crate) async fn activate(
+    shared: &Arc<Shared>,
+    stored: &StoredDefinition,
+) -> Result<Arc<Loaded>, OrchestratorError> {
+    let id = stored
+        .definition
+        .get("name")
+        .and_then(Value::as_str)
+        .zip(stored.definition.get("version").and_then(Value::as_str))
+        .map(|(name, version)| format!("{name}@{version}"));
+    if let Some(loaded) = id.as_deref().and_then(|id| shared.definition(id)) {
+        return Ok(loaded);
+    }
+    let loaded = Arc::new(Loaded::build(&shared.nats, stored).await?);
+    let loaded = Arc::clone(
+        shared
+            .definitions
+            .entry(loaded.id.clone())
+            .or_insert_with(|| Arc::clone(&loaded))
+            .value(),
+    );
+    serve_latest(shared, &loaded);
+    tracing::info!(workflow = %loaded.id, subject = %loaded.start_subject, "Workflow ready.");
+    Ok(loaded)
+}
+
+/// Starts the workflow service of `loaded` if it is the newest version of
+/// its major, stopping the one it replaces.
+fn serve_latest(shared: &Arc<Shared>, loaded: &Arc<Loaded>) {
+    let definition = &loaded.definition;
+    let key = (definition.name.clone(), definition.version.major());
+    let mut running = match shared.workflows.lock() {
+        Ok(running) => running,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    if let Some(current) = running.get(&key)
+        && current.version >= definition.version
+    {
+        return;
+    }
+    let stop = shared.shutdown.child_token();
+    let service = build_service(shared, loaded);
+    let task = match service {
+        Ok(service) => {
+            let nats = shared.nats.clone();
+            let token = stop.clone();
+            let id = loaded.id.clone();
+            tokio::spawn(async move {
+                if let Err(error) = service.run(nats, token).await {
+                    tracing::error!(workflow = %id, error = %error, "The workflow's service stopped.");
+                }
+            })
+        }
+        Err(error) => {
+            tracing::error!(workflow = %loaded.id, error = %error, "The workflow's service cannot be built.");
+            return;
+        }
+    };
+    if let Some(previous) = running.insert(
+        key,
+        RunningWorkflow {
+            version: definition.version.clone(),
+            stop,
+            task: AbortOnDropHandle::new(task),
+        },
+    ) {
+        previous.stop.cancel();
+    }
+}
+
+/// The workflow as a service: its generated contract and the `start` handler.
+fn build_service(shared: &Arc<Shared>, loaded: &Arc<Loaded>) -> Result<Service, crate::runtime::BuildError> {
+    let handler_shared = Arc::clone(shared);
+    let workflow = loaded.id.clone();
+    let config = ServiceConfig {
+        registration: shared.config.registration.clone(),
+        ..ServiceConfig::default()
+    };
+    Service::builder(loaded.contract.clone())
+        .config(config)
+        .handle_json("start", move |context, request| {
+            let shared = Arc::clone(&handler_shared);
+            let workflow = workflow.clone();
+            async move {
+                let request: StartWorkflowRequest = serde_json::from_value(request).map_err(|error| {
+                    ServiceError::invalid(format!("the start request does not decode: {error}"), Vec::new())
+                })?;
+                let started = super::api::start(&shared, &workflow, request, context.propagation()).await?;
+                serde_json::to_value(started).map_err(ServiceError::internal)
+            }
+        })
+        .build()
+}
+
+/// Loads a definition: checks it, checks every operation it calls against
+/// the registry, registers its generated contract, stores it (create-only)
+/// and makes it runnable here.
+pub(crate) async fn load(shared: &Arc<Shared>, document: &Value) -> Result<LoadResponse, OrchestratorError> {
+    let definition = WorkflowDefinition::from_json_value("definition", document, None).map_err(|error| {
+        OrchestratorError::InvalidDefinition {
+            details: problems(error),
+        }
+    })?;
+    let id = definition.id();
+    let mut contracts: HashMap<(ServiceName, u64), ContractDocument> = HashMap::new();
+    let mut wanted: Vec<(ServiceName, u64)> = definition
+        .called_operations()
+        .into_iter()
+        .map(|reference| (reference.service, reference.major))
+        .collect();
+    if let Some(trigger) = &definition.trigger {
+        wanted.push((trigger.event.service.clone(), trigger.event.major));
+    }
+    wanted.sort();
+    wanted.dedup();
+    for (service, major) in wanted {
+        if let Some(document) = fetch_contract(shared, &service, major).await? {
+            contracts.insert((service, major), document);
+        }
+    }
+    let outcome = check_against_contracts(&definition, &|service: &ServiceName, major: u64| {
+        contracts.get(&(service.clone(), major)).cloned()
+    });
+    if !outcome.errors.is_empty() {
+        return Err(OrchestratorError::InvalidDefinition {
+            details: outcome
+                .errors
+                .into_iter()
+                .map(|problem| ErrorDetail {
+                    pointer: problem.pointer,
+                    schema_path: None,
+                    message: problem.message,
+                })
+                .collect(),
+        });
+    }
+    let warnings: Vec<String> = outcome
+        .warnings
+        .iter()
+        .map(|problem| format!("at {}: {}", problem.pointer, problem.message))
+        .collect();
+    let generated = workflow_contract(&definition).map_err(|error| OrchestratorError::InvalidDefinition {
+        details: vec![ErrorDetail {
+            pointer: String::new(),
+            schema_path: None,
+            message: format!("the workflow's contract cannot be generated: {error}"),
+        }],
+    })?;
+    register_contract(shared, &generated).await?;
+    let stored = StoredDefinition {
+        definition: definition.to_value(),
+        digest: definition.digest(),
+        loaded_at_ms: now_ms(),
+        contracts: contracts.values().map(ContractDocument::to_value).collect(),
+    };
+    let created = match shared.stores.create_definition(&id, &stored).await? {
+        Created::New => true,
+        Created::Exists(existing) if existing.digest == stored.digest => false,
+        Created::Exists(_) => {
+            return Err(OrchestratorError::Conflict(format!(
+                "{id} is already loaded with other content; a loaded version never changes, so load this one as a new version"
+            )));
+        }
+    };
+    let stored = match shared.stores.definition(&id).await? {
+        Some(stored) => stored,
+        None => stored,
+    };
+    let loaded = activate(shared, &stored).await?;
+    Ok(LoadResponse {
+        workflow: id,
+        digest: loaded.digest.clone(),
+        created,
+        start_subject: loaded.start_subject.clone(),
+        warnings,
+    })
+}
+
+/// The latest contract of `service@major` from the registry; `None` when
+/// the registry has none.
+async fn fetch_contract(
+    shared: &Shared,
+    service: &ServiceName,
+    major: u64,
+) -> Result<Option<ContractDocument>, OrchestratorError> {
+    let request = GetRequest {
+        service: service.clone(),
+        version: None,
+        major: Some(major),
+    };
+    match shared.registry.call::<registry_ops::Get>(&request).await {
+        Ok(response) => Ok(Some(response.document)),
+        Err(CallError::Service { body, .. }) if body.code == contracts::ErrorCode::NotFound => Ok(None),
+        Err(error) => Err(OrchestratorError::Registry(error.to_string())),
+    }
+}
+
+/// Registers the workflow's generated contract, so a refusal (a breaking
+/// change within the major) stops the load before anything is stored.
+async fn register_contract(shared: &Shared, contract: &ContractDocument) -> Result<(), OrchestratorError> {
+    let request = RegisterRequest {
+        document: contract.to_value(),
+        owner_token: shared.config.owner_token.clone(),
+    };
+    match shared.registry.call::<registry_ops::Register>(&request).await {
+        Ok(_) => Ok(()),
+        Err(CallError::Service { body, .. }) => Err(OrchestratorError::InvalidDefinition {
+            details: std::iter::once(ErrorDetail {
+                pointer: String::new(),
+                schema_path: None,
+                message: format!(
+                    "the registry refused the workflow's contract {}: {}",
+                    contract.id(),
+                    body.message
+                ),
+            })
+            .chain(body.details)
+            .collect(),
+        }),
+        Err(error) => Err(OrchestratorError::Registry(error.to_string())),
+    }
+}
+
+/// A document error as error details with pointers.
+fn problems(error: contracts::DocumentError) -> Vec<ErrorDetail> {
+    match error {
+        contracts::DocumentError::Invalid { problems, .. } => problems
+            .into_iter()
+            .map(|problem| ErrorDetail {
+                pointer: problem.pointer,
+                schema_path: None,
+                message: problem.message,
+            })
+            .collect(),
+        other => vec![ErrorDetail {
+            pointer: String::new(),
+            schema_path: None,
+            message: other.to_string(),
+        }],
+    }
+}
