@@ -19,7 +19,10 @@ use tokio_util::task::AbortOnDropHandle;
 use super::error::OrchestratorError;
 use super::store::{Created, StoredDefinition};
 use super::{Shared, now_ms};
-use crate::runtime::{CallError, EventPublisher, Service, ServiceClient, ServiceConfig, ServiceError};
+use crate::runtime::{
+    CallError, ConsumerConfig, EventContext, EventPublisher, Service, ServiceClient, ServiceConfig, ServiceError,
+    consume_json,
+};
 
 /// A definition ready to run.
 pub(crate) struct Loaded {
@@ -47,15 +50,17 @@ pub(crate) struct Loaded {
 pub(crate) struct RunningWorkflow {
     version: contracts::Version,
     stop: CancellationToken,
-    task: AbortOnDropHandle<()>,
+    tasks: Vec<AbortOnDropHandle<()>>,
 }
 
 impl RunningWorkflow {
     /// Stops the service and waits until it has deregistered.
     pub(crate) async fn finish(self) {
         self.stop.cancel();
-        if let Err(error) = self.task.await {
-            tracing::error!(error = %error, "A workflow's service task failed.");
+        for task in self.tasks {
+            if let Err(error) = task.await {
+                tracing::error!(error = %error, "A workflow's task failed.");
+            }
         }
     }
 }
@@ -177,16 +182,80 @@ fn serve_latest(shared: &Arc<Shared>, loaded: &Arc<Loaded>) {
             return;
         }
     };
+    let mut tasks = vec![AbortOnDropHandle::new(task)];
+    if let Some(trigger) = trigger_task(shared, loaded, &stop) {
+        tasks.push(AbortOnDropHandle::new(trigger));
+    }
     if let Some(previous) = running.insert(
         key,
         RunningWorkflow {
             version: definition.version.clone(),
             stop,
-            task: AbortOnDropHandle::new(task),
+            tasks,
         },
     ) {
         previous.stop.cancel();
     }
+}
+
+/// Starts an instance for every event of the workflow's trigger, through a
+/// durable consumer the replicas share; the event's message id is the
+/// idempotency key, so a redelivered event starts nothing new.
+fn trigger_task(
+    shared: &Arc<Shared>,
+    loaded: &Arc<Loaded>,
+    stop: &CancellationToken,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let trigger = loaded.definition.trigger.clone()?;
+    let Some(producer) = loaded
+        .clients
+        .get(&(trigger.event.service.clone(), trigger.event.major))
+        .map(|client| client.contract().clone())
+    else {
+        tracing::error!(workflow = %loaded.id, event = %trigger.event, "The trigger's producer contract was not loaded; the trigger is off.");
+        return None;
+    };
+    let definition = &loaded.definition;
+    let durable = format!("workflow-{}-v{}", definition.name, definition.version.major());
+    let handler_shared = Arc::clone(shared);
+    let workflow = loaded.id.clone();
+    let nats = shared.nats.clone();
+    let token = stop.clone();
+    let event = trigger.event.member.to_string();
+    Some(tokio::spawn(async move {
+        let handler = move |context: EventContext, payload: Value| {
+            let shared = Arc::clone(&handler_shared);
+            let workflow = workflow.clone();
+            let mapping = trigger.input.clone();
+            async move {
+                let input = match &mapping {
+                    None => payload,
+                    Some(mapping) => {
+                        let steps = std::collections::BTreeMap::new();
+                        let scope = contracts::workflow::Scope {
+                            input: &payload,
+                            steps: &steps,
+                            instance: "",
+                        };
+                        mapping.evaluate(&scope).map_err(|error| {
+                            ServiceError::invalid(format!("the trigger's input mapping failed: {error}"), Vec::new())
+                        })?
+                    }
+                };
+                let request = StartWorkflowRequest {
+                    input,
+                    idempotency_key: context.message_id().map(str::to_owned),
+                    correlation_id: None,
+                };
+                super::api::start_checked(&shared, &workflow, request, context.propagation(), true).await?;
+                Ok(())
+            }
+        };
+        let config = ConsumerConfig::new(durable);
+        if let Err(error) = consume_json(nats, producer, &event, config, handler, token).await {
+            tracing::error!(error = %error, "The workflow's trigger stopped.");
+        }
+    }))
 }
 
 /// The workflow as a service: its generated contract and the `start` handler.

@@ -156,6 +156,9 @@ pub(crate) async fn drive(
     };
     let definition = &loaded.definition;
     let mut pending: Vec<Outcome> = Vec::new();
+    // When the last round's replies came (or the item arrived): what follows
+    // until the next call is the orchestrator's own overhead.
+    let mut since_reply = std::time::Instant::now();
     loop {
         let now = now_ms();
         let mut changed = false;
@@ -203,13 +206,16 @@ pub(crate) async fn drive(
             }
             Next::Wait(at) => return Ok(Disposition::Later(Duration::from_millis(at.saturating_sub(now)))),
             Next::Call(steps) => {
+                shared.stats.record_overhead(since_reply.elapsed());
                 shared.stats.calls.fetch_add(steps.len() as u64, Ordering::Relaxed);
                 let calls = steps.iter().map(|step| call_step(&loaded, &state, step));
                 pending = futures::future::join_all(calls).await;
+                since_reply = std::time::Instant::now();
             }
             Next::Compensate(step) => {
                 shared.stats.calls.fetch_add(1, Ordering::Relaxed);
                 pending = vec![compensate(&loaded, &state, &step).await];
+                since_reply = std::time::Instant::now();
             }
         }
     }

@@ -88,9 +88,24 @@ pub struct OrchestratorStats {
     pub finished: AtomicU64,
     /// Calls (steps and compensations) this replica made.
     pub calls: AtomicU64,
+    /// Whether to keep [`OrchestratorStats::overheads`] (for benchmarks).
+    pub record_overheads: std::sync::atomic::AtomicBool,
+    /// Microseconds between a round's replies and the next call (commit
+    /// and planning included), or from taking a work item to its first call.
+    pub overheads: Mutex<Vec<u32>>,
 }
 
 impl OrchestratorStats {
+    fn record_overhead(&self, elapsed: Duration) {
+        if self.record_overheads.load(Ordering::Relaxed) {
+            let micros = u32::try_from(elapsed.as_micros()).unwrap_or(u32::MAX);
+            match self.overheads.lock() {
+                Ok(mut samples) => samples.push(micros),
+                Err(poisoned) => poisoned.into_inner().push(micros),
+            }
+        }
+    }
+
     /// A counter's value now.
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)

@@ -336,14 +336,54 @@ where
     F: Fn(EventContext, E::Payload) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), ServiceError>> + Send + 'static,
 {
+    let handler = Arc::new(handler);
+    consume_json(
+        nats,
+        producer,
+        E::NAME,
+        config,
+        move |context, value| {
+            let handler = Arc::clone(&handler);
+            async move {
+                // The payload matched the schema; a Rust type stricter than
+                // its schema is the producer's problem and will not change on
+                // redelivery, so it goes to the dead letters.
+                let payload: E::Payload = serde_json::from_value(value).map_err(|error| {
+                    ServiceError::invalid(
+                        format!("the event matched its schema but not the Rust type: {error}"),
+                        Vec::new(),
+                    )
+                })?;
+                handler(context, payload).await
+            }
+        },
+        shutdown,
+    )
+    .await
+}
+
+/// Like [`consume`], for an event named at run time, with its payload as
+/// JSON (already validated against the producer's contract).
+pub async fn consume_json<F, Fut>(
+    nats: async_nats::Client,
+    producer: ContractDocument,
+    event_name: &str,
+    config: ConsumerConfig,
+    handler: F,
+    shutdown: CancellationToken,
+) -> Result<(), EventError>
+where
+    F: Fn(EventContext, Value) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), ServiceError>> + Send + 'static,
+{
     let js = jetstream::new(nats);
     let stream_name = ensure_event_stream(&js, &producer).await?;
     ensure_dead_letter_stream(&js).await?;
     let unknown = || EventError::UnknownEvent {
         contract: producer.id().to_string(),
-        event: E::NAME.to_owned(),
+        event: event_name.to_owned(),
     };
-    let event = MemberName::parse(E::NAME).map_err(|_| unknown())?;
+    let event = MemberName::parse(event_name).map_err(|_| unknown())?;
     let subject = producer.events.get(&event).ok_or_else(unknown)?.subject.to_string();
     let validators = event_validators(&producer, &config.schemas)?;
     let validator = validators.get(&event).cloned().ok_or_else(unknown)?;
@@ -414,7 +454,7 @@ where
             soa.correlation_id = context.propagation.correlation_id.as_ref().map_or("", |id| id.as_str()),
             trace_id = %context.propagation.trace.trace_id(),
         );
-        let disposition = handle_event::<E, F, Fut>(&handler, &validator, &config, context, &message.payload)
+        let disposition = handle_event(&handler, &validator, &config, context, &message.payload)
             .instrument(span.clone())
             .await;
         let _entered = span.enter();
@@ -497,7 +537,7 @@ async fn ensure_dead_letter_stream(js: &jetstream::Context) -> Result<(), EventE
     Ok(())
 }
 
-async fn handle_event<E, F, Fut>(
+async fn handle_event<F, Fut>(
     handler: &F,
     validator: &MessageValidator,
     config: &ConsumerConfig,
@@ -505,21 +545,12 @@ async fn handle_event<E, F, Fut>(
     payload: &[u8],
 ) -> Disposition
 where
-    E: EventType,
-    F: Fn(EventContext, E::Payload) -> Fut,
+    F: Fn(EventContext, Value) -> Fut,
     Fut: Future<Output = Result<(), ServiceError>>,
 {
-    let value = match validator.validate_bytes(payload) {
+    let payload = match validator.validate_bytes(payload) {
         Ok(value) => value,
         Err(failure) => return Disposition::DeadLetter(format!("VALIDATION_FAILED: {failure}")),
-    };
-    let payload: E::Payload = match serde_json::from_value(value) {
-        Ok(payload) => payload,
-        Err(error) => {
-            return Disposition::DeadLetter(format!(
-                "INTERNAL: the event matched its schema but not the Rust type: {error}"
-            ));
-        }
     };
     let delivery = context.delivery;
     let run = std::panic::AssertUnwindSafe(handler(context, payload)).catch_unwind();

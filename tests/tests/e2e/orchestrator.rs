@@ -565,3 +565,60 @@ async fn a_cancel_compensates_what_was_done() {
         .unwrap();
     assert!(!again.accepted);
 }
+
+#[tokio::test]
+async fn an_event_trigger_starts_one_instance_per_event() {
+    let bus = bus().await;
+    tests::registry::register_shop(&registry_client(&bus.server).await.unwrap())
+        .await
+        .unwrap();
+    let mut definition = ledger_workflow("triggered", vec![ledger_step("s1", "2s")]);
+    definition["trigger"] = json!({"event": "orders@1#placed", "input": {"order": "$input/order_id"}});
+    bus.load(definition).await;
+    let orders = contracts::shop::contracts()
+        .unwrap()
+        .into_iter()
+        .find(|document| document.service.as_str() == "orders")
+        .unwrap();
+    let publisher = bus_services::runtime::EventPublisher::new(
+        bus.server.client().await.unwrap(),
+        orders,
+        &contracts::SchemaSet::default(),
+    )
+    .await
+    .unwrap();
+    let placed = json!({
+        "order_id": "ord-10",
+        "customer_id": "c-1",
+        "items": [{"sku": "sku-mug", "quantity": 1, "unit_price": {"amount_cents": 900, "currency": "EUR"}}],
+        "total": {"amount_cents": 900, "currency": "EUR"},
+        "mode": "orchestrated"
+    });
+    publisher
+        .publish_json("placed", Some("placed-ord-10"), &placed)
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while bus.applied("ord-10") != ["s1"] {
+        assert!(tokio::time::Instant::now() < deadline, "the trigger started nothing");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let listed = bus
+        .client
+        .call::<ops::List>(&ListInstancesRequest {
+            workflow: Some("triggered".to_owned()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed.total, 1);
+    let shown = bus
+        .client
+        .call::<ops::Show>(&contracts::orchestrator_api::ShowRequest {
+            instance: listed.instances[0].instance.clone(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(shown.instance.input, json!({"order": "ord-10"}));
+    assert_eq!(shown.instance.idempotency_key.as_deref(), Some("placed-ord-10"));
+}
