@@ -21,12 +21,14 @@ mod demo;
 mod describe;
 mod discover;
 mod graph;
+mod orchestrator;
 mod publish;
 mod registry_client;
 mod resolve;
 mod search;
 mod serve;
 mod services;
+mod workflow;
 
 pub use asyncapi::AsyncApiArgs;
 pub use contract::{
@@ -36,11 +38,13 @@ pub use demo::DemoArgs;
 pub use describe::DescribeArgs;
 pub use discover::{DiscoverArgs, DiscoverFormat};
 pub use graph::{GraphArgs, GraphFormat};
+pub use orchestrator::{OrchestratorCommand, OrchestratorServeArgs};
 pub use publish::{PublishArgs, RequestArgs};
 pub use resolve::ResolveArgs;
 pub use search::SearchArgs;
 pub use serve::{RegistryCommand, ServeArgs, StoreKind};
 pub use services::ServicesArgs;
+pub use workflow::{CancelArgs, DefinitionsArgs, ListArgs, LoadArgs, ShowArgs, StartArgs, WorkflowCommand};
 
 /// How `soa` ended, as its exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,6 +199,12 @@ pub enum Command {
     /// Exits 0 with the graph, 1 when --service names nothing the registry
     /// knows or Graphviz is missing for --svg, 2 when no registry answers.
     Graph(GraphArgs),
+    /// Run an orchestrator replica: durable workflows (sagas) that call contract operations.
+    #[command(subcommand)]
+    Orchestrator(OrchestratorCommand),
+    /// Load workflow definitions, start instances, and list, show or cancel them.
+    #[command(subcommand)]
+    Workflow(WorkflowCommand),
 }
 
 /// How to reach and authenticate with the NATS server.
@@ -326,6 +336,8 @@ where
         Command::Request(args) => publish::run_request(&cli.nats, args, stdout, stderr, shutdown).await,
         Command::Asyncapi(args) => asyncapi::run(&cli.nats, args, stdout, stderr, shutdown).await,
         Command::Graph(args) => graph::run(&cli.nats, args, stdout, stderr, shutdown).await,
+        Command::Orchestrator(command) => orchestrator::run(&cli.nats, command, stdout, shutdown).await,
+        Command::Workflow(command) => workflow::run(&cli.nats, command, stdout, stderr, shutdown).await,
     };
     // Whatever was written must reach the terminal before the error does.
     let _ = stdout.flush();
