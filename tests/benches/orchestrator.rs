@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 const WORKFLOWS: usize = 10_000;
 const WARMUP: usize = 1_000;
-const WINDOW: usize = 1_024;
+const WINDOW: usize = 256;
 const RECOVERY_INSTANCES: usize = 200;
 
 fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
@@ -106,9 +106,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     Ok(())
 }
 
-/// Starts `count` workflows with at most `WINDOW` starts outstanding and
-/// waits for every `finished` event; returns workflows/s and each
-/// workflow's latency in microseconds.
+/// Runs `count` workflows with at most `WINDOW` in flight (a closed loop: a
+/// new one starts when one finishes) and waits for every `finished` event;
+/// returns workflows/s and each workflow's latency in microseconds.
 async fn throughput(
     server: &NatsServer,
     client: &bus_services::runtime::ServiceClient,
@@ -150,7 +150,8 @@ async fn throughput(
                         }
                         Err(error) => eprintln!("start failed: {error}"),
                     }
-                    drop(permit);
+                    // Given back when a workflow finishes.
+                    permit.forget();
                 });
             }
         })
@@ -171,6 +172,7 @@ async fn throughput(
         if event["status"] != "completed" {
             return Err(format!("{instance} ended {}", event["status"]).into());
         }
+        window.add_permits(1);
         done += 1;
     }
     let elapsed = began.elapsed();
@@ -182,7 +184,7 @@ async fn throughput(
 }
 
 /// The same five calls per workflow, chained by hand with raw async-nats
-/// requests (no state, no durability), with the same window.
+/// requests (no state, no durability), with the same number in flight.
 async fn raw_chain(server: &NatsServer, count: usize) -> Result<f64, Box<dyn std::error::Error + Send + Sync>> {
     let nats = server.client().await?;
     let window = Arc::new(Semaphore::new(WINDOW));

@@ -292,6 +292,20 @@ pub(crate) async fn load(shared: &Arc<Shared>, document: &Value) -> Result<LoadR
         }
     })?;
     let id = definition.id();
+    // A loaded version never changes: say so before asking anyone else.
+    if let Some(existing) = shared.stores.definition(&id).await? {
+        if existing.digest != definition.digest() {
+            return Err(conflict(&id));
+        }
+        let loaded = activate(shared, &existing).await?;
+        return Ok(LoadResponse {
+            workflow: id,
+            digest: loaded.digest.clone(),
+            created: false,
+            start_subject: loaded.start_subject.clone(),
+            warnings: Vec::new(),
+        });
+    }
     let mut contracts: HashMap<(ServiceName, u64), ContractDocument> = HashMap::new();
     let mut wanted: Vec<(ServiceName, u64)> = definition
         .called_operations()
@@ -346,11 +360,7 @@ pub(crate) async fn load(shared: &Arc<Shared>, document: &Value) -> Result<LoadR
     let created = match shared.stores.create_definition(&id, &stored).await? {
         Created::New => true,
         Created::Exists(existing) if existing.digest == stored.digest => false,
-        Created::Exists(_) => {
-            return Err(OrchestratorError::Conflict(format!(
-                "{id} is already loaded with other content; a loaded version never changes, so load this one as a new version"
-            )));
-        }
+        Created::Exists(_) => return Err(conflict(&id)),
     };
     let stored = match shared.stores.definition(&id).await? {
         Some(stored) => stored,
@@ -364,6 +374,12 @@ pub(crate) async fn load(shared: &Arc<Shared>, document: &Value) -> Result<LoadR
         start_subject: loaded.start_subject.clone(),
         warnings,
     })
+}
+
+fn conflict(id: &str) -> OrchestratorError {
+    OrchestratorError::Conflict(format!(
+        "{id} is already loaded with other content; a loaded version never changes, so load this one as a new version"
+    ))
 }
 
 /// The latest contract of `service@major` from the registry; `None` when

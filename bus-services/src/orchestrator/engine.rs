@@ -20,7 +20,6 @@ use contracts::orchestrator_api::{InstanceState, InstanceStatus, WorkflowFinishe
 use contracts::workflow::Scope;
 use contracts::{ErrorBody, ErrorCode, ErrorDetail};
 use futures::StreamExt;
-use futures::stream::FuturesUnordered;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -74,14 +73,18 @@ pub(crate) async fn work(shared: Arc<Shared>, shutdown: CancellationToken) -> Re
         .messages()
         .await
         .map_err(|error| OrchestratorError::jetstream("reading the work stream", error))?;
-    let mut in_flight = FuturesUnordered::new();
+    // Each item is a task of its own, so drives use every core; the set
+    // aborts them all when this future is dropped (a kill).
+    let mut in_flight = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
             biased;
             () = shutdown.cancelled() => break,
-            Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+            Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
             message = messages.next(), if in_flight.len() < max_in_flight => match message {
-                Some(Ok(message)) => in_flight.push(handle_work(Arc::clone(&shared), message, shutdown.clone())),
+                Some(Ok(message)) => {
+                    in_flight.spawn(handle_work(Arc::clone(&shared), message, shutdown.clone()));
+                }
                 Some(Err(error)) => {
                     tracing::warn!(error = %error, "The work stream reported an error; it keeps going.");
                 }
@@ -90,7 +93,7 @@ pub(crate) async fn work(shared: Arc<Shared>, shutdown: CancellationToken) -> Re
         }
     }
     // Drives stop at their next commit and hand their items back.
-    let finishing = async { while in_flight.next().await.is_some() {} };
+    let finishing = async { while in_flight.join_next().await.is_some() {} };
     if tokio::time::timeout(shared.config.shutdown_timeout, finishing)
         .await
         .is_err()

@@ -133,15 +133,24 @@ impl Stores {
             max_ack_pending,
             ..Default::default()
         };
-        match stream.get_or_create_consumer(durable, config.clone()).await {
-            Ok(consumer) => Ok(consumer),
-            // Another replica created it with other settings (an ack wait
-            // changed between versions): take it with ours.
-            Err(_) => stream
-                .create_consumer(config)
+        let mut consumer: consumer::PullConsumer = stream
+            .get_or_create_consumer(durable, config.clone())
+            .await
+            .map_err(|error| OrchestratorError::jetstream(doing(), error))?;
+        // Created earlier with other settings (the ack wait changed between
+        // runs): the latest replica's settings apply to all.
+        let current = consumer.cached_info().config.clone();
+        if current.ack_wait != ack_wait || current.max_ack_pending != max_ack_pending {
+            stream
+                .update_consumer(config)
                 .await
-                .map_err(|error| OrchestratorError::jetstream(doing(), error)),
+                .map_err(|error| OrchestratorError::jetstream(doing(), error))?;
+            consumer = stream
+                .get_consumer(durable)
+                .await
+                .map_err(|error| OrchestratorError::jetstream(doing(), error))?;
         }
+        Ok(consumer)
     }
 
     /// An instance and its revision.
