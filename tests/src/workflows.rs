@@ -14,11 +14,13 @@ use bus_services::runtime::{Service, ServiceClient, ServiceConfig, ServiceError}
 use contracts::ContractDocument;
 use contracts::orchestrator_api::{InstanceState, ShowRequest, ops};
 use contracts::registry_api::{RegisterRequest, ops as registry_ops};
+use registry::store::MemoryStore;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::NatsServer;
+use crate::registry::RunningRegistry;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -255,6 +257,42 @@ pub fn ledger_workflow(name: &str, steps: Vec<Value>) -> Value {
         },
         "steps": steps
     })
+}
+
+/// A server, a registry holding the ledger's contract, and the ledger
+/// serving: what every orchestrator test starts from.
+pub struct LedgerBus {
+    /// The server.
+    pub server: NatsServer,
+    /// The registry (memory store).
+    pub registry: RunningRegistry,
+    /// The ledger, to script and read.
+    pub ledger: Ledger,
+    /// Stops the ledger when dropped.
+    pub ledger_stop: tokio_util::sync::DropGuard,
+}
+
+impl LedgerBus {
+    /// Starts them all.
+    pub async fn start() -> Result<Self, BoxError> {
+        crate::init_tracing();
+        let server = NatsServer::start().await?;
+        let registry =
+            RunningRegistry::start(&server, Arc::new(MemoryStore::new()), crate::registry::test_options()).await?;
+        register_ledger(&crate::registry::registry_client(&server).await?).await?;
+        let ledger = Ledger::default();
+        let stop = CancellationToken::new();
+        let service = ledger.service()?;
+        let nats = server.client().await?;
+        let token = stop.clone();
+        tokio::spawn(async move { service.run(nats, token).await });
+        Ok(Self {
+            server,
+            registry,
+            ledger,
+            ledger_stop: stop.drop_guard(),
+        })
+    }
 }
 
 /// Orchestrator settings for tests: a short ack wait, so recovery is quick,

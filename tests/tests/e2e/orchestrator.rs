@@ -2,7 +2,6 @@
 //! compensation, timeouts, choices and joins, kills, replicas, idempotent
 //! starts and JetStream starts.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bus_services::orchestrator::OrchestratorStats;
@@ -12,15 +11,13 @@ use contracts::orchestrator_api::{
     StartWorkflowResponse, ops,
 };
 use futures::StreamExt;
-use registry::store::MemoryStore;
 use serde_json::{Value, json};
 use tests::NatsServer;
-use tests::registry::{RunningRegistry, registry_client, test_options};
+use tests::registry::{RunningRegistry, registry_client};
 use tests::workflows::{
-    Ledger, RunningOrchestrator, Script, ledger_step, ledger_workflow, orchestrator_client, register_ledger,
-    test_config, wait_final,
+    Ledger, LedgerBus, RunningOrchestrator, Script, ledger_step, ledger_workflow, orchestrator_client, test_config,
+    wait_final,
 };
-use tokio_util::sync::CancellationToken;
 
 /// A server, a registry holding the ledger's contract, the ledger serving,
 /// and an orchestrator.
@@ -34,25 +31,19 @@ struct Bus {
 }
 
 async fn bus() -> Bus {
-    tests::init_tracing();
-    let server = NatsServer::start().await.unwrap();
-    let registry = RunningRegistry::start(&server, Arc::new(MemoryStore::new()), test_options())
-        .await
-        .unwrap();
-    register_ledger(&registry_client(&server).await.unwrap()).await.unwrap();
-    let ledger = Ledger::default();
-    let stop = CancellationToken::new();
-    let service = ledger.service().unwrap();
-    let nats = server.client().await.unwrap();
-    let token = stop.clone();
-    tokio::spawn(async move { service.run(nats, token).await });
+    let LedgerBus {
+        server,
+        registry,
+        ledger,
+        ledger_stop,
+    } = LedgerBus::start().await.unwrap();
     let orchestrator = RunningOrchestrator::start(&server, test_config()).await.unwrap();
     let client = orchestrator_client(&server).await.unwrap();
     Bus {
         server,
         _registry: registry,
         ledger,
-        _ledger_stop: stop.drop_guard(),
+        _ledger_stop: ledger_stop,
         orchestrator: Some(orchestrator),
         client,
     }

@@ -9,20 +9,18 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bus_services::runtime::ServiceClient;
 use contracts::orchestrator_api::{InstanceStatus, ops};
 use registry::cli::{CancellationToken, Exit};
-use registry::store::MemoryStore;
 use serde_json::{Value, json};
 use tests::NatsServer;
 use tests::harness::workspace_root;
-use tests::registry::{RunningRegistry, registry_client, test_options};
+use tests::registry::RunningRegistry;
 use tests::workflows::{
-    Ledger, RunningOrchestrator, Script, ledger_step, ledger_workflow, orchestrator_client, register_ledger,
-    test_config, wait_final,
+    Ledger, LedgerBus, RunningOrchestrator, Script, ledger_step, ledger_workflow, orchestrator_client, test_config,
+    wait_final,
 };
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdout, Command};
@@ -45,18 +43,12 @@ struct Bus {
 }
 
 async fn bus(with_orchestrator: bool) -> Bus {
-    tests::init_tracing();
-    let server = NatsServer::start().await.unwrap();
-    let registry = RunningRegistry::start(&server, Arc::new(MemoryStore::new()), test_options())
-        .await
-        .unwrap();
-    register_ledger(&registry_client(&server).await.unwrap()).await.unwrap();
-    let ledger = Ledger::default();
-    let stop = CancellationToken::new();
-    let service = ledger.service().unwrap();
-    let nats = server.client().await.unwrap();
-    let token = stop.clone();
-    tokio::spawn(async move { service.run(nats, token).await });
+    let LedgerBus {
+        server,
+        registry,
+        ledger,
+        ledger_stop,
+    } = LedgerBus::start().await.unwrap();
     let orchestrator = if with_orchestrator {
         Some(RunningOrchestrator::start(&server, test_config()).await.unwrap())
     } else {
@@ -67,7 +59,7 @@ async fn bus(with_orchestrator: bool) -> Bus {
         server,
         _registry: registry,
         ledger,
-        _ledger_stop: stop.drop_guard(),
+        _ledger_stop: ledger_stop,
         orchestrator,
         client,
         dir: tempfile::tempdir().unwrap(),
