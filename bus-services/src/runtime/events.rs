@@ -255,6 +255,8 @@ pub struct ConsumerConfig {
     pub backoff: Vec<Duration>,
     /// The longest a handler may run.
     pub handler_timeout: Duration,
+    /// Deliveries handled at once (events of different flows are independent).
+    pub max_in_flight: usize,
 }
 
 impl ConsumerConfig {
@@ -271,6 +273,7 @@ impl ConsumerConfig {
                 Duration::from_secs(2),
             ],
             handler_timeout: Duration::from_secs(25),
+            max_in_flight: 64,
         }
     }
 }
@@ -404,79 +407,43 @@ where
         )
         .await
         .map_err(jetstream_error)?;
-    // Small batches: messages are handled one by one, and a large prefetch
-    // would sit past the ack wait and be redelivered while still queued here.
+    // Batches no larger than what is handled at once: a large prefetch would
+    // sit past the ack wait and be redelivered while still queued here.
+    let max_in_flight = config.max_in_flight.max(1);
     let mut messages = consumer
         .stream()
-        .max_messages_per_batch(PREFETCH)
+        .max_messages_per_batch(max_in_flight.max(PREFETCH))
         .messages()
         .await
         .map_err(jetstream_error)?;
-    let producer_id = producer.id();
+    let delivery = Delivery {
+        js: &js,
+        stream_name: &stream_name,
+        producer: producer.id(),
+        event: &event,
+        validator: &validator,
+        config: &config,
+        handler: &handler,
+    };
+    // Deliveries of different flows are independent: up to `max_in_flight`
+    // are handled at once (a flow's own events come one after the other).
+    let mut in_flight = futures::stream::FuturesUnordered::new();
     loop {
-        let message = tokio::select! {
+        tokio::select! {
+            biased;
             () = shutdown.cancelled() => break,
-            message = messages.next() => match message {
-                Some(Ok(message)) => message,
+            Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+            message = messages.next(), if in_flight.len() < max_in_flight => match message {
+                Some(Ok(message)) => in_flight.push(delivery.process(message)),
                 Some(Err(error)) => {
                     tracing::warn!(error = %error, "The consumer's message stream reported an error; it keeps going.");
-                    continue;
                 }
                 None => break,
             },
-        };
-        let delivery = message
-            .info()
-            .map(|info| u64::try_from(info.delivered).unwrap_or(1))
-            .unwrap_or(1);
-        let inbound = message.headers.as_ref();
-        let trace = wire::header(inbound, headers::TRACEPARENT)
-            .and_then(|parent| TraceContext::parse(parent, wire::header(inbound, headers::TRACESTATE)))
-            .map_or_else(TraceContext::new_root, |parent| parent.child());
-        let context = EventContext {
-            producer: producer_id.clone(),
-            event: event.clone(),
-            propagation: Propagation {
-                correlation_id: wire::correlation_id(inbound),
-                trace,
-            },
-            delivery,
-            message_id: wire::header(inbound, headers::MESSAGE_ID).map(str::to_owned),
-        };
-        let span = tracing::info_span!(
-            "soa.event",
-            messaging.system = "nats",
-            messaging.operation.type = "process",
-            messaging.destination.name = %message.subject,
-            messaging.consumer.group.name = %config.durable_name,
-            soa.event = %event,
-            soa.delivery = delivery,
-            soa.correlation_id = context.propagation.correlation_id.as_ref().map_or("", |id| id.as_str()),
-            trace_id = %context.propagation.trace.trace_id(),
-        );
-        let disposition = handle_event(&handler, &validator, &config, context, &message.payload)
-            .instrument(span.clone())
-            .await;
-        let _entered = span.enter();
-        let outcome = match disposition {
-            Disposition::Ack => message.ack().await,
-            Disposition::Retry(delay) => message.ack_with(AckKind::Nak(Some(delay))).await,
-            Disposition::DeadLetter(reason) => {
-                tracing::warn!(reason = %reason, delivery, "Moving the event to the dead-letter stream.");
-                match dead_letter(&js, &message, &stream_name, &config.durable_name, &reason).await {
-                    // Only once the dead letter is stored is the original given up.
-                    Ok(()) => message.ack_with(AckKind::Term).await,
-                    Err(error) => {
-                        tracing::error!(error = %error, "Could not store the dead letter; the event will be redelivered.");
-                        message.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await
-                    }
-                }
-            }
-        };
-        if let Err(error) = outcome {
-            tracing::warn!(error = %error, "Could not acknowledge the event; it will be redelivered.");
         }
     }
+    // Finish what was taken; what is not acked comes back after the ack wait.
+    while in_flight.next().await.is_some() {}
     Ok(())
 }
 
@@ -535,6 +502,77 @@ async fn ensure_dead_letter_stream(js: &jetstream::Context) -> Result<(), EventE
     .await
     .map_err(jetstream_error)?;
     Ok(())
+}
+
+/// What handling one delivery needs, borrowed from [`consume_json`].
+struct Delivery<'a, F> {
+    js: &'a jetstream::Context,
+    stream_name: &'a str,
+    producer: ContractId,
+    event: &'a MemberName,
+    validator: &'a MessageValidator,
+    config: &'a ConsumerConfig,
+    handler: &'a F,
+}
+
+impl<F, Fut> Delivery<'_, F>
+where
+    F: Fn(EventContext, Value) -> Fut,
+    Fut: Future<Output = Result<(), ServiceError>>,
+{
+    /// Validates and handles one message, then acks, naks or dead-letters it.
+    async fn process(&self, message: jetstream::Message) {
+        let delivery = message
+            .info()
+            .map(|info| u64::try_from(info.delivered).unwrap_or(1))
+            .unwrap_or(1);
+        let inbound = message.headers.as_ref();
+        let trace = wire::header(inbound, headers::TRACEPARENT)
+            .and_then(|parent| TraceContext::parse(parent, wire::header(inbound, headers::TRACESTATE)))
+            .map_or_else(TraceContext::new_root, |parent| parent.child());
+        let context = EventContext {
+            producer: self.producer.clone(),
+            event: self.event.clone(),
+            propagation: Propagation {
+                correlation_id: wire::correlation_id(inbound),
+                trace,
+            },
+            delivery,
+            message_id: wire::header(inbound, headers::MESSAGE_ID).map(str::to_owned),
+        };
+        let span = tracing::info_span!(
+            "soa.event",
+            messaging.system = "nats",
+            messaging.operation.type = "process",
+            messaging.destination.name = %message.subject,
+            messaging.consumer.group.name = %self.config.durable_name,
+            soa.event = %self.event,
+            soa.delivery = delivery,
+            soa.correlation_id = context.propagation.correlation_id.as_ref().map_or("", |id| id.as_str()),
+            trace_id = %context.propagation.trace.trace_id(),
+        );
+        let disposition = handle_event(self.handler, self.validator, self.config, context, &message.payload)
+            .instrument(span.clone())
+            .await;
+        let outcome = match disposition {
+            Disposition::Ack => message.ack().await,
+            Disposition::Retry(delay) => message.ack_with(AckKind::Nak(Some(delay))).await,
+            Disposition::DeadLetter(reason) => {
+                tracing::warn!(parent: &span, reason = %reason, delivery, "Moving the event to the dead-letter stream.");
+                match dead_letter(self.js, &message, self.stream_name, &self.config.durable_name, &reason).await {
+                    // Only once the dead letter is stored is the original given up.
+                    Ok(()) => message.ack_with(AckKind::Term).await,
+                    Err(error) => {
+                        tracing::error!(parent: &span, error = %error, "Could not store the dead letter; the event will be redelivered.");
+                        message.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await
+                    }
+                }
+            }
+        };
+        if let Err(error) = outcome {
+            tracing::warn!(parent: &span, error = %error, "Could not acknowledge the event; it will be redelivered.");
+        }
+    }
 }
 
 async fn handle_event<F, Fut>(
