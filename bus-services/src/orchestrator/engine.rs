@@ -19,7 +19,7 @@ use async_nats::jetstream::AckKind;
 use contracts::orchestrator_api::{InstanceState, InstanceStatus, WorkflowFinished};
 use contracts::workflow::Scope;
 use contracts::{ErrorBody, ErrorCode, ErrorDetail};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -176,8 +176,13 @@ pub(crate) async fn drive(
             };
         }
         let (next, planned) = plan::plan(definition, &mut state, now);
-        if changed || planned {
+        let dirty = changed || planned;
+        if dirty {
             state.updated_at_ms = now;
+        }
+        let calls_next = matches!(next, Next::Call(_) | Next::Compensate(_));
+        if dirty && (!calls_next || stopping.is_cancelled()) {
+            // Ending, waiting or handing back: the state is committed first.
             match shared.stores.update_instance(&state, revision).await? {
                 Some(committed) => {
                     revision = committed;
@@ -186,11 +191,7 @@ pub(crate) async fn drive(
                 None => {
                     // Someone else wrote first (a cancel, another replica):
                     // read again; this round's outcomes are applied anew.
-                    let Some((fresh, fresh_revision)) = shared.stores.instance(id).await? else {
-                        return Ok(Disposition::Ack);
-                    };
-                    state = fresh;
-                    revision = fresh_revision;
+                    (state, revision) = reload(shared, id).await?;
                     continue;
                 }
             }
@@ -199,7 +200,7 @@ pub(crate) async fn drive(
             // Shutting down: hand the item back so another replica goes on now.
             return Ok(Disposition::Later(Duration::ZERO));
         }
-        match next {
+        let calls: Vec<_> = match &next {
             Next::Idle | Next::Finished => {
                 if next == Next::Finished {
                     shared.stats.finished.fetch_add(1, Ordering::Relaxed);
@@ -208,20 +209,49 @@ pub(crate) async fn drive(
                 return Ok(Disposition::Ack);
             }
             Next::Wait(at) => return Ok(Disposition::Later(Duration::from_millis(at.saturating_sub(now)))),
-            Next::Call(steps) => {
-                shared.stats.record_overhead(since_reply.elapsed());
-                shared.stats.calls.fetch_add(steps.len() as u64, Ordering::Relaxed);
-                let calls = steps.iter().map(|step| call_step(&loaded, &state, step));
-                pending = futures::future::join_all(calls).await;
-                since_reply = std::time::Instant::now();
+            Next::Call(steps) => steps
+                .iter()
+                .map(|step| call_step(&loaded, &state, step).boxed())
+                .collect(),
+            Next::Compensate(step) => vec![compensate(&loaded, &state, step).boxed()],
+        };
+        shared.stats.record_overhead(since_reply.elapsed());
+        shared.stats.calls.fetch_add(calls.len() as u64, Ordering::Relaxed);
+        // The commit of what led to these calls runs beside them: a call
+        // repeated after a crash before the commit carries the same
+        // idempotency key, so the callee does it once, and the next round
+        // starts only once both are done.
+        let commit = async {
+            if dirty {
+                shared.stores.update_instance(&state, revision).await
+            } else {
+                Ok(Some(revision))
             }
-            Next::Compensate(step) => {
-                shared.stats.calls.fetch_add(1, Ordering::Relaxed);
-                pending = vec![compensate(&loaded, &state, &step).await];
-                since_reply = std::time::Instant::now();
+        };
+        let (committed, outcomes) = tokio::join!(commit, futures::future::join_all(calls));
+        since_reply = std::time::Instant::now();
+        match committed? {
+            Some(committed) => {
+                revision = committed;
+                pending = outcomes;
+            }
+            None => {
+                // The outcomes that commit carried are applied again to
+                // what is stored now, with this round's.
+                (state, revision) = reload(shared, id).await?;
+                pending.extend(outcomes);
             }
         }
     }
+}
+
+/// The instance as stored now, after a compare-and-set lost.
+async fn reload(shared: &Shared, id: &str) -> Result<(InstanceState, u64), OrchestratorError> {
+    shared
+        .stores
+        .instance(id)
+        .await?
+        .ok_or_else(|| OrchestratorError::NotFound(format!("instance {id} disappeared while being driven")))
 }
 
 /// Publishes the workflow's `finished` event; its message id is the
