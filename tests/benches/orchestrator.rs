@@ -82,8 +82,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     record(true);
     let (rate, latencies) = throughput(&server, &client, "saturated", WORKFLOWS, None).await?;
     let overheads = take()?;
-    let (paced_rate, paced_latencies) =
-        throughput(&server, &client, "paced at 1,000/s", PACED, Some(1_000.0)).await?;
+    let (paced_rate, paced_latencies) = throughput(&server, &client, "paced at 1,000/s", PACED, Some(1_000.0)).await?;
     let paced_overheads = take()?;
     record(false);
     let raw_rate = raw_chain(&server, WORKFLOWS).await?;
