@@ -7,7 +7,8 @@
 //!   chained by hand with raw async-nats requests in the same run (no
 //!   durability) as the ratio's baseline;
 //! - the orchestration overhead per step: from a round's replies to the next
-//!   call (commit and planning), p50/p99;
+//!   calls (planning, dispatch), plus how long the round's commit, which
+//!   runs beside the calls, outlasted them; p50/p99;
 //! - recovery after a kill: an orchestrator is aborted mid-run and another
 //!   started; how long until every interrupted instance moved again, against
 //!   the consumer's ack wait.

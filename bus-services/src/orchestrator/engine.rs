@@ -215,21 +215,31 @@ pub(crate) async fn drive(
                 .collect(),
             Next::Compensate(step) => vec![compensate(&loaded, &state, step).boxed()],
         };
-        shared.stats.record_overhead(since_reply.elapsed());
+        let before_calls = since_reply.elapsed();
         shared.stats.calls.fetch_add(calls.len() as u64, Ordering::Relaxed);
         // The commit of what led to these calls runs beside them: a call
         // repeated after a crash before the commit carries the same
         // idempotency key, so the callee does it once, and the next round
         // starts only once both are done.
         let commit = async {
-            if dirty {
+            let committed = if dirty {
                 shared.stores.update_instance(&state, revision).await
             } else {
                 Ok(Some(revision))
-            }
+            };
+            (committed, std::time::Instant::now())
         };
-        let (committed, outcomes) = tokio::join!(commit, futures::future::join_all(calls));
+        let replies = async {
+            let outcomes = futures::future::join_all(calls).await;
+            (outcomes, std::time::Instant::now())
+        };
+        let ((committed, commit_done), (outcomes, replies_done)) = tokio::join!(commit, replies);
         since_reply = std::time::Instant::now();
+        // The overhead of this step: deciding and dispatching, and whatever
+        // the commit took beyond the calls.
+        shared
+            .stats
+            .record_overhead(before_calls + commit_done.saturating_duration_since(replies_done));
         match committed? {
             Some(committed) => {
                 revision = committed;

@@ -90,8 +90,9 @@ pub struct OrchestratorStats {
     pub calls: AtomicU64,
     /// Whether to keep [`OrchestratorStats::overheads`] (for benchmarks).
     pub record_overheads: std::sync::atomic::AtomicBool,
-    /// Microseconds between a round's replies and the next call (commit
-    /// and planning included), or from taking a work item to its first call.
+    /// The orchestrator's own time per round, in microseconds: from the last
+    /// replies (or taking the work item) to the next calls, plus how long the
+    /// round's commit outlasted its calls.
     pub overheads: Mutex<Vec<u32>>,
 }
 
