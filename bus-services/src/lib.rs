@@ -9,10 +9,12 @@
 //! - [`runtime`] builds services from contracts and calls them with typed
 //!   clients.
 //! - [`orchestrator`] runs durable workflows that call those services.
+//! - [`shop`] is the demo domain's five services, orchestrated and choreographed.
 
 pub mod connection;
 pub mod local_server;
 pub mod orchestrator;
 pub mod runtime;
 pub mod server_binary;
+pub mod shop;
 pub mod wire;

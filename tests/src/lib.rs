@@ -5,6 +5,7 @@
 
 pub mod harness;
 pub mod registry;
+pub mod shop;
 pub mod synthetic;
 pub mod workflows;
 

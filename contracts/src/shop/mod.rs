@@ -1,5 +1,6 @@
 //! The demo domain, order fulfilment: the message types of orders, inventory,
-//! payments, shipping and notifications, and their contracts.
+//! payments, shipping and notifications, their contracts, and the
+//! `fulfilment` workflow that drives them when an order is orchestrated.
 //!
 //! Requests are closed (`deny_unknown_fields`) so a typo is a validation
 //! error; responses and events stay open so a later minor version may add
@@ -13,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::document::ContractDocument;
 use crate::names::NameError;
 
+pub mod fulfilment;
 pub mod inventory;
 pub mod notifications;
 pub mod orders;

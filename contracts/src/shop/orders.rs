@@ -129,6 +129,9 @@ pub struct OrderCompleted {
     pub order_id: OrderId,
     /// The shipment that carries it.
     pub shipment_id: String,
+    /// Who bought it, so the customer can be told without asking orders (since 1.1.0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_id: Option<String>,
 }
 
 /// An order could not be fulfilled; every completed step was undone.
@@ -138,6 +141,9 @@ pub struct OrderCancelled {
     pub order_id: OrderId,
     /// Why.
     pub reason: FailureReason,
+    /// Who bought it, so the customer can be told without asking orders (since 1.1.0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_id: Option<String>,
 }
 
 crate::operations! {
@@ -163,7 +169,7 @@ pub fn contract() -> Result<ContractDocument, NameError> {
     Ok(ContractBuilder::new(
         DOMAIN,
         "orders",
-        "1.0.0",
+        "1.1.0",
         "Takes orders and tracks them to completion or cancellation",
         OWNER,
     )?
@@ -190,5 +196,8 @@ pub fn contract() -> Result<ContractDocument, NameError> {
     .consumes("inventory@1#out-of-stock")?
     .consumes("payments@1#declined")?
     .consumes("shipping@1#failed")?
+    .consumes("fulfilment@1#finished")?
+    .calls("fulfilment@1#start")?
+    .calls("notifications@1#send")?
     .build())
 }

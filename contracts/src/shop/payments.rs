@@ -105,7 +105,7 @@ crate::events! {
 /// The `payments@1` contract.
 pub fn contract() -> Result<ContractDocument, NameError> {
     Ok(
-        ContractBuilder::new(DOMAIN, "payments", "1.0.0", "Charges customers and refunds them", OWNER)?
+        ContractBuilder::new(DOMAIN, "payments", "1.1.0", "Charges customers and refunds them", OWNER)?
             .tags(&["shop", "money"])
             .operation::<Charge>(OperationSpec {
                 description: "Charge a customer for an order",
@@ -120,6 +120,7 @@ pub fn contract() -> Result<ContractDocument, NameError> {
             .event::<Charged>("A customer was charged for an order")?
             .event::<Declined>("A charge for an order was declined")?
             .event::<Refunded>("A charge for an order was refunded")?
+            .consumes("orders@1#placed")?
             .consumes("inventory@1#reserved")?
             .consumes("shipping@1#failed")?
             .build(),

@@ -904,11 +904,11 @@ mod tests {
     fn the_catalogue_compiles_and_prints_a_row_per_contract() {
         let mut out = Vec::new();
         let catalogue = compile_catalogue(&mut out).unwrap();
-        assert_eq!(catalogue.orders.id().to_string(), "orders@1.0.0");
+        assert_eq!(catalogue.orders.id().to_string(), "orders@1.1.0");
         assert_eq!(catalogue.compiled.validators.len(), catalogue.orders.messages().count());
         let table = String::from_utf8(out).unwrap();
         for expected in [
-            "orders@1.0.0",
+            "orders@1.1.0",
             "inventory@1.0.0",
             "shop.orders.v1.* (6)",
             "sha256:",

@@ -255,7 +255,7 @@ async fn subjects_resolve_exactly_or_by_wildcard() {
     let inventory = get(&api, "/v1/subjects/shop.inventory.v1.%3E").await.json();
     assert_eq!(inventory["bindings"].as_array().unwrap().len(), 6, "{inventory:#}");
     let events = get(&api, "/v1/subjects/shop.%2A.v1.placed").await;
-    assert_eq!(events.json()["bindings"][0]["contract"], "orders@1.0.0");
+    assert_eq!(events.json()["bindings"][0]["contract"], "orders@1.1.0");
     // A pattern matching nothing is an empty answer; a concrete subject nobody declares is 404.
     assert_eq!(
         get(&api, "/v1/subjects/billing.%3E").await.json(),
@@ -306,10 +306,10 @@ async fn consumers_and_the_graph_show_who_depends_on_whom() {
     assert_eq!(consumers.status, StatusCode::OK);
     assert_eq!(
         consumers.json(),
-        json!({"reference": "orders@1#placed", "kind": "event", "consumers": ["inventory@1.0.0"], "callers": []})
+        json!({"reference": "orders@1#placed", "kind": "event", "consumers": ["inventory@1.0.0", "payments@1.1.0"], "callers": []})
     );
     let declined = get(&api, "/v1/events/payments/declined/consumers?major=1").await;
-    assert_eq!(declined.json()["consumers"], json!(["inventory@1.0.0", "orders@1.0.0"]));
+    assert_eq!(declined.json()["consumers"], json!(["inventory@1.0.0", "orders@1.1.0"]));
     get(&api, "/v1/events/orders/teleported/consumers").await.assert_error(
         StatusCode::NOT_FOUND,
         "NOT_FOUND",
@@ -644,7 +644,7 @@ async fn every_read_has_an_etag_and_answers_revalidation_with_304() {
         "/v1/services",
         "/v1/services/orders",
         "/v1/services/orders/versions",
-        "/v1/services/orders/versions/1.0.0",
+        "/v1/services/orders/versions/1.1.0",
         "/v1/services/orders/instances",
         "/v1/subjects/shop.orders.v1.place",
         "/v1/search?tag=shop",

@@ -83,7 +83,7 @@ fn write_json(path: &Path, value: &serde_json::Value) -> std::io::Result<()> {
 async fn the_checked_in_catalogue_passes_the_check() {
     let run = soa(&["contract".as_ref(), "check".as_ref(), catalog_dir().as_os_str()]).await;
     assert_eq!(run.exit, Exit::Success, "{}{}", run.stdout, run.stderr);
-    assert_eq!(run.stdout, "6 documents, 0 errors, 0 warnings\n");
+    assert_eq!(run.stdout, "7 documents, 0 errors, 0 warnings\n");
     assert_eq!(run.stderr, "");
 }
 
@@ -271,12 +271,12 @@ async fn the_demo_runs_the_orders_service_on_the_given_server() {
     for expected in [
         "Using nats-server 2.".to_owned(),
         format!(" at {}.", server.url()),
-        "3. The orders service (orders@1.0.0) on the service runtime, instance ".to_owned(),
+        "3. The orders service (orders@1.1.0) on the service runtime, instance ".to_owned(),
         ", queue group \"orders\":\n\n   get    shop.orders.v1.get\n   list   shop.orders.v1.list\n   place  shop.orders.v1.place\n"
             .to_owned(),
         // The place requests: accepted, refused by the schema, refused as not JSON.
         "→ #1 shop.orders.v1.place: a valid order".to_owned(),
-        "Soa-Contract: orders@1.0.0  Soa-Operation: place  Soa-Correlation-Id: ord-demo-1  Nats-Msg-Id: ".to_owned(),
+        "Soa-Contract: orders@1.1.0  Soa-Operation: place  Soa-Correlation-Id: ord-demo-1  Nats-Msg-Id: ".to_owned(),
         "← OK in ".to_owned(),
         "\"total\":{\"amount_cents\":4699,\"currency\":\"EUR\"}".to_owned(),
         "← 400 VALIDATION_FAILED in ".to_owned(),
@@ -289,7 +289,7 @@ async fn the_demo_runs_the_orders_service_on_the_given_server() {
         "← 404 NOT_FOUND in ".to_owned(),
         ": no order ord-demo-2 has been placed here".to_owned(),
         "→ #6 shop.orders.v1.list: ".to_owned(),
-        "Soa-Contract: orders@1.0.0  Soa-Operation: list  Nats-Msg-Id: ".to_owned(),
+        "Soa-Contract: orders@1.1.0  Soa-Operation: list  Nats-Msg-Id: ".to_owned(),
         "{\"orders\":[{\"customer_id\":\"cust-42\",".to_owned(),
         "Every reply was what the contract promises.".to_owned(),
         "5. Shutting down:".to_owned(),
@@ -353,7 +353,7 @@ async fn a_demo_kept_running_is_discovered_and_stops_on_ctrl_c() {
             .expect("the demo was not discovered with its six requests within a minute");
     assert_eq!(run.exit, Exit::Success, "{}{}", run.stdout, run.stderr);
     let instance = &report["services"][0]["instances"][0];
-    assert_eq!(instance["info"]["metadata"]["soa.contract"], "orders@1.0.0");
+    assert_eq!(instance["info"]["metadata"]["soa.contract"], "orders@1.1.0");
     assert!(
         run.stdout.contains(instance["id"].as_str().unwrap()),
         "the demo names the instance discover found:\n{}",

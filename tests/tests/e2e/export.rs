@@ -71,9 +71,9 @@ async fn the_registry_exports_asyncapi_documents_and_the_graph() {
         serde_json::json!([
             "inventory@1.0.0",
             "notifications@1.0.0",
-            "orders@1.0.0",
-            "payments@1.0.0",
-            "shipping@1.0.0"
+            "orders@1.1.0",
+            "payments@1.1.0",
+            "shipping@1.1.0"
         ])
     );
     assert_eq!(

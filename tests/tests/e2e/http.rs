@@ -74,7 +74,7 @@ async fn the_http_api_serves_the_same_catalogue_as_nats_on_a_real_port() {
         assert_eq!(reply.status(), StatusCode::CREATED);
         assert_eq!(
             reply.headers()["location"],
-            format!("/v1/services/{}/versions/1.0.0", document.service).as_str()
+            format!("/v1/services/{}/versions/{}", document.service, document.version).as_str()
         );
     }
     // Each registration was announced on the bus, as a NATS registration is.
@@ -83,7 +83,8 @@ async fn the_http_api_serves_the_same_catalogue_as_nats_on_a_real_port() {
         .unwrap()
         .unwrap();
     let change: RegistryChange = serde_json::from_slice(&announced.payload).unwrap();
-    assert_eq!(change.contract.version.to_string(), "1.0.0");
+    // The first announced is orders, the first registered.
+    assert_eq!(change.contract.to_string(), "orders@1.1.0");
 
     // Without the token: 401 with the challenge.
     let refused = client

@@ -17,6 +17,7 @@ mod orchestrator;
 mod registry;
 mod registry_cli;
 mod runtime;
+mod shop;
 mod stores;
 mod web;
 mod workflow_cli;

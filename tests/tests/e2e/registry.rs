@@ -297,7 +297,7 @@ async fn everything_survives_a_restart(open: impl AsyncFn() -> Arc<dyn Store>) {
     let client = registry_client(&server).await.unwrap();
     register_shop(&client).await.unwrap();
     let mut update = shop_document("payments").unwrap();
-    update["version"] = json!("1.0.1");
+    update["version"] = json!("1.1.1");
     client
         .call::<ops::Register>(&register(update.clone(), SHOP_OWNER_TOKEN))
         .await
@@ -316,7 +316,7 @@ async fn everything_survives_a_restart(open: impl AsyncFn() -> Arc<dyn Store>) {
         .unwrap();
     assert_eq!(versions.versions.len(), 2);
     // Ownership survives too.
-    update["version"] = json!("1.0.2");
+    update["version"] = json!("1.1.2");
     let body = refused(client.call::<ops::Register>(&register(update, "intruder")).await);
     assert_eq!(body.code, ErrorCode::Unauthorized);
     reopened.stop().await.unwrap();

@@ -43,9 +43,9 @@ async fn the_registry_is_browsed_from_the_command_line() {
         NAME           LATEST  INSTANCES  OWNER            TAGS
         inventory      1.0.0   0/0        fulfilment-team  shop, stock
         notifications  1.0.0   0/0        fulfilment-team  shop, customers
-        orders         1.0.0   0/0        fulfilment-team  shop, orders
-        payments       1.0.0   0/0        fulfilment-team  shop, money
-        shipping       1.0.0   0/0        fulfilment-team  shop, logistics
+        orders         1.1.0   0/0        fulfilment-team  shop, orders
+        payments       1.1.0   0/0        fulfilment-team  shop, money
+        shipping       1.1.0   0/0        fulfilment-team  shop, logistics
     "#]]
     .assert_eq(&run.stdout);
     assert_eq!(run.stderr, "");
@@ -92,9 +92,9 @@ async fn the_registry_is_browsed_from_the_command_line() {
         "    request   GetStock {sku*: string}\n",
         "Events (* = required)\n",
         "  reserved  shop.inventory.v1.reserved\n",
-        "    consumers  payments@1.0.0\n",
+        "    consumers  payments@1.1.0, shipping@1.1.0\n",
         "  out-of-stock  shop.inventory.v1.out-of-stock\n",
-        "    consumers  orders@1.0.0\n",
+        "    consumers  orders@1.1.0\n",
         "  consumes  orders@1#placed, payments@1#declined, shipping@1#failed\n",
         "No live instances.\n",
     ] {
@@ -109,7 +109,10 @@ async fn the_registry_is_browsed_from_the_command_line() {
     assert!(described["digest"].as_str().unwrap().starts_with("sha256:"));
     assert_eq!(described["versions"][0]["version"], "1.0.0");
     assert_eq!(described["instances"], json!([]));
-    assert_eq!(described["consumers"]["reserved"], json!(["payments@1.0.0"]));
+    assert_eq!(
+        described["consumers"]["reserved"],
+        json!(["payments@1.1.0", "shipping@1.1.0"])
+    );
 
     let run = soa_at(&url, &["describe", "nope"]).await;
     assert_exit(&run, Exit::Failure);
@@ -164,8 +167,14 @@ async fn the_registry_is_browsed_from_the_command_line() {
     .assert_eq(&run.stdout);
     let run = soa_at(&url, &["resolve", "shop.*.v1.>"]).await;
     assert_exit(&run, Exit::Success);
-    for service in ["inventory", "orders", "payments", "shipping", "notifications"] {
-        assert!(run.stdout.contains(&format!("{service}@1.0.0")), "{}", run.stdout);
+    for contract in [
+        "inventory@1.0.0",
+        "orders@1.1.0",
+        "payments@1.1.0",
+        "shipping@1.1.0",
+        "notifications@1.0.0",
+    ] {
+        assert!(run.stdout.contains(contract), "{}", run.stdout);
     }
     let run = soa_at(&url, &["resolve", "shop.inventory.v1.reserve", "--json"]).await;
     assert_exit(&run, Exit::Success);

@@ -1,0 +1,145 @@
+//! What every shop service shares: the flow an order's messages carry, the
+//! message ids that make a re-published event a duplicate JetStream drops,
+//! and the choreography's durable consumers.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use contracts::{ContractDocument, EventType};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::ShopError;
+use super::config::ShopConfig;
+use crate::runtime::{ConsumerConfig, EventContext, EventError, Propagation, ServiceConfig, ServiceError, consume};
+use crate::wire::CorrelationId;
+
+/// The flow of an order: its id as the correlation id, in the trace of the
+/// message that caused this one.
+pub(crate) fn order_flow(cause: &Propagation, order_id: &str) -> Propagation {
+    Propagation {
+        correlation_id: CorrelationId::parse(order_id)
+            .ok()
+            .or_else(|| cause.correlation_id.clone()),
+        trace: cause.trace.clone(),
+    }
+}
+
+/// The message id of an order's event: the same for every publication of
+/// it, so a handler that runs again (a redelivery) publishes a duplicate
+/// JetStream drops within its window, and a later copy changes nothing
+/// downstream (every reaction is keyed on the order).
+pub(crate) fn event_message_id(order_id: &str, service: &str, event: &str) -> String {
+    format!("{order_id}/{service}/{event}")
+}
+
+/// How the shop's services run.
+pub(crate) fn service_config(config: &ShopConfig) -> ServiceConfig {
+    ServiceConfig {
+        registration: config.registration.clone(),
+        handler_timeout: config.handler_timeout,
+        shutdown_timeout: config.shutdown_timeout,
+        ..ServiceConfig::default()
+    }
+}
+
+/// A publishing failure inside a handler: retried by whoever sent the message.
+pub(crate) fn publish_failed(error: EventError) -> ServiceError {
+    tracing::warn!(error = %error, "Could not publish an event.");
+    ServiceError::unavailable("the event could not be published; try again")
+}
+
+/// Tasks that run together and stop together: the first to fail stops the
+/// others, and each one's end before shutdown counts as a failure.
+pub(crate) struct Tasks {
+    set: JoinSet<(String, Result<(), ShopError>)>,
+    stop: CancellationToken,
+}
+
+impl Tasks {
+    /// Tasks stopped by `shutdown` (or by the first failure among them).
+    pub(crate) fn new(shutdown: &CancellationToken) -> Self {
+        Self {
+            set: JoinSet::new(),
+            stop: shutdown.child_token(),
+        }
+    }
+
+    /// The token the tasks stop on.
+    pub(crate) fn stop(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+
+    /// Runs `task`, called `name` in errors.
+    pub(crate) fn spawn(&mut self, name: String, task: impl Future<Output = Result<(), ShopError>> + Send + 'static) {
+        self.set.spawn(async move { (name, task.await) });
+    }
+
+    /// Waits for every task; the first failure (or early end) is returned
+    /// after the others have stopped.
+    pub(crate) async fn join(mut self) -> Result<(), ShopError> {
+        let mut first_error = None;
+        while let Some(joined) = self.set.join_next().await {
+            let failure = match joined {
+                Ok((_, Ok(()))) if self.stop.is_cancelled() => None,
+                Ok((name, Ok(()))) => Some(ShopError::Stopped { task: name }),
+                Ok((_, Err(error))) => Some(error),
+                Err(error) => Some(ShopError::Task(error.to_string())),
+            };
+            if let Some(error) = failure {
+                tracing::error!(error = %error, "A shop task failed; stopping the others.");
+                self.stop.cancel();
+                first_error.get_or_insert(error);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// The settings of a choreography consumer called `durable`.
+fn consumer_config(config: &ShopConfig, durable: &str) -> ConsumerConfig {
+    ConsumerConfig {
+        max_deliveries: config.max_deliveries.max(1),
+        backoff: vec![
+            Duration::from_millis(50),
+            Duration::from_millis(200),
+            Duration::from_millis(500),
+            Duration::from_secs(1),
+            Duration::from_secs(2),
+        ],
+        handler_timeout: Duration::from_secs(10),
+        ..ConsumerConfig::new(durable)
+    }
+}
+
+/// Consumes `producer`'s event `E` with the durable consumer `durable`,
+/// with [`ShopConfig::consumers_per_event`] pullers so one slow message does
+/// not hold up the others.
+pub(crate) fn spawn_consumer<E, F, Fut>(
+    tasks: &mut Tasks,
+    nats: &async_nats::Client,
+    config: &ShopConfig,
+    producer: &ContractDocument,
+    durable: &str,
+    handler: F,
+) where
+    E: EventType,
+    F: Fn(EventContext, E::Payload) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), ServiceError>> + Send + 'static,
+{
+    let handler = Arc::new(handler);
+    for _ in 0..config.consumers_per_event.max(1) {
+        let handler = Arc::clone(&handler);
+        let run = consume::<E, _, _>(
+            nats.clone(),
+            producer.clone(),
+            consumer_config(config, durable),
+            move |context, payload| handler(context, payload),
+            tasks.stop(),
+        );
+        tasks.spawn(format!("the consumer {durable}"), async move {
+            run.await.map_err(ShopError::from)
+        });
+    }
+}

@@ -1,0 +1,540 @@
+//! The inventory service: stock per product and one reservation per order.
+//!
+//! Stock never goes below zero, whatever runs at once: a product's record
+//! holds its units on hand and the units held for each order by order id,
+//! and a hold is added only by a compare-and-set that sees enough free
+//! units. Holding is idempotent per order (an order already holding a
+//! product is left as it is), so two deliveries of one reservation never
+//! take stock twice.
+//!
+//! The reservation record (one per order, created first) decides the
+//! outcome: `pending` while the products are taken one by one, then `held`
+//! once every one is, or `refused` with the shortage; holds are only given
+//! back after the record says `refused` or `released`, so a concurrent
+//! attempt at the same order cannot end `held` with a product missing. An
+//! answer read from a `refused` or `released` record first gives back any
+//! hold still there, which repairs an attempt that died half-way.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_nats::jetstream;
+use contracts::SchemaSet;
+use contracts::shop::inventory::{
+    self, GetStock, ReleaseStock, Reservation, ReserveStock, StockLevel, StockReleased, StockReserved, StockShortage,
+};
+use contracts::shop::orders::{self, OrderPlaced};
+use contracts::shop::payments::{self, PaymentDeclined};
+use contracts::shop::shipping::{self, ShipmentFailed};
+use contracts::shop::{FlowMode, OrderId, StockLine};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use super::ShopError;
+use super::config::ShopConfig;
+use super::flow::{Tasks, event_message_id, order_flow, publish_failed, service_config, spawn_consumer};
+use super::state::{Bucket, Change, RESERVATIONS_BUCKET, STOCK_BUCKET, StoreError, now_ms, sku_key};
+use crate::runtime::{EventContext, EventPublisher, Service, ServiceError};
+
+/// Rounds of reading and settling a reservation before giving up as `UNAVAILABLE`.
+const MAX_ROUNDS: usize = 8;
+
+/// One product's stock as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct StockRecord {
+    /// Stock keeping unit.
+    pub(crate) sku: String,
+    /// Units on the shelves, held or not.
+    pub(crate) on_hand: u64,
+    /// Units held, by order id.
+    pub(crate) holds: BTreeMap<String, u64>,
+}
+
+impl StockRecord {
+    /// Units held for orders.
+    pub(crate) fn held(&self) -> u64 {
+        self.holds.values().fold(0, |sum, units| sum.saturating_add(*units))
+    }
+
+    /// Units free to reserve.
+    pub(crate) fn available(&self) -> u64 {
+        self.on_hand.saturating_sub(self.held())
+    }
+}
+
+/// Where an order's reservation stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReservationStatus {
+    /// Products are being taken.
+    Pending,
+    /// Every product is held for the order.
+    Held,
+    /// A product ran short; nothing is held.
+    Refused,
+    /// What was held went back; nothing is held.
+    Released,
+}
+
+/// One order's reservation as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ReservationRecord {
+    /// The order.
+    pub(crate) order_id: OrderId,
+    /// The reservation.
+    pub(crate) reservation_id: String,
+    /// What is (or was to be) held, one line per product.
+    pub(crate) items: Vec<StockLine>,
+    /// Where it stands.
+    pub(crate) status: ReservationStatus,
+    /// The product that ran short, when refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) shortage: Option<StockShortage>,
+    /// Whether the release gave stock back (it was held or being taken).
+    #[serde(default)]
+    pub(crate) released_held: bool,
+    /// When it last changed, ms since the Unix epoch.
+    pub(crate) updated_at_ms: u64,
+}
+
+/// What reserving came to.
+#[derive(Debug, Clone)]
+pub(crate) enum Reserved {
+    /// Every product is held.
+    Held(Reservation),
+    /// A product ran short; nothing is held.
+    Short(StockShortage),
+    /// The order's stock was released before; it is not reserved again.
+    Released,
+}
+
+/// The inventory's state.
+#[derive(Clone)]
+pub(crate) struct Inventory {
+    stock: Bucket,
+    reservations: Bucket,
+}
+
+impl Inventory {
+    /// Opens (creating when missing) the inventory's buckets.
+    pub(crate) async fn open(js: &jetstream::Context, replicas: usize) -> Result<Self, StoreError> {
+        Ok(Self {
+            stock: Bucket::open(js, STOCK_BUCKET, "soabus shop: stock per product", replicas).await?,
+            reservations: Bucket::open(
+                js,
+                RESERVATIONS_BUCKET,
+                "soabus shop: one stock reservation per order",
+                replicas,
+            )
+            .await?,
+        })
+    }
+
+    /// Puts `units` of each product on the shelves unless it has a stock
+    /// record already (a restart keeps what the shop has).
+    pub(crate) async fn seed(&self, initial: &[(String, u64)]) -> Result<(), StoreError> {
+        for (sku, units) in initial {
+            let record = StockRecord {
+                sku: sku.clone(),
+                on_hand: *units,
+                holds: BTreeMap::new(),
+            };
+            self.stock.create(&sku_key(sku), &record).await?;
+        }
+        Ok(())
+    }
+
+    /// Holds `items` for `order_id`, once per order whatever runs at once.
+    pub(crate) async fn reserve(&self, order_id: &OrderId, items: &[StockLine]) -> Result<Reserved, StoreError> {
+        let key = order_id.0.as_str();
+        let wanted = merge_lines(items);
+        for _ in 0..MAX_ROUNDS {
+            let record = match self.reservations.get::<ReservationRecord>(key).await? {
+                Some(record) => record,
+                None => {
+                    let record = ReservationRecord {
+                        order_id: order_id.clone(),
+                        reservation_id: format!("res-{key}"),
+                        items: wanted.clone(),
+                        status: ReservationStatus::Pending,
+                        shortage: None,
+                        released_held: false,
+                        updated_at_ms: now_ms(),
+                    };
+                    if !self.reservations.create(key, &record).await? {
+                        // Someone else started this order's reservation: read theirs.
+                        continue;
+                    }
+                    record
+                }
+            };
+            match record.status {
+                ReservationStatus::Held => {
+                    return Ok(Reserved::Held(Reservation {
+                        reservation_id: record.reservation_id,
+                        order_id: record.order_id,
+                        items: record.items,
+                    }));
+                }
+                ReservationStatus::Refused => {
+                    self.give_back(key, &record.items).await?;
+                    self.give_back(key, &wanted).await?;
+                    let shortage = record.shortage.unwrap_or_else(|| StockShortage {
+                        order_id: order_id.clone(),
+                        sku: wanted.first().map(|line| line.sku.clone()).unwrap_or_default(),
+                        requested: wanted.first().map_or(0, |line| u64::from(line.quantity)),
+                        available: 0,
+                    });
+                    return Ok(Reserved::Short(shortage));
+                }
+                ReservationStatus::Released => {
+                    self.give_back(key, &record.items).await?;
+                    self.give_back(key, &wanted).await?;
+                    return Ok(Reserved::Released);
+                }
+                ReservationStatus::Pending => {
+                    // Take what the record says (the first request's items), so
+                    // every attempt at this order works towards the same holds.
+                    let shortage = self.take(order_id, &record.items).await?;
+                    self.settle(key, shortage).await?;
+                    // Answer from the settled record, whoever settled it.
+                }
+            }
+        }
+        Err(StoreError {
+            bucket: RESERVATIONS_BUCKET.to_owned(),
+            doing: format!("reserving for {key}"),
+            message: format!("the reservation did not settle in {MAX_ROUNDS} rounds"),
+        })
+    }
+
+    /// Holds each line for `order_id`, product by product; the first
+    /// product short of units stops it and is returned.
+    async fn take(&self, order_id: &OrderId, items: &[StockLine]) -> Result<Option<StockShortage>, StoreError> {
+        let order = order_id.0.as_str();
+        for line in items {
+            let units = u64::from(line.quantity);
+            let short = self
+                .stock
+                .modify(&sku_key(&line.sku), |current: Option<&StockRecord>| match current {
+                    // A product the shop never stocked has nothing free.
+                    None => Change::Keep(Some(0)),
+                    Some(record) if record.holds.contains_key(order) => Change::Keep(None),
+                    Some(record) if record.available() >= units => {
+                        let mut next = record.clone();
+                        next.holds.insert(order.to_owned(), units);
+                        Change::Write(next, None)
+                    }
+                    Some(record) => Change::Keep(Some(record.available())),
+                })
+                .await?;
+            if let Some(available) = short {
+                return Ok(Some(StockShortage {
+                    order_id: order_id.clone(),
+                    sku: line.sku.clone(),
+                    requested: units,
+                    available,
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Ends a pending reservation as held (no shortage) or refused; a
+    /// reservation someone else settled first is left as it is.
+    async fn settle(&self, key: &str, shortage: Option<StockShortage>) -> Result<(), StoreError> {
+        self.reservations
+            .modify(key, |current: Option<&ReservationRecord>| match current {
+                Some(record) if record.status == ReservationStatus::Pending => {
+                    let mut next = record.clone();
+                    next.status = if shortage.is_some() {
+                        ReservationStatus::Refused
+                    } else {
+                        ReservationStatus::Held
+                    };
+                    next.shortage.clone_from(&shortage);
+                    next.updated_at_ms = now_ms();
+                    Change::Write(next, ())
+                }
+                _ => Change::Keep(()),
+            })
+            .await
+    }
+
+    /// Removes `order`'s holds on the products of `items` (idempotent).
+    async fn give_back(&self, order: &str, items: &[StockLine]) -> Result<(), StoreError> {
+        for line in items {
+            self.stock
+                .modify(&sku_key(&line.sku), |current: Option<&StockRecord>| match current {
+                    Some(record) if record.holds.contains_key(order) => {
+                        let mut next = record.clone();
+                        next.holds.remove(order);
+                        Change::Write(next, ())
+                    }
+                    _ => Change::Keep(()),
+                })
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Gives back what `order_id` holds, once: the record turns `released`
+    /// first (so no attempt still under way can end `held`), then the holds go.
+    /// A release before any reservation leaves a `released` record, so a
+    /// late reservation is refused rather than taking stock nobody releases.
+    pub(crate) async fn release(&self, order_id: &OrderId) -> Result<StockReleased, StoreError> {
+        let key = order_id.0.as_str();
+        let record = self
+            .reservations
+            .modify(key, |current: Option<&ReservationRecord>| match current {
+                None => {
+                    let record = ReservationRecord {
+                        order_id: order_id.clone(),
+                        reservation_id: format!("res-{key}"),
+                        items: Vec::new(),
+                        status: ReservationStatus::Released,
+                        shortage: None,
+                        released_held: false,
+                        updated_at_ms: now_ms(),
+                    };
+                    Change::Write(record.clone(), record)
+                }
+                Some(record) if matches!(record.status, ReservationStatus::Pending | ReservationStatus::Held) => {
+                    let mut next = record.clone();
+                    next.status = ReservationStatus::Released;
+                    next.released_held = true;
+                    next.updated_at_ms = now_ms();
+                    Change::Write(next.clone(), next)
+                }
+                Some(record) => Change::Keep(record.clone()),
+            })
+            .await?;
+        self.give_back(key, &record.items).await?;
+        Ok(StockReleased {
+            order_id: order_id.clone(),
+            released: record.released_held,
+        })
+    }
+
+    /// A product's free and held units.
+    pub(crate) async fn level(&self, sku: &str) -> Result<Option<StockLevel>, StoreError> {
+        Ok(self
+            .stock
+            .get::<StockRecord>(&sku_key(sku))
+            .await?
+            .map(|record| StockLevel {
+                available: record.available(),
+                reserved: record.held(),
+                sku: record.sku,
+            }))
+    }
+}
+
+/// One line per product, in SKU order, quantities of repeated products added.
+fn merge_lines(items: &[StockLine]) -> Vec<StockLine> {
+    let mut merged: BTreeMap<&str, u32> = BTreeMap::new();
+    for line in items {
+        let units = merged.entry(line.sku.as_str()).or_default();
+        *units = units.saturating_add(line.quantity);
+    }
+    merged
+        .into_iter()
+        .map(|(sku, quantity)| StockLine {
+            sku: sku.to_owned(),
+            quantity,
+        })
+        .collect()
+}
+
+/// The lines of an order without prices.
+fn stock_lines(placed: &OrderPlaced) -> Vec<StockLine> {
+    placed
+        .items
+        .iter()
+        .map(|item| StockLine {
+            sku: item.sku.clone(),
+            quantity: item.quantity,
+        })
+        .collect()
+}
+
+/// The `OUT_OF_STOCK` answer of a shortage.
+fn out_of_stock(shortage: &StockShortage) -> ServiceError {
+    ServiceError::declared(
+        "OUT_OF_STOCK",
+        format!(
+            "{} units of {} asked for, {} free",
+            shortage.requested, shortage.sku, shortage.available
+        ),
+    )
+}
+
+/// The operations: the state changes, and no events (an orchestrated
+/// order's steps must not set the choreography off).
+fn service(inventory: &Inventory, config: &ShopConfig) -> Result<Service, ShopError> {
+    let (for_reserve, for_release, for_stock) = (inventory.clone(), inventory.clone(), inventory.clone());
+    Ok(Service::builder(inventory::contract()?)
+        .config(service_config(config))
+        .handle::<inventory::Reserve, _, _>(move |_context, request: ReserveStock| {
+            let inventory = for_reserve.clone();
+            async move {
+                match inventory.reserve(&request.order_id, &request.items).await? {
+                    Reserved::Held(reservation) => Ok(reservation),
+                    Reserved::Short(shortage) => Err(out_of_stock(&shortage)),
+                    Reserved::Released => Err(ServiceError::conflict(format!(
+                        "the stock of order {} was released; a released order is not reserved again",
+                        request.order_id.0
+                    ))),
+                }
+            }
+        })
+        .handle::<inventory::Release, _, _>(move |_context, request: ReleaseStock| {
+            let inventory = for_release.clone();
+            async move { Ok(inventory.release(&request.order_id).await?) }
+        })
+        .handle::<inventory::Stock, _, _>(move |_context, request: GetStock| {
+            let inventory = for_stock.clone();
+            async move {
+                inventory
+                    .level(&request.sku)
+                    .await?
+                    .ok_or_else(|| ServiceError::not_found(format!("the shop does not stock {}", request.sku)))
+            }
+        })
+        .build()?)
+}
+
+/// The choreography: reserve for a placed order, give stock back when the
+/// payment is declined or no shipment can be scheduled.
+struct Reactions {
+    inventory: Inventory,
+    publisher: EventPublisher,
+}
+
+impl Reactions {
+    async fn placed(&self, context: EventContext, placed: OrderPlaced) -> Result<(), ServiceError> {
+        if placed.mode != FlowMode::Choreographed {
+            return Ok(());
+        }
+        let order = placed.order_id.0.clone();
+        let publisher = self.publisher.in_flow(&order_flow(context.propagation(), &order));
+        match self.inventory.reserve(&placed.order_id, &stock_lines(&placed)).await? {
+            Reserved::Held(reservation) => publisher
+                .publish_with_id::<inventory::Reserved>(
+                    &event_message_id(&order, "inventory", "reserved"),
+                    &StockReserved {
+                        order_id: reservation.order_id,
+                        reservation_id: reservation.reservation_id,
+                        items: reservation.items,
+                    },
+                )
+                .await
+                .map_err(publish_failed),
+            Reserved::Short(shortage) => publisher
+                .publish_with_id::<inventory::OutOfStock>(
+                    &event_message_id(&order, "inventory", "out-of-stock"),
+                    &shortage,
+                )
+                .await
+                .map_err(publish_failed),
+            Reserved::Released => {
+                tracing::warn!(order = %order, "The order was placed after its stock was released; nothing is reserved.");
+                Ok(())
+            }
+        }
+    }
+
+    async fn release(&self, context: EventContext, order_id: &OrderId) -> Result<(), ServiceError> {
+        let released = self.inventory.release(order_id).await?;
+        self.publisher
+            .in_flow(&order_flow(context.propagation(), &order_id.0))
+            .publish_with_id::<inventory::Released>(&event_message_id(&order_id.0, "inventory", "released"), &released)
+            .await
+            .map_err(publish_failed)
+    }
+}
+
+/// Runs the inventory (its operations and its reactions) until `shutdown`.
+pub(crate) async fn run(
+    config: Arc<ShopConfig>,
+    nats: async_nats::Client,
+    shutdown: CancellationToken,
+) -> Result<(), ShopError> {
+    let js = jetstream::new(nats.clone());
+    let inventory = Inventory::open(&js, config.replicas).await?;
+    inventory.seed(&config.initial_stock).await?;
+    let service = service(&inventory, &config)?;
+    let publisher = EventPublisher::new(nats.clone(), inventory::contract()?, &SchemaSet::default()).await?;
+    let reactions = Arc::new(Reactions { inventory, publisher });
+    let mut tasks = Tasks::new(&shutdown);
+    let on_placed = Arc::clone(&reactions);
+    spawn_consumer::<orders::Placed, _, _>(
+        &mut tasks,
+        &nats,
+        &config,
+        &orders::contract()?,
+        "inventory-orders-placed",
+        move |context, placed| {
+            let reactions = Arc::clone(&on_placed);
+            async move { reactions.placed(context, placed).await }
+        },
+    );
+    let on_declined = Arc::clone(&reactions);
+    spawn_consumer::<payments::Declined, _, _>(
+        &mut tasks,
+        &nats,
+        &config,
+        &payments::contract()?,
+        "inventory-payments-declined",
+        move |context, declined: PaymentDeclined| {
+            let reactions = Arc::clone(&on_declined);
+            async move { reactions.release(context, &declined.order_id).await }
+        },
+    );
+    let on_failed = reactions;
+    spawn_consumer::<shipping::Failed, _, _>(
+        &mut tasks,
+        &nats,
+        &config,
+        &shipping::contract()?,
+        "inventory-shipping-failed",
+        move |context, failed: ShipmentFailed| {
+            let reactions = Arc::clone(&on_failed);
+            async move { reactions.release(context, &failed.order_id).await }
+        },
+    );
+    let stop = tasks.stop();
+    tasks.spawn("the inventory service".to_owned(), async move {
+        service.run(nats, stop).await.map_err(ShopError::from)
+    });
+    tasks.join().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(sku: &str, quantity: u32) -> StockLine {
+        StockLine {
+            sku: sku.to_owned(),
+            quantity,
+        }
+    }
+
+    #[test]
+    fn repeated_products_are_one_line_in_sku_order() {
+        let merged = merge_lines(&[line("b", 1), line("a", 2), line("b", 3)]);
+        assert_eq!(merged, vec![line("a", 2), line("b", 4)]);
+    }
+
+    #[test]
+    fn free_units_are_what_no_order_holds() {
+        let record = StockRecord {
+            sku: "a".to_owned(),
+            on_hand: 10,
+            holds: BTreeMap::from([("o-1".to_owned(), 3), ("o-2".to_owned(), 4)]),
+        };
+        assert_eq!(record.held(), 7);
+        assert_eq!(record.available(), 3);
+    }
+}

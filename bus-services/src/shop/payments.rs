@@ -1,0 +1,427 @@
+//! The payments service: at most one charge per order and at most one
+//! refund of it, whatever the idempotency keys of the calls or the
+//! redeliveries of the events.
+//!
+//! The charge record (`charge.<order>`) is created once, by whoever decides
+//! first: charged or declined (the decision is the seeded rule of
+//! [`ShopConfig::declines`], after the gateway's latency). Every later
+//! charge of the order answers from that record; a refund turns it
+//! `refunded` by compare-and-set. A refund before any charge leaves a
+//! `voided` record, so a late charge is declined instead of taking money
+//! nobody gives back.
+
+use std::sync::Arc;
+
+use async_nats::jetstream;
+use contracts::SchemaSet;
+use contracts::shop::inventory::{self, StockReserved};
+use contracts::shop::orders::{self, OrderPlaced};
+use contracts::shop::payments::{
+    self, ChargePayment, PaymentCharged, PaymentDeclined, PaymentReceipt, PaymentRefunded, RefundPayment, RefundReceipt,
+};
+use contracts::shop::shipping::{self, ShipmentFailed};
+use contracts::shop::{FlowMode, Money, OrderId};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use super::ShopError;
+use super::config::ShopConfig;
+use super::flow::{Tasks, event_message_id, order_flow, publish_failed, service_config, spawn_consumer};
+use super::state::{Bucket, Change, PAYMENTS_BUCKET, StoreError, now_ms};
+use crate::runtime::{EventContext, EventPublisher, Service, ServiceError};
+
+/// The ISO 4217 code for "no currency", for the amount of a refund of nothing.
+const NO_CURRENCY: &str = "XXX";
+
+/// Where an order's payment stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PaymentStatus {
+    /// The customer was charged.
+    Charged,
+    /// The charge was declined; no money moved.
+    Declined,
+    /// The charge was given back.
+    Refunded,
+    /// Refunded before any charge: a later charge is declined.
+    Voided,
+}
+
+/// One order's payment as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct PaymentRecord {
+    /// The order.
+    pub(crate) order_id: OrderId,
+    /// Who pays (empty for a voided record).
+    pub(crate) customer_id: String,
+    /// What was charged (zero for a declined or voided one).
+    pub(crate) amount: Money,
+    /// Where it stands.
+    pub(crate) status: PaymentStatus,
+    /// The payment.
+    pub(crate) payment_id: String,
+    /// The refund, once refunded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) refund_id: Option<String>,
+    /// What went back, once refunded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) refunded: Option<Money>,
+    /// Why it was declined.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) decline_reason: Option<String>,
+    /// When it last changed, ms since the Unix epoch.
+    pub(crate) updated_at_ms: u64,
+}
+
+impl PaymentRecord {
+    /// Minor units charged and not given back.
+    pub(crate) fn charged_cents(&self) -> u64 {
+        match self.status {
+            PaymentStatus::Charged | PaymentStatus::Refunded => self.amount.amount_cents,
+            PaymentStatus::Declined | PaymentStatus::Voided => 0,
+        }
+    }
+}
+
+/// What a choreographed order will cost, learnt from its `placed` event.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct DueRecord {
+    /// Who pays.
+    pub(crate) customer_id: String,
+    /// How much.
+    pub(crate) amount: Money,
+}
+
+/// The key of an order's charge.
+pub(crate) fn charge_key(order: &str) -> String {
+    format!("charge.{order}")
+}
+
+fn due_key(order: &str) -> String {
+    format!("due.{order}")
+}
+
+/// What charging came to.
+#[derive(Debug, Clone)]
+pub(crate) enum Charged {
+    /// Charged (now or before).
+    Paid(PaymentRecord),
+    /// Declined (now or before), with the reason.
+    Declined(String),
+    /// The order was charged another amount before.
+    Conflict(String),
+}
+
+/// The payments' state and gateway.
+#[derive(Clone)]
+pub(crate) struct Payments {
+    payments: Bucket,
+    config: Arc<ShopConfig>,
+}
+
+impl Payments {
+    /// Opens (creating when missing) the payments bucket.
+    pub(crate) async fn open(js: &jetstream::Context, config: Arc<ShopConfig>) -> Result<Self, StoreError> {
+        Ok(Self {
+            payments: Bucket::open(
+                js,
+                PAYMENTS_BUCKET,
+                "soabus shop: one charge per order",
+                config.replicas,
+            )
+            .await?,
+            config,
+        })
+    }
+
+    /// Charges `amount` for `order_id`, once per order.
+    pub(crate) async fn charge(
+        &self,
+        order_id: &OrderId,
+        customer_id: &str,
+        amount: &Money,
+    ) -> Result<Charged, StoreError> {
+        let key = charge_key(&order_id.0);
+        for _ in 0..4 {
+            if let Some(record) = self.payments.get::<PaymentRecord>(&key).await? {
+                return Ok(answer(record, amount));
+            }
+            // A new charge: the gateway takes its time, then decides by the seeded rule.
+            tokio::time::sleep(self.config.payment_latency).await;
+            let declined = self.config.declines(&order_id.0);
+            let record = PaymentRecord {
+                order_id: order_id.clone(),
+                customer_id: customer_id.to_owned(),
+                amount: if declined {
+                    Money {
+                        amount_cents: 0,
+                        currency: amount.currency.clone(),
+                    }
+                } else {
+                    amount.clone()
+                },
+                status: if declined {
+                    PaymentStatus::Declined
+                } else {
+                    PaymentStatus::Charged
+                },
+                payment_id: format!("pay-{}", order_id.0),
+                refund_id: None,
+                refunded: None,
+                decline_reason: declined.then(|| "the card issuer declined the charge".to_owned()),
+                updated_at_ms: now_ms(),
+            };
+            if self.payments.create(&key, &record).await? {
+                return Ok(answer(record, amount));
+            }
+            // Another attempt decided first: its record is the answer.
+        }
+        Err(StoreError {
+            bucket: PAYMENTS_BUCKET.to_owned(),
+            doing: format!("charging {}", order_id.0),
+            message: "the charge record kept changing".to_owned(),
+        })
+    }
+
+    /// Gives back what `order_id` was charged, once.
+    pub(crate) async fn refund(&self, order_id: &OrderId) -> Result<PaymentRecord, StoreError> {
+        let key = charge_key(&order_id.0);
+        self.payments
+            .modify(&key, |current: Option<&PaymentRecord>| match current {
+                None => {
+                    let voided = PaymentRecord {
+                        order_id: order_id.clone(),
+                        customer_id: String::new(),
+                        amount: Money {
+                            amount_cents: 0,
+                            currency: NO_CURRENCY.to_owned(),
+                        },
+                        status: PaymentStatus::Voided,
+                        payment_id: format!("pay-{}", order_id.0),
+                        refund_id: None,
+                        refunded: None,
+                        decline_reason: None,
+                        updated_at_ms: now_ms(),
+                    };
+                    Change::Write(voided.clone(), voided)
+                }
+                Some(record) if record.status == PaymentStatus::Charged => {
+                    let mut next = record.clone();
+                    next.status = PaymentStatus::Refunded;
+                    next.refund_id = Some(format!("ref-{}", order_id.0));
+                    next.refunded = Some(record.amount.clone());
+                    next.updated_at_ms = now_ms();
+                    Change::Write(next.clone(), next)
+                }
+                Some(record) => Change::Keep(record.clone()),
+            })
+            .await
+    }
+
+    /// Remembers what a choreographed order will cost (the first time only).
+    async fn expect(&self, placed: &OrderPlaced) -> Result<(), StoreError> {
+        let due = DueRecord {
+            customer_id: placed.customer_id.clone(),
+            amount: placed.total.clone(),
+        };
+        self.payments.create(&due_key(&placed.order_id.0), &due).await?;
+        Ok(())
+    }
+
+    async fn due(&self, order: &str) -> Result<Option<DueRecord>, StoreError> {
+        self.payments.get(&due_key(order)).await
+    }
+}
+
+/// The answer of a charge from the order's record.
+fn answer(record: PaymentRecord, requested: &Money) -> Charged {
+    match record.status {
+        PaymentStatus::Charged | PaymentStatus::Refunded if record.amount != *requested => Charged::Conflict(format!(
+            "order {} was charged {} {} already",
+            record.order_id.0, record.amount.amount_cents, record.amount.currency
+        )),
+        PaymentStatus::Charged | PaymentStatus::Refunded => Charged::Paid(record),
+        PaymentStatus::Declined => Charged::Declined(
+            record
+                .decline_reason
+                .unwrap_or_else(|| "the charge was declined".to_owned()),
+        ),
+        PaymentStatus::Voided => Charged::Declined("the order was refunded before it was charged".to_owned()),
+    }
+}
+
+/// The refund receipt of a record.
+fn refund_receipt(record: &PaymentRecord) -> RefundReceipt {
+    RefundReceipt {
+        refund_id: record
+            .refund_id
+            .clone()
+            .unwrap_or_else(|| format!("ref-{}", record.order_id.0)),
+        order_id: record.order_id.clone(),
+        amount: record.refunded.clone().unwrap_or_else(|| Money {
+            amount_cents: 0,
+            currency: record.amount.currency.clone(),
+        }),
+    }
+}
+
+/// The operations: the state changes, and no events.
+fn service(payments: &Payments, config: &ShopConfig) -> Result<Service, ShopError> {
+    let (for_charge, for_refund) = (payments.clone(), payments.clone());
+    Ok(Service::builder(payments::contract()?)
+        .config(service_config(config))
+        .handle::<payments::Charge, _, _>(move |_context, request: ChargePayment| {
+            let payments = for_charge.clone();
+            async move {
+                match payments
+                    .charge(&request.order_id, &request.customer_id, &request.amount)
+                    .await?
+                {
+                    Charged::Paid(record) => Ok(PaymentReceipt {
+                        payment_id: record.payment_id,
+                        order_id: record.order_id,
+                        amount: record.amount,
+                    }),
+                    Charged::Declined(reason) => Err(ServiceError::declared("PAYMENT_DECLINED", reason)),
+                    Charged::Conflict(message) => Err(ServiceError::conflict(message)),
+                }
+            }
+        })
+        .handle::<payments::Refund, _, _>(move |_context, request: RefundPayment| {
+            let payments = for_refund.clone();
+            async move { Ok(refund_receipt(&payments.refund(&request.order_id).await?)) }
+        })
+        .build()?)
+}
+
+/// The choreography: learn what a placed order costs, charge it once its
+/// stock is reserved, refund it when no shipment can be scheduled.
+struct Reactions {
+    payments: Payments,
+    publisher: EventPublisher,
+}
+
+impl Reactions {
+    async fn placed(&self, placed: OrderPlaced) -> Result<(), ServiceError> {
+        if placed.mode == FlowMode::Choreographed {
+            self.payments.expect(&placed).await?;
+        }
+        Ok(())
+    }
+
+    async fn reserved(&self, context: EventContext, reserved: StockReserved) -> Result<(), ServiceError> {
+        let order = reserved.order_id.0.clone();
+        let Some(due) = self.payments.due(&order).await? else {
+            // The order's `placed` is still queued here: try again shortly.
+            return Err(ServiceError::unavailable(format!(
+                "what order {order} costs is not known yet"
+            )));
+        };
+        let publisher = self.publisher.in_flow(&order_flow(context.propagation(), &order));
+        match self
+            .payments
+            .charge(&reserved.order_id, &due.customer_id, &due.amount)
+            .await?
+        {
+            Charged::Paid(record) => publisher
+                .publish_with_id::<payments::Charged>(
+                    &event_message_id(&order, "payments", "charged"),
+                    &PaymentCharged {
+                        order_id: record.order_id,
+                        customer_id: record.customer_id,
+                        payment_id: record.payment_id,
+                        amount: record.amount,
+                    },
+                )
+                .await
+                .map_err(publish_failed),
+            Charged::Declined(reason) => publisher
+                .publish_with_id::<payments::Declined>(
+                    &event_message_id(&order, "payments", "declined"),
+                    &PaymentDeclined {
+                        order_id: reserved.order_id,
+                        reason,
+                    },
+                )
+                .await
+                .map_err(publish_failed),
+            Charged::Conflict(message) => Err(ServiceError::conflict(message)),
+        }
+    }
+
+    async fn failed(&self, context: EventContext, failed: ShipmentFailed) -> Result<(), ServiceError> {
+        let record = self.payments.refund(&failed.order_id).await?;
+        if record.status != PaymentStatus::Refunded {
+            return Ok(());
+        }
+        let receipt = refund_receipt(&record);
+        self.publisher
+            .in_flow(&order_flow(context.propagation(), &failed.order_id.0))
+            .publish_with_id::<payments::Refunded>(
+                &event_message_id(&failed.order_id.0, "payments", "refunded"),
+                &PaymentRefunded {
+                    order_id: receipt.order_id,
+                    customer_id: record.customer_id,
+                    refund_id: receipt.refund_id,
+                    amount: receipt.amount,
+                },
+            )
+            .await
+            .map_err(publish_failed)
+    }
+}
+
+/// Runs payments (its operations and its reactions) until `shutdown`.
+pub(crate) async fn run(
+    config: Arc<ShopConfig>,
+    nats: async_nats::Client,
+    shutdown: CancellationToken,
+) -> Result<(), ShopError> {
+    let js = jetstream::new(nats.clone());
+    let payments = Payments::open(&js, Arc::clone(&config)).await?;
+    let service = service(&payments, &config)?;
+    let publisher = EventPublisher::new(nats.clone(), payments::contract()?, &SchemaSet::default()).await?;
+    let reactions = Arc::new(Reactions { payments, publisher });
+    let mut tasks = Tasks::new(&shutdown);
+    let on_placed = Arc::clone(&reactions);
+    spawn_consumer::<orders::Placed, _, _>(
+        &mut tasks,
+        &nats,
+        &config,
+        &orders::contract()?,
+        "payments-orders-placed",
+        move |_context, placed| {
+            let reactions = Arc::clone(&on_placed);
+            async move { reactions.placed(placed).await }
+        },
+    );
+    let on_reserved = Arc::clone(&reactions);
+    spawn_consumer::<inventory::Reserved, _, _>(
+        &mut tasks,
+        &nats,
+        &config,
+        &inventory::contract()?,
+        "payments-inventory-reserved",
+        move |context, reserved| {
+            let reactions = Arc::clone(&on_reserved);
+            async move { reactions.reserved(context, reserved).await }
+        },
+    );
+    let on_failed = reactions;
+    spawn_consumer::<shipping::Failed, _, _>(
+        &mut tasks,
+        &nats,
+        &config,
+        &shipping::contract()?,
+        "payments-shipping-failed",
+        move |context, failed| {
+            let reactions = Arc::clone(&on_failed);
+            async move { reactions.failed(context, failed).await }
+        },
+    );
+    let stop = tasks.stop();
+    tasks.spawn("the payments service".to_owned(), async move {
+        service.run(nats, stop).await.map_err(ShopError::from)
+    });
+    tasks.join().await
+}

@@ -1,0 +1,314 @@
+//! The shipping service: at most one shipment per order. Whether one can be
+//! scheduled is the seeded rule of [`ShopConfig::shipping_fails`]; the
+//! first decision is stored create-only (`shipment.<order>`) and every later
+//! call answers from it. A cancellation before any schedule leaves a
+//! `cancelled` record, so a late schedule ships nothing.
+
+use std::sync::Arc;
+
+use async_nats::jetstream;
+use contracts::SchemaSet;
+use contracts::shop::inventory::{self, StockReserved};
+use contracts::shop::payments::{self, PaymentCharged};
+use contracts::shop::shipping::{
+    self, CancelShipment, ScheduleShipment, Shipment, ShipmentCancelled, ShipmentFailed, ShipmentScheduled,
+};
+use contracts::shop::{OrderId, StockLine};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use super::ShopError;
+use super::config::ShopConfig;
+use super::flow::{Tasks, event_message_id, order_flow, publish_failed, service_config, spawn_consumer};
+use super::state::{Bucket, Change, SHIPMENTS_BUCKET, StoreError, now_ms};
+use crate::runtime::{EventContext, EventPublisher, Service, ServiceError};
+
+/// Where an order's shipment stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ShipmentStatus {
+    /// On its way.
+    Scheduled,
+    /// No shipment could be scheduled.
+    Failed,
+    /// Cancelled (after being scheduled, or before anything was).
+    Cancelled,
+}
+
+/// One order's shipment as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ShipmentRecord {
+    /// The order.
+    pub(crate) order_id: OrderId,
+    /// The shipment.
+    pub(crate) shipment_id: String,
+    /// Who carries it.
+    pub(crate) carrier: String,
+    /// What is in the parcel.
+    pub(crate) items: Vec<StockLine>,
+    /// Where it stands.
+    pub(crate) status: ShipmentStatus,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) reason: Option<String>,
+    /// Whether it was scheduled before it was cancelled.
+    #[serde(default)]
+    pub(crate) was_scheduled: bool,
+    /// When it last changed, ms since the Unix epoch.
+    pub(crate) updated_at_ms: u64,
+}
+
+/// What a choreographed order's parcel holds, learnt from its `reserved` event.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ParcelRecord {
+    items: Vec<StockLine>,
+}
+
+/// The key of an order's shipment.
+pub(crate) fn shipment_key(order: &str) -> String {
+    format!("shipment.{order}")
+}
+
+fn parcel_key(order: &str) -> String {
+    format!("parcel.{order}")
+}
+
+/// What scheduling came to.
+#[derive(Debug, Clone)]
+pub(crate) enum Scheduled {
+    /// On its way (now or before).
+    Shipped(ShipmentRecord),
+    /// No shipment can be scheduled, with the reason.
+    Unavailable(String),
+    /// The shipment was cancelled before.
+    Cancelled,
+}
+
+/// The shipping service's state.
+#[derive(Clone)]
+pub(crate) struct Shipping {
+    shipments: Bucket,
+    config: Arc<ShopConfig>,
+}
+
+impl Shipping {
+    /// Opens (creating when missing) the shipments bucket.
+    pub(crate) async fn open(js: &jetstream::Context, config: Arc<ShopConfig>) -> Result<Self, StoreError> {
+        Ok(Self {
+            shipments: Bucket::open(
+                js,
+                SHIPMENTS_BUCKET,
+                "soabus shop: one shipment per order",
+                config.replicas,
+            )
+            .await?,
+            config,
+        })
+    }
+
+    /// Schedules `order_id`'s shipment, once per order.
+    pub(crate) async fn schedule(&self, order_id: &OrderId, items: &[StockLine]) -> Result<Scheduled, StoreError> {
+        let key = shipment_key(&order_id.0);
+        let fails = self.config.shipping_fails(&order_id.0);
+        let record = self
+            .shipments
+            .modify(&key, |current: Option<&ShipmentRecord>| match current {
+                Some(record) => Change::Keep(record.clone()),
+                None => {
+                    let record = ShipmentRecord {
+                        order_id: order_id.clone(),
+                        shipment_id: format!("shp-{}", order_id.0),
+                        carrier: self.config.carrier(&order_id.0).to_owned(),
+                        items: items.to_vec(),
+                        status: if fails {
+                            ShipmentStatus::Failed
+                        } else {
+                            ShipmentStatus::Scheduled
+                        },
+                        reason: fails.then(|| "no carrier can collect the parcel".to_owned()),
+                        was_scheduled: false,
+                        updated_at_ms: now_ms(),
+                    };
+                    Change::Write(record.clone(), record)
+                }
+            })
+            .await?;
+        Ok(match record.status {
+            ShipmentStatus::Scheduled => Scheduled::Shipped(record),
+            ShipmentStatus::Failed => Scheduled::Unavailable(
+                record
+                    .reason
+                    .unwrap_or_else(|| "no shipment can be scheduled".to_owned()),
+            ),
+            ShipmentStatus::Cancelled => Scheduled::Cancelled,
+        })
+    }
+
+    /// Cancels `order_id`'s shipment, once.
+    pub(crate) async fn cancel(&self, order_id: &OrderId) -> Result<ShipmentCancelled, StoreError> {
+        let key = shipment_key(&order_id.0);
+        let record = self
+            .shipments
+            .modify(&key, |current: Option<&ShipmentRecord>| match current {
+                None => {
+                    let record = ShipmentRecord {
+                        order_id: order_id.clone(),
+                        shipment_id: format!("shp-{}", order_id.0),
+                        carrier: String::new(),
+                        items: Vec::new(),
+                        status: ShipmentStatus::Cancelled,
+                        reason: Some("cancelled before it was scheduled".to_owned()),
+                        was_scheduled: false,
+                        updated_at_ms: now_ms(),
+                    };
+                    Change::Write(record.clone(), record)
+                }
+                Some(record) if record.status == ShipmentStatus::Scheduled => {
+                    let mut next = record.clone();
+                    next.status = ShipmentStatus::Cancelled;
+                    next.was_scheduled = true;
+                    next.updated_at_ms = now_ms();
+                    Change::Write(next.clone(), next)
+                }
+                Some(record) => Change::Keep(record.clone()),
+            })
+            .await?;
+        Ok(ShipmentCancelled {
+            order_id: order_id.clone(),
+            cancelled: record.was_scheduled,
+        })
+    }
+
+    async fn remember_parcel(&self, reserved: &StockReserved) -> Result<(), StoreError> {
+        let parcel = ParcelRecord {
+            items: reserved.items.clone(),
+        };
+        self.shipments
+            .create(&parcel_key(&reserved.order_id.0), &parcel)
+            .await?;
+        Ok(())
+    }
+
+    async fn parcel(&self, order: &str) -> Result<Option<ParcelRecord>, StoreError> {
+        self.shipments.get(&parcel_key(order)).await
+    }
+}
+
+/// The operations: the state changes, and no events.
+fn service(shipping: &Shipping, config: &ShopConfig) -> Result<Service, ShopError> {
+    let (for_schedule, for_cancel) = (shipping.clone(), shipping.clone());
+    Ok(Service::builder(shipping::contract()?)
+        .config(service_config(config))
+        .handle::<shipping::Schedule, _, _>(move |_context, request: ScheduleShipment| {
+            let shipping = for_schedule.clone();
+            async move {
+                match shipping.schedule(&request.order_id, &request.items).await? {
+                    Scheduled::Shipped(record) => Ok(Shipment {
+                        shipment_id: record.shipment_id,
+                        order_id: record.order_id,
+                        carrier: record.carrier,
+                    }),
+                    Scheduled::Unavailable(reason) => Err(ServiceError::declared("SHIPPING_UNAVAILABLE", reason)),
+                    Scheduled::Cancelled => Err(ServiceError::conflict(format!(
+                        "the shipment of order {} was cancelled; it is not scheduled again",
+                        request.order_id.0
+                    ))),
+                }
+            }
+        })
+        .handle::<shipping::Cancel, _, _>(move |_context, request: CancelShipment| {
+            let shipping = for_cancel.clone();
+            async move { Ok(shipping.cancel(&request.order_id).await?) }
+        })
+        .build()?)
+}
+
+/// The choreography: learn what a reserved order's parcel holds, schedule it
+/// once the order is paid for.
+struct Reactions {
+    shipping: Shipping,
+    publisher: EventPublisher,
+}
+
+impl Reactions {
+    async fn charged(&self, context: EventContext, charged: PaymentCharged) -> Result<(), ServiceError> {
+        let order = charged.order_id.0.clone();
+        let Some(parcel) = self.shipping.parcel(&order).await? else {
+            // The order's `reserved` is still queued here: try again shortly.
+            return Err(ServiceError::unavailable(format!(
+                "what order {order}'s parcel holds is not known yet"
+            )));
+        };
+        let publisher = self.publisher.in_flow(&order_flow(context.propagation(), &order));
+        match self.shipping.schedule(&charged.order_id, &parcel.items).await? {
+            Scheduled::Shipped(record) => publisher
+                .publish_with_id::<shipping::Scheduled>(
+                    &event_message_id(&order, "shipping", "scheduled"),
+                    &ShipmentScheduled {
+                        order_id: record.order_id,
+                        shipment_id: record.shipment_id,
+                        carrier: record.carrier,
+                    },
+                )
+                .await
+                .map_err(publish_failed),
+            Scheduled::Unavailable(reason) => publisher
+                .publish_with_id::<shipping::Failed>(
+                    &event_message_id(&order, "shipping", "failed"),
+                    &ShipmentFailed {
+                        order_id: charged.order_id,
+                        reason,
+                    },
+                )
+                .await
+                .map_err(publish_failed),
+            Scheduled::Cancelled => {
+                tracing::warn!(order = %order, "The order was paid for after its shipment was cancelled; nothing ships.");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Runs shipping (its operations and its reactions) until `shutdown`.
+pub(crate) async fn run(
+    config: Arc<ShopConfig>,
+    nats: async_nats::Client,
+    shutdown: CancellationToken,
+) -> Result<(), ShopError> {
+    let js = jetstream::new(nats.clone());
+    let shipping = Shipping::open(&js, Arc::clone(&config)).await?;
+    let service = service(&shipping, &config)?;
+    let publisher = EventPublisher::new(nats.clone(), shipping::contract()?, &SchemaSet::default()).await?;
+    let reactions = Arc::new(Reactions { shipping, publisher });
+    let mut tasks = Tasks::new(&shutdown);
+    let on_reserved = Arc::clone(&reactions);
+    spawn_consumer::<inventory::Reserved, _, _>(
+        &mut tasks,
+        &nats,
+        &config,
+        &inventory::contract()?,
+        "shipping-inventory-reserved",
+        move |_context, reserved| {
+            let reactions = Arc::clone(&on_reserved);
+            async move { Ok(reactions.shipping.remember_parcel(&reserved).await?) }
+        },
+    );
+    let on_charged = reactions;
+    spawn_consumer::<payments::Charged, _, _>(
+        &mut tasks,
+        &nats,
+        &config,
+        &payments::contract()?,
+        "shipping-payments-charged",
+        move |context, charged| {
+            let reactions = Arc::clone(&on_charged);
+            async move { reactions.charged(context, charged).await }
+        },
+    );
+    let stop = tasks.stop();
+    tasks.spawn("the shipping service".to_owned(), async move {
+        service.run(nats, stop).await.map_err(ShopError::from)
+    });
+    tasks.join().await
+}

@@ -1,0 +1,304 @@
+//! Where the shop keeps its state: one JetStream KV bucket per service,
+//! JSON values, every change a create-only write or a compare-and-set on the
+//! key's revision. Nothing is held in memory between messages, so any
+//! instance of a service can handle any message and a restart loses nothing.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_nats::jetstream::{self, kv};
+use futures::StreamExt;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::runtime::ServiceError;
+
+/// The orders service's bucket: one order per key (its id).
+pub const ORDERS_BUCKET: &str = "SHOP_ORDERS";
+/// The inventory's stock: one product per key.
+pub const STOCK_BUCKET: &str = "SHOP_STOCK";
+/// The inventory's reservations: one per order.
+pub const RESERVATIONS_BUCKET: &str = "SHOP_RESERVATIONS";
+/// Payments: one charge per order (`charge.<order>`), and what each
+/// choreographed order will cost (`due.<order>`).
+pub const PAYMENTS_BUCKET: &str = "SHOP_PAYMENTS";
+/// Shipping: one shipment per order (`shipment.<order>`), and what each
+/// choreographed order's parcel holds (`parcel.<order>`).
+pub const SHIPMENTS_BUCKET: &str = "SHOP_SHIPMENTS";
+/// Notifications: one per order and kind (`<order>.<kind>`).
+pub const NOTIFICATIONS_BUCKET: &str = "SHOP_NOTIFICATIONS";
+
+/// Compare-and-set attempts before a change gives up as `UNAVAILABLE`.
+const MAX_ATTEMPTS: u32 = 500;
+
+/// A bucket read or write that failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("JetStream KV {bucket}: {doing}: {message}")]
+pub struct StoreError {
+    /// The bucket.
+    pub bucket: String,
+    /// What was being done.
+    pub doing: String,
+    /// What JetStream or the decoder reported.
+    pub message: String,
+}
+
+impl From<StoreError> for ServiceError {
+    /// A store failure is ours, and usually passes: the caller may retry
+    /// (the orchestrator and the event consumers do), with the cause logged.
+    fn from(error: StoreError) -> Self {
+        tracing::warn!(error = %error, "The shop's store failed.");
+        ServiceError::unavailable(format!("the {} store did not answer in time; try again", error.bucket))
+    }
+}
+
+/// What a [`Bucket::modify`] step decides for the current value.
+pub(crate) enum Change<T, R> {
+    /// Write nothing and return this.
+    Keep(R),
+    /// Write this value (if nobody wrote in between) and return this.
+    Write(T, R),
+}
+
+/// One service's bucket.
+#[derive(Clone)]
+pub(crate) struct Bucket {
+    name: &'static str,
+    js: jetstream::Context,
+    store: kv::Store,
+}
+
+impl Bucket {
+    /// Opens the bucket, creating it when missing.
+    pub(crate) async fn open(
+        js: &jetstream::Context,
+        name: &'static str,
+        description: &str,
+        replicas: usize,
+    ) -> Result<Self, StoreError> {
+        let fail = |error: &dyn std::fmt::Display| StoreError {
+            bucket: name.to_owned(),
+            doing: "opening the bucket".to_owned(),
+            message: error.to_string(),
+        };
+        let bucket = |store| Self {
+            name,
+            js: js.clone(),
+            store,
+        };
+        if let Ok(store) = js.get_key_value(name).await {
+            return Ok(bucket(store));
+        }
+        let config = kv::Config {
+            bucket: name.to_owned(),
+            description: description.to_owned(),
+            history: 1,
+            num_replicas: replicas.max(1),
+            storage: jetstream::stream::StorageType::File,
+            ..Default::default()
+        };
+        match js.create_key_value(config).await {
+            Ok(store) => Ok(bucket(store)),
+            // Another service or instance may have created it meanwhile.
+            Err(create) => match js.get_key_value(name).await {
+                Ok(store) => Ok(bucket(store)),
+                Err(_) => Err(fail(&create)),
+            },
+        }
+    }
+
+    /// Opens an existing bucket for reading; `None` when it does not exist.
+    pub(crate) async fn existing(js: &jetstream::Context, name: &'static str) -> Option<Self> {
+        js.get_key_value(name).await.ok().map(|store| Self {
+            name,
+            js: js.clone(),
+            store,
+        })
+    }
+
+    fn error(&self, doing: impl Into<String>, message: impl std::fmt::Display) -> StoreError {
+        StoreError {
+            bucket: self.name.to_owned(),
+            doing: doing.into(),
+            message: message.to_string(),
+        }
+    }
+
+    /// The value under `key` and its revision.
+    pub(crate) async fn read<T: DeserializeOwned>(&self, key: &str) -> Result<Option<(T, u64)>, StoreError> {
+        let entry = self
+            .store
+            .entry(key)
+            .await
+            .map_err(|error| self.error(format!("reading {key}"), error))?;
+        let Some(entry) = entry else { return Ok(None) };
+        if entry.operation != kv::Operation::Put {
+            return Ok(None);
+        }
+        let value =
+            serde_json::from_slice(&entry.value).map_err(|error| self.error(format!("decoding {key}"), error))?;
+        Ok(Some((value, entry.revision)))
+    }
+
+    /// The value under `key`.
+    pub(crate) async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
+        Ok(self.read(key).await?.map(|(value, _)| value))
+    }
+
+    /// Stores `value` under `key` unless the key holds a value; true when
+    /// this call stored it.
+    pub(crate) async fn create<T: Serialize>(&self, key: &str, value: &T) -> Result<bool, StoreError> {
+        let bytes = serde_json::to_vec(value).map_err(|error| self.error(format!("encoding {key}"), error))?;
+        match self.store.create(key, bytes.into()).await {
+            Ok(_) => Ok(true),
+            Err(error) if error.kind() == kv::CreateErrorKind::AlreadyExists => Ok(false),
+            Err(error) => Err(self.error(format!("creating {key}"), error)),
+        }
+    }
+
+    /// Stores `value` under `key` if the key is still at `revision`; false
+    /// when someone else wrote first.
+    async fn update<T: Serialize>(&self, key: &str, value: &T, revision: u64) -> Result<bool, StoreError> {
+        let bytes = serde_json::to_vec(value).map_err(|error| self.error(format!("encoding {key}"), error))?;
+        match self.store.update(key, bytes.into(), revision).await {
+            Ok(_) => Ok(true),
+            Err(error) if error.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(false),
+            Err(error) => Err(self.error(format!("updating {key}"), error)),
+        }
+    }
+
+    /// Reads `key`, asks `decide` what to do with its value (`None` when
+    /// there is none), and writes the answer with compare-and-set: created
+    /// when the key was empty, updated at the revision read otherwise. When
+    /// someone else wrote in between, it reads again and asks again, so
+    /// `decide` always sees the value it replaces.
+    pub(crate) async fn modify<T, R>(
+        &self,
+        key: &str,
+        mut decide: impl FnMut(Option<&T>) -> Change<T, R>,
+    ) -> Result<R, StoreError>
+    where
+        T: Serialize + DeserializeOwned,
+    {
+        for attempt in 0..MAX_ATTEMPTS {
+            let current: Option<(T, u64)> = self.read(key).await?;
+            let (value, revision) = match current {
+                Some((value, revision)) => (Some(value), Some(revision)),
+                None => (None, None),
+            };
+            let (next, result) = match decide(value.as_ref()) {
+                Change::Keep(result) => return Ok(result),
+                Change::Write(next, result) => (next, result),
+            };
+            let written = match revision {
+                Some(revision) => self.update(key, &next, revision).await?,
+                None => self.create(key, &next).await?,
+            };
+            if written {
+                return Ok(result);
+            }
+            tokio::time::sleep(contention_pause(attempt)).await;
+        }
+        Err(self.error(
+            format!("changing {key}"),
+            format!("still contended after {MAX_ATTEMPTS} attempts"),
+        ))
+    }
+
+    /// Every key and value of the bucket (the latest value of each).
+    pub(crate) async fn all<T: DeserializeOwned>(&self) -> Result<Vec<(String, T)>, StoreError> {
+        // The store's own status is the one cached when it was opened: ask afresh.
+        let mut stream = self
+            .js
+            .get_stream(format!("KV_{}", self.name))
+            .await
+            .map_err(|error| self.error("reading its stream", error))?;
+        let info = stream
+            .info()
+            .await
+            .map_err(|error| self.error("reading its stream", error))?;
+        if info.state.messages == 0 {
+            return Ok(Vec::new());
+        }
+        let mut watch = self
+            .store
+            .watch_with_history(">")
+            .await
+            .map_err(|error| self.error("listing the keys", error))?;
+        let mut out = Vec::new();
+        loop {
+            let next = tokio::time::timeout(Duration::from_secs(5), watch.next()).await;
+            let entry = match next {
+                Ok(Some(Ok(entry))) => entry,
+                Ok(Some(Err(error))) => return Err(self.error("listing the keys", error)),
+                // Deleted keys may leave nothing to deliver: what came is all there is.
+                Ok(None) | Err(_) => break,
+            };
+            let last = entry.delta == 0;
+            if entry.operation == kv::Operation::Put {
+                let value = serde_json::from_slice(&entry.value)
+                    .map_err(|error| self.error(format!("decoding {}", entry.key), error))?;
+                out.push((entry.key, value));
+            }
+            if last {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A short pause after losing a compare-and-set, longer with each loss and
+/// jittered, so contenders for one key spread out instead of colliding again.
+fn contention_pause(attempt: u32) -> Duration {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.subsec_nanos());
+    let ceiling_micros = 500_u64.saturating_mul(u64::from(attempt.min(20)) + 1);
+    Duration::from_micros(u64::from(nanos) % ceiling_micros)
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The KV key of a product: the SKU itself when every character may stand
+/// in a key (`s.<sku>`), otherwise its bytes in hex (`h.<hex>`), so no two
+/// SKUs share a key.
+pub(crate) fn sku_key(sku: &str) -> String {
+    if !sku.is_empty() && sku.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        format!("s.{sku}")
+    } else {
+        let hex: String = sku.bytes().map(|byte| format!("{byte:02x}")).collect();
+        format!("h.{hex}")
+    }
+}
+
+/// Whether `text` is an order id as the shop's contracts define one
+/// (`^[A-Za-z0-9_-]{1,64}$`): only such ids become keys.
+pub(crate) fn is_order_id(text: &str) -> bool {
+    (1..=64).contains(&text.len()) && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skus_become_distinct_valid_keys() {
+        assert_eq!(sku_key("sku-mug_2"), "s.sku-mug_2");
+        assert_eq!(sku_key("mug 2"), "h.6d75672032");
+        assert_eq!(sku_key("é"), "h.c3a9");
+        assert_ne!(sku_key("h.6d"), sku_key("m"));
+    }
+
+    #[test]
+    fn order_ids_follow_the_contract_pattern() {
+        assert!(is_order_id("ord-1_A"));
+        assert!(!is_order_id(""));
+        assert!(!is_order_id("a.b"));
+        assert!(!is_order_id(&"x".repeat(65)));
+    }
+}
