@@ -451,10 +451,34 @@ fn next_compensation_timeout(definition: &WorkflowDefinition, remaining: &[Strin
 }
 
 fn begin_compensation(definition: &WorkflowDefinition, state: &mut InstanceState, reason: String, now: u64) {
-    let remaining: Vec<String> = state
-        .completed
+    // A step that failed by timing out may still have taken effect (its
+    // reply was lost, not its request): it is undone first, as the newest.
+    // Compensations are idempotent, so undoing what never happened is safe.
+    // Its compensation must not need its output, which it never had.
+    let outputs = outputs(state);
+    let scope = Scope {
+        input: &state.input,
+        steps: &outputs,
+        instance: &state.id,
+    };
+    let uncertain: Vec<String> = state
+        .steps
         .iter()
-        .rev()
+        .filter(|(_, step)| {
+            step.status == StepStatus::Failed
+                && step
+                    .error
+                    .as_ref()
+                    .is_some_and(|error| error.code == ErrorCode::Timeout)
+        })
+        .filter_map(|(id, _)| {
+            let compensation = definition.call_step(id)?.compensate.as_ref()?;
+            compensation.input.evaluate(&scope).ok().map(|_| id.clone())
+        })
+        .collect();
+    let remaining: Vec<String> = uncertain
+        .iter()
+        .chain(state.completed.iter().rev())
         .filter(|step| compensation_of(definition, step).is_some())
         .cloned()
         .collect();

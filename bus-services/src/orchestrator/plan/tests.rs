@@ -249,3 +249,47 @@ fn a_cancel_settles_a_call_under_way_before_compensating() {
     apply_call(&definition, &mut state, "b", 1, ok("b"), 3);
     assert_eq!(plan(&definition, &mut state, 3).0, Next::Compensate("b".into()));
 }
+
+#[test]
+fn a_step_that_timed_out_for_good_is_undone_too() {
+    let definition = definition(json!([call("a"), call("b")]));
+    let mut state = instance();
+    plan(&definition, &mut state, 0);
+    apply_call(&definition, &mut state, "a", 1, ok("a"), 1);
+    plan(&definition, &mut state, 1);
+    for attempt in 1..=3 {
+        apply_call(
+            &definition,
+            &mut state,
+            "b",
+            attempt,
+            fail(ErrorCode::Timeout),
+            10_000 * u64::from(attempt),
+        );
+        plan(&definition, &mut state, 10_000 * u64::from(attempt) + 5_000);
+    }
+    // b's request may have been done although its reply never came; but
+    // this test's compensations need the step's output, which b never had.
+    assert_eq!(state.compensation.as_ref().unwrap().remaining, ["a"]);
+    let definition = definition_with_undo_by_order();
+    let mut state = instance();
+    plan(&definition, &mut state, 0);
+    for attempt in 1..=3 {
+        apply_call(
+            &definition,
+            &mut state,
+            "b",
+            attempt,
+            fail(ErrorCode::Timeout),
+            10_000 * u64::from(attempt),
+        );
+        plan(&definition, &mut state, 10_000 * u64::from(attempt) + 5_000);
+    }
+    assert_eq!(state.compensation.as_ref().unwrap().remaining, ["b"]);
+}
+
+fn definition_with_undo_by_order() -> WorkflowDefinition {
+    let mut step = call("b");
+    step["compensate"]["input"] = json!({"step": "b", "order": "$input/order", "effect": 0});
+    definition(json!([step]))
+}
