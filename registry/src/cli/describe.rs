@@ -20,8 +20,8 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use super::demo::write_table;
 use super::registry_client::{RegistryClient, close, parse_get_target, until_cancelled, write_json};
+use super::table::write_table;
 use super::{Exit, NatsOptions};
 
 /// Arguments of `soa describe`.

@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::demo::write_table;
+use super::table::write_table;
 use super::{Exit, NatsOptions, UsageError};
 
 /// Arguments of `soa discover`.

@@ -28,6 +28,7 @@ mod resolve;
 mod search;
 mod serve;
 mod services;
+mod table;
 mod workflow;
 
 pub use asyncapi::AsyncApiArgs;

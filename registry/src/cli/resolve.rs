@@ -8,8 +8,8 @@ use contracts::SubjectPattern;
 use contracts::registry_api::{BindingKind, ResolveRequest, SubjectBinding, ops};
 use tokio_util::sync::CancellationToken;
 
-use super::demo::write_table;
 use super::registry_client::{RegistryClient, close, until_cancelled, write_json};
+use super::table::write_table;
 use super::{Exit, NatsOptions, UsageError};
 
 /// Arguments of `soa resolve`.

@@ -8,8 +8,8 @@ use clap::Args;
 use contracts::registry_api::{SearchRequest, ServiceSummary, ops};
 use tokio_util::sync::CancellationToken;
 
-use super::demo::write_table;
 use super::registry_client::{RegistryClient, close, until_cancelled, write_json};
+use super::table::write_table;
 use super::{Exit, NatsOptions};
 
 /// Arguments of `soa services`.

@@ -254,148 +254,105 @@ async fn an_edited_export_is_drift() {
 }
 
 #[tokio::test]
-async fn the_demo_runs_the_orders_service_on_the_given_server() {
+async fn the_demo_runs_both_flows_on_the_given_server_and_its_report_adds_up() {
     tests::init_tracing();
     let server = NatsServer::start().await.unwrap();
     let data_dir = tempfile::tempdir().unwrap();
+    let out = data_dir.path().join("report");
     let run = soa(&[
         "--nats-url".as_ref(),
         server.url().as_ref(),
         "demo".as_ref(),
+        "--orders".as_ref(),
+        "200".as_ref(),
+        "--decline-rate".as_ref(),
+        "0.1".as_ref(),
+        "--out-of-stock-rate".as_ref(),
+        "0.1".as_ref(),
+        "--shipping-failure-rate".as_ref(),
+        "0.1".as_ref(),
         "--data-dir".as_ref(),
         data_dir.path().as_os_str(),
+        "--out".as_ref(),
+        out.as_os_str(),
     ])
     .await;
     assert_eq!(run.exit, Exit::Success, "{}{}", run.stdout, run.stderr);
     let output = &run.stdout;
     for expected in [
-        "Using nats-server 2.".to_owned(),
-        format!(" at {}.", server.url()),
-        "3. The orders service (orders@1.1.0) on the service runtime, instance ".to_owned(),
-        ", queue group \"orders\":\n\n   get    shop.orders.v1.get\n   list   shop.orders.v1.list\n   place  shop.orders.v1.place\n"
-            .to_owned(),
-        // The place requests: accepted, refused by the schema, refused as not JSON.
-        "→ #1 shop.orders.v1.place: a valid order".to_owned(),
-        "Soa-Contract: orders@1.1.0  Soa-Operation: place  Soa-Correlation-Id: ord-demo-1  Nats-Msg-Id: ".to_owned(),
-        "← OK in ".to_owned(),
-        "\"total\":{\"amount_cents\":4699,\"currency\":\"EUR\"}".to_owned(),
-        "← 400 VALIDATION_FAILED in ".to_owned(),
-        "       /items/0/quantity: ".to_owned(),
-        "       /items/0/unit_price/currency: ".to_owned(),
-        "('coupon' was unexpected)".to_owned(),
-        "       (root): the payload is not valid JSON".to_owned(),
-        // get and list answer from what place remembered.
-        "→ #4 shop.orders.v1.get: the order placed in #1".to_owned(),
-        "← 404 NOT_FOUND in ".to_owned(),
-        ": no order ord-demo-2 has been placed here".to_owned(),
-        "→ #6 shop.orders.v1.list: ".to_owned(),
-        "Soa-Contract: orders@1.1.0  Soa-Operation: list  Nats-Msg-Id: ".to_owned(),
-        "{\"orders\":[{\"customer_id\":\"cust-42\",".to_owned(),
-        "Every reply was what the contract promises.".to_owned(),
-        "5. Shutting down:".to_owned(),
-        "It answered 6 requests (get 2, list 1, place 3), 3 of them with an error reply.".to_owned(),
-        "Drained both connections.".to_owned(),
+        format!("Using nats-server 2.15.1 at {}.", server.url()),
+        "the orchestrator with fulfilment@1.0.0 are up.".to_owned(),
+        "2. The orchestrated flow:\n   200 of 200 orders ended in ".to_owned(),
+        "3. The choreographed flow:\n   200 of 200 orders ended in ".to_owned(),
+        "messages on the bus per order".to_owned(),
+        "Stock, money and shipments add up in both modes".to_owned(),
     ] {
         assert!(output.contains(&expected), "{expected:?} missing from:\n{output}");
     }
-    assert!(!output.contains('✗'), "{output}");
-    assert!(!output.contains("other orders instances"), "{output}");
     // The demo used the server it was given and started none of its own.
     assert!(!data_dir.path().join("nats").exists());
-}
 
-#[tokio::test]
-async fn a_demo_kept_running_is_discovered_and_stops_on_ctrl_c() {
-    tests::init_tracing();
-    let server = NatsServer::start().await.unwrap();
-    let url = server.url();
-    let data_dir = tempfile::tempdir().unwrap();
-    let data_dir = data_dir.path().display().to_string();
-    let ctrl_c = CancellationToken::new();
-    let demo_args = ["--nats-url", &url, "demo", "--keep-running", "--data-dir", &data_dir];
-    let demo = soa_until(&demo_args, ctrl_c.clone());
-    // Meanwhile, `soa discover` until the demo's orders instance shows the
-    // six requests it answered; then a second demo, which must notice the
-    // first; then Ctrl-C.
-    let watch = async {
-        loop {
-            let run = soa(&[
-                "--nats-url",
-                &url,
-                "discover",
-                "--service",
-                "orders",
-                "--format",
-                "json",
-                "--quiet-ms",
-                "300",
-            ])
-            .await;
-            if run.exit == Exit::Success {
-                let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
-                let stats = &report["services"][0]["instances"][0]["stats"];
-                let answered: u64 = stats["endpoints"]
-                    .as_array()
-                    .map(|endpoints| endpoints.iter().filter_map(|e| e["num_requests"].as_u64()).sum())
-                    .unwrap_or(0);
-                if answered == 6 {
-                    let second = soa(&["--nats-url", &url, "demo", "--data-dir", &data_dir]).await;
-                    ctrl_c.cancel();
-                    return (report, second);
-                }
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-    };
-    let (run, (report, second)) =
-        tokio::time::timeout(std::time::Duration::from_secs(60), async { tokio::join!(demo, watch) })
-            .await
-            .expect("the demo was not discovered with its six requests within a minute");
-    assert_eq!(run.exit, Exit::Success, "{}{}", run.stdout, run.stderr);
-    let instance = &report["services"][0]["instances"][0];
-    assert_eq!(instance["info"]["metadata"]["soa.contract"], "orders@1.1.0");
-    assert!(
-        run.stdout.contains(instance["id"].as_str().unwrap()),
-        "the demo names the instance discover found:\n{}",
-        run.stdout
-    );
-    for expected in [
-        format!("   Serving shop.orders.v1.get, shop.orders.v1.list, shop.orders.v1.place\n   at {url} until Ctrl-C."),
-        format!("soa discover --nats-url {url}"),
-        "5. Shutting down:".to_owned(),
-        "   The orders service stopped taking requests and finished those in flight.\n   It answered ".to_owned(),
-    ] {
-        assert!(
-            run.stdout.contains(&expected),
-            "{expected:?} missing from:\n{}",
-            run.stdout
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["orders"], 200);
+    assert_eq!(report["violations"], serde_json::json!([]));
+    assert_eq!(report["outcome_mismatches"], serde_json::json!([]));
+    let mut outcomes = Vec::new();
+    for mode in ["orchestrated", "choreographed"] {
+        let figures = &report["modes"][mode];
+        let count = |name: &str| figures[name].as_u64().unwrap();
+        assert_eq!(
+            count("completed") + count("compensated") + count("stuck"),
+            200,
+            "{mode}: {figures}"
         );
+        assert_eq!(count("stuck"), 0, "{mode}: {figures}");
+        assert!(
+            count("compensated") > 0,
+            "the failure rates compensate some orders: {figures}"
+        );
+        let failures: u64 = figures["failures"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|n| n.as_u64().unwrap())
+            .sum();
+        assert_eq!(failures, count("compensated"), "{mode}: {figures}");
+        assert!(figures["messages_per_order"].as_f64().unwrap() > 5.0, "{figures}");
+        let latency = &figures["latency_ms"];
+        assert!(latency["p50"].as_u64().unwrap() <= latency["p99"].as_u64().unwrap());
+        assert!(figures["throughput_per_s"].as_f64().unwrap() > 0.0);
+        outcomes.push((count("completed"), figures["failures"].clone()));
     }
-
-    // The second demo shared the queue group with the first, and said so. The
-    // server spreads its requests over both instances, so whether its get and
-    // list found its order is chance; when they did not, it says why.
-    let id = instance["id"].as_str().unwrap();
-    assert!(
-        second.stdout.contains(&format!(
-            "   Note: other orders instances serve this bus in the same queue group: {id}.\n"
-        )),
-        "{}",
-        second.stdout
+    // The same orders end the same way, whoever drives them.
+    assert_eq!(outcomes[0], outcomes[1]);
+    // Coupling from the registry's graph: the workflow knows the services it
+    // calls and they know nobody; choreographed services know each other.
+    let orchestrated = &report["modes"]["orchestrated"]["coupling"];
+    assert_eq!(
+        orchestrated["fulfilment"],
+        serde_json::json!(["inventory", "notifications", "payments", "shipping"])
     );
-    match second.exit {
-        Exit::Success => assert!(second.stdout.contains("Every reply was what the contract promises.")),
-        Exit::Failure => assert!(
-            second.stdout.contains("Other orders instances shared the requests"),
-            "{}",
-            second.stdout
-        ),
-        Exit::Usage => panic!("{}{}", second.stdout, second.stderr),
+    assert_eq!(orchestrated["inventory"], serde_json::json!([]));
+    let choreographed = &report["modes"]["choreographed"]["coupling"];
+    assert!(
+        choreographed["payments"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("inventory"))
+    );
+    assert_eq!(report["tradeoffs"]["units_to_add_a_step"]["orchestrated"], 1);
+    for diagram in ["orchestrated.mmd", "choreographed.mmd"] {
+        let text = std::fs::read_to_string(out.join(diagram)).unwrap();
+        assert!(
+            text.starts_with("flowchart") || text.starts_with("graph"),
+            "{diagram}: {text}"
+        );
+        assert!(text.contains("inventory"), "{diagram}: {text}");
     }
 }
 
 #[tokio::test]
-async fn the_demo_starts_its_own_server_when_none_answers() {
+async fn the_demo_starts_its_own_server_when_none_answers_and_recovers_from_kills() {
     tests::init_tracing();
     let data_dir = tempfile::tempdir().unwrap();
     // Port 1 on loopback is privileged and has nothing listening in a test environment.
@@ -403,8 +360,20 @@ async fn the_demo_starts_its_own_server_when_none_answers() {
         "--nats-url".as_ref(),
         "nats://127.0.0.1:1".as_ref(),
         "demo".as_ref(),
+        "--orders".as_ref(),
+        "300".as_ref(),
+        "--concurrency".as_ref(),
+        "8".as_ref(),
+        "--kill-orchestrator-every".as_ref(),
+        "1".as_ref(),
+        "--ack-wait".as_ref(),
+        "1".as_ref(),
+        "--restart-service".as_ref(),
+        "payments".as_ref(),
         "--data-dir".as_ref(),
         data_dir.path().as_os_str(),
+        "--out".as_ref(),
+        data_dir.path().join("report").as_os_str(),
     ])
     .await;
     assert_eq!(run.exit, Exit::Success, "{}{}", run.stdout, run.stderr);
@@ -414,10 +383,28 @@ async fn the_demo_starts_its_own_server_when_none_answers() {
         "{}",
         run.stdout
     );
-    assert!(run.stdout.contains("Every reply was what the contract promises."));
-    assert!(run.stdout.contains(" and stopped nats-server (pid "));
+    assert!(
+        run.stdout.contains("Stopped the nats-server the demo started (pid "),
+        "{}",
+        run.stdout
+    );
     let log = std::fs::read_to_string(data_dir.path().join("nats/nats-server.log")).unwrap();
     assert!(log.contains("Server Exiting"), "{log}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(data_dir.path().join("report/report.json")).unwrap()).unwrap();
+    let orchestrated = &report["modes"]["orchestrated"];
+    assert_eq!(orchestrated["stuck"], 0, "{orchestrated}");
+    let outages = orchestrated["outages"].as_array().unwrap();
+    assert!(
+        outages.iter().any(|outage| outage["what"] == "orchestrator killed"),
+        "{outages:?}"
+    );
+    assert!(
+        outages.iter().any(|outage| outage["what"] == "payments restarted"),
+        "{outages:?}"
+    );
+    assert_eq!(report["modes"]["choreographed"]["stuck"], 0);
+    assert_eq!(report["violations"], serde_json::json!([]));
 }
 
 /// Serves the NATS handshake as a nats-server of `version` would, on a free

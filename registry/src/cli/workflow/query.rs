@@ -15,8 +15,8 @@ use super::{
     CancelArgs, DefinitionsArgs, Exit, ListArgs, NatsOptions, ShowArgs, UsageError, ago, now_ms, parse_workflow_ref,
     took,
 };
-use crate::cli::demo::write_table;
 use crate::cli::registry_client::{close, until_cancelled, write_json};
+use crate::cli::table::write_table;
 
 /// The longest input or output shown inline by `show` before it is cut.
 const MAX_INLINE_CHARS: usize = 400;
