@@ -145,7 +145,17 @@ impl Inventory {
     }
 
     /// Holds `items` for `order_id`, once per order whatever runs at once.
+    /// It runs to the end even when the caller stops waiting (a handler
+    /// timeout): stopping between two products would leave holds that no
+    /// release sees.
     pub(crate) async fn reserve(&self, order_id: &OrderId, items: &[StockLine]) -> Result<Reserved, StoreError> {
+        let (inventory, order, lines) = (self.clone(), order_id.clone(), items.to_vec());
+        tokio::spawn(async move { inventory.reserve_to_the_end(&order, &lines).await })
+            .await
+            .map_err(|error| task_failed(&order_id.0, "reserving", &error))?
+    }
+
+    async fn reserve_to_the_end(&self, order_id: &OrderId, items: &[StockLine]) -> Result<Reserved, StoreError> {
         let key = order_id.0.as_str();
         let wanted = merge_lines(items);
         for _ in 0..MAX_ROUNDS {
@@ -283,6 +293,14 @@ impl Inventory {
     /// A release before any reservation leaves a `released` record, so a
     /// late reservation is refused rather than taking stock nobody releases.
     pub(crate) async fn release(&self, order_id: &OrderId) -> Result<StockReleased, StoreError> {
+        // To the end, like a reservation: a release stopped halfway keeps holds.
+        let (inventory, order) = (self.clone(), order_id.clone());
+        tokio::spawn(async move { inventory.release_to_the_end(&order).await })
+            .await
+            .map_err(|error| task_failed(&order_id.0, "releasing", &error))?
+    }
+
+    async fn release_to_the_end(&self, order_id: &OrderId) -> Result<StockReleased, StoreError> {
         let key = order_id.0.as_str();
         let record = self
             .reservations
@@ -327,6 +345,15 @@ impl Inventory {
                 reserved: record.held(),
                 sku: record.sku,
             }))
+    }
+}
+
+/// A reservation or release task that panicked or was cancelled.
+fn task_failed(order: &str, doing: &str, error: &tokio::task::JoinError) -> StoreError {
+    StoreError {
+        bucket: RESERVATIONS_BUCKET.to_owned(),
+        doing: format!("{doing} for {order}"),
+        message: format!("the task failed: {error}"),
     }
 }
 
