@@ -19,6 +19,8 @@
 //! - `orders`, `inventory`, `payments`, `shipping`, `notifications`: one
 //!   service each, its state and its reactions.
 //! - `audit`: the books, read from every bucket, and the invariants.
+//! - `timeline`: one order read back: its record, and its events scanned
+//!   from the streams by correlation id.
 
 mod audit;
 mod config;
@@ -29,6 +31,7 @@ mod orders;
 mod payments;
 mod shipping;
 mod state;
+mod timeline;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,6 +48,10 @@ pub use shipping::ShipmentStatus;
 pub use state::{
     NOTIFICATIONS_BUCKET, ORDERS_BUCKET, PAYMENTS_BUCKET, RESERVATIONS_BUCKET, SHIPMENTS_BUCKET, STOCK_BUCKET,
     StoreError,
+};
+pub use timeline::{
+    EventScan, EventStream, FlowEvent, StoredOrder, StreamScan, TimelineError, event_streams, scan_events,
+    stored_order, utc_time,
 };
 
 use crate::runtime::{BuildError, EventError, RunError};

@@ -22,6 +22,7 @@ mod describe;
 mod discover;
 mod graph;
 mod orchestrator;
+mod order;
 mod publish;
 mod registry_client;
 mod resolve;
@@ -29,6 +30,7 @@ mod search;
 mod serve;
 mod services;
 mod table;
+mod up;
 mod workflow;
 
 pub use asyncapi::AsyncApiArgs;
@@ -40,11 +42,13 @@ pub use describe::DescribeArgs;
 pub use discover::{DiscoverArgs, DiscoverFormat};
 pub use graph::{GraphArgs, GraphFormat};
 pub use orchestrator::{OrchestratorCommand, OrchestratorServeArgs};
+pub use order::{OrderCommand, TimelineArgs};
 pub use publish::{PublishArgs, RequestArgs};
 pub use resolve::ResolveArgs;
 pub use search::SearchArgs;
 pub use serve::{RegistryCommand, ServeArgs, StoreKind};
 pub use services::ServicesArgs;
+pub use up::UpArgs;
 pub use workflow::{CancelArgs, DefinitionsArgs, ListArgs, LoadArgs, ShowArgs, StartArgs, WorkflowCommand};
 
 /// How `soa` ended, as its exit code.
@@ -206,6 +210,16 @@ pub enum Command {
     /// Load workflow definitions, start instances, and list, show or cancel them.
     #[command(subcommand)]
     Workflow(WorkflowCommand),
+    /// Run the registry (HTTP API and web page), the shop's five services and the orchestrator until Ctrl-C.
+    ///
+    /// Uses the server at --nats-url, or starts the installed nats-server
+    /// when none answers there; prints where everything is and commands to
+    /// try. Exits 0 after a clean stop, 2 when the HTTP address cannot be
+    /// bound or the NATS options are wrong.
+    Up(UpArgs),
+    /// Follow the shop's orders: what happened to one, in order, with timings.
+    #[command(subcommand)]
+    Order(OrderCommand),
 }
 
 /// How to reach and authenticate with the NATS server.
@@ -339,6 +353,8 @@ where
         Command::Graph(args) => graph::run(&cli.nats, args, stdout, stderr, shutdown).await,
         Command::Orchestrator(command) => orchestrator::run(&cli.nats, command, stdout, shutdown).await,
         Command::Workflow(command) => workflow::run(&cli.nats, command, stdout, stderr, shutdown).await,
+        Command::Up(args) => up::run(&cli.nats, args, stdout, shutdown).await,
+        Command::Order(command) => order::run(&cli.nats, command, stdout, stderr, shutdown).await,
     };
     // Whatever was written must reach the terminal before the error does.
     let _ = stdout.flush();

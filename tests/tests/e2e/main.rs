@@ -19,5 +19,6 @@ mod registry_cli;
 mod runtime;
 mod shop;
 mod stores;
+mod up_timeline;
 mod web;
 mod workflow_cli;
