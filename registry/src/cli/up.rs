@@ -88,6 +88,7 @@ pub(super) async fn run(
         ..ShopConfig::default()
     };
     let options = SystemOptions {
+        who: "soa up",
         data_dir: args.data_dir.clone(),
         http: Some(args.http),
         shop: shop.clone(),

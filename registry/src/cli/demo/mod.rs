@@ -39,7 +39,7 @@ pub struct DemoArgs {
     /// Orders per mode.
     #[arg(long, default_value_t = 2_000)]
     pub orders: usize,
-    /// Orders placed at once.
+    /// Orders placed at once, and workflow instances the orchestrator drives at once.
     #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
     /// Share of payments declined (0 to 1).
@@ -107,6 +107,7 @@ pub(super) async fn run(
     )?;
     writeln!(out, "1. The system:")?;
     let options = SystemOptions {
+        who: "the demo",
         data_dir: args.data_dir.clone(),
         http: None,
         shop: ShopConfig {
@@ -119,6 +120,9 @@ pub(super) async fn run(
         },
         orchestrator: OrchestratorConfig {
             ack_wait: Duration::from_secs(args.ack_wait.max(1)),
+            // Instances driven at once: the same bound as orders placed at once,
+            // so the orchestrator pushes back instead of flooding the services.
+            max_in_flight: args.concurrency.max(1),
             ..OrchestratorConfig::default()
         },
     };

@@ -34,6 +34,8 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(15);
 /// What to run.
 #[derive(Debug, Clone)]
 pub(crate) struct SystemOptions {
+    /// Who runs the system, as its messages name it ("the demo", "soa up").
+    pub who: &'static str,
     /// Where a nats-server started here and the registry keep their files.
     pub data_dir: PathBuf,
     /// Serve the registry's HTTP API (and web page) here.
@@ -310,12 +312,17 @@ impl System {
             let pid = local.pid();
             match local.shutdown().await {
                 Ok(_) => {
-                    let _ = writeln!(out, "   Stopped the nats-server the demo started (pid {pid}).");
+                    let _ = writeln!(
+                        out,
+                        "   Stopped the nats-server {} started (pid {pid}).",
+                        self.options.who
+                    );
                 }
                 Err(error) => {
                     let _ = writeln!(
                         out,
-                        "   Could not stop the nats-server the demo started (pid {pid}): {error}"
+                        "   Could not stop the nats-server {} started (pid {pid}): {error}",
+                        self.options.who
                     );
                 }
             }
@@ -344,8 +351,9 @@ async fn connect_or_start(
                 .with_context(|| format!("no NATS server answered at {url}, and none could be started here"))?;
             writeln!(
                 out,
-                "   No NATS server answered at {url}, so the demo started nats-server {} (pid {}) at {};\n   \
+                "   No NATS server answered at {url}, so {} started nats-server {} (pid {}) at {};\n   \
                  its JetStream store and log are in {}.",
+                options.who,
                 local.version(),
                 local.pid(),
                 local.url(),
@@ -362,7 +370,7 @@ async fn connect_or_start(
                     if let Err(stop) = local.shutdown().await {
                         tracing::warn!(error = %stop, "Could not stop the local nats-server.");
                     }
-                    Err(error).context("could not connect to the nats-server the demo started")
+                    Err(error).with_context(|| format!("could not connect to the nats-server {} started", options.who))
                 }
             }
         }
