@@ -108,7 +108,10 @@ fn consumer_config(config: &ShopConfig, durable: &str) -> ConsumerConfig {
             Duration::from_secs(1),
             Duration::from_secs(2),
         ],
-        handler_timeout: Duration::from_secs(10),
+        handler_timeout: Duration::from_secs(4),
+        // A delivery an instance took but did not settle (it stopped, or was
+        // killed) comes back to another instance this soon.
+        ack_wait: Duration::from_secs(5),
         ..ConsumerConfig::new(durable)
     }
 }

@@ -174,9 +174,7 @@ async fn compare(
     let load_after = load_average();
     writeln!(out, "\n4. The comparison:\n")?;
     let nats = system.lock().await.nats.clone();
-    let audit = bus_services::shop::audit(nats.clone())
-        .await
-        .context("auditing the shop's stores")?;
+    let audit = settled_audit(&nats, out).await?;
     let registry = ServiceClient::new(nats, contracts::registry_api::contract()?);
     let graph = registry
         .call::<registry_ops::Graph>(&GraphRequest::default())
@@ -211,6 +209,31 @@ async fn compare(
         && report.outcome_mismatches.is_empty()
         && report.modes.values().all(|mode| mode.stuck == 0);
     Ok(if healthy { Exit::Success } else { Exit::Failure })
+}
+
+/// The audit, once the books have settled: a choreographed order ends as
+/// soon as the orders service hears of its failure, while its refund and
+/// release are other services' reactions still on their way (a service
+/// restarted meanwhile gets them again after its consumers' ack wait).
+async fn settled_audit(nats: &async_nats::Client, out: &mut dyn Write) -> anyhow::Result<bus_services::shop::Audit> {
+    const SETTLE: Duration = Duration::from_secs(20);
+    let began = std::time::Instant::now();
+    loop {
+        let audit = bus_services::shop::audit(nats.clone())
+            .await
+            .context("auditing the shop's stores")?;
+        if audit.violations().is_empty() || began.elapsed() > SETTLE {
+            if began.elapsed() > Duration::from_millis(500) {
+                writeln!(
+                    out,
+                    "   (waited {:.1} s for the last compensations to land before auditing)\n",
+                    began.elapsed().as_secs_f64()
+                )?;
+            }
+            return Ok(audit);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 /// A short id for this run, so its orders and products are its own on a

@@ -334,16 +334,24 @@ fn tradeoffs(graph: &GraphResponse, modes: &BTreeMap<String, ModeReport>) -> Tra
             let text = if report.outages.is_empty() {
                 "not measured: run with --kill-orchestrator-every SECS or --restart-service NAME".to_owned()
             } else {
-                report
-                    .outages
+                // One line per kind of outage, however often it happened.
+                let mut kinds: BTreeMap<&str, (usize, u64, usize)> = BTreeMap::new();
+                for outage in &report.outages {
+                    let entry = kinds.entry(outage.outage.what.as_str()).or_default();
+                    entry.0 += 1;
+                    entry.1 += outage.outage.until_ms.saturating_sub(outage.outage.from_ms);
+                    entry.2 += outage.ended_meanwhile;
+                }
+                kinds
                     .iter()
-                    .map(|outage| {
+                    .map(|(what, (times, down_ms, ended))| {
+                        let rate = if *down_ms == 0 {
+                            0.0
+                        } else {
+                            *ended as f64 * 1000.0 / *down_ms as f64
+                        };
                         format!(
-                            "{} for {} ms: {} orders ended meanwhile ({:.0}/s, against {:.0}/s overall)",
-                            outage.outage.what,
-                            outage.outage.until_ms.saturating_sub(outage.outage.from_ms),
-                            outage.ended_meanwhile,
-                            outage.rate_meanwhile,
+                            "{what} {times} time(s), {down_ms} ms down in all: {ended} orders ended meanwhile ({rate:.0}/s, against {:.0}/s overall)",
                             report.throughput_per_s
                         )
                     })

@@ -275,21 +275,44 @@ async fn inject(
                 () = stop.cancelled() => return,
                 () = tokio::time::sleep(every) => {}
             }
-            let ack_wait = {
+            let killed = Instant::now();
+            let (ack_wait, nats) = {
                 let mut system = system.lock().await;
                 system.kill_orchestrator();
                 let restarted = system.start_orchestrator().await;
                 if let Err(error) = restarted {
                     tracing::error!(error = %format!("{error:#}"), "Could not start the orchestrator again.");
                 }
-                system.ack_wait()
+                (system.ack_wait(), system.nats.clone())
             };
             // Its work comes back after the ack wait: until then, those orders wait.
-            let killed = Instant::now();
             record("orchestrator killed".to_owned(), killed, killed + ack_wait);
+            // The next kill counts from when the new one answers, so it gets to work.
+            wait_until_answering(&nats, &stop).await;
         }
     };
     tokio::join!(restart, kills);
+}
+
+/// Returns once an orchestrator with a loaded workflow answers (or on `stop`).
+async fn wait_until_answering(nats: &async_nats::Client, stop: &CancellationToken) {
+    let Ok(contract) = contracts::orchestrator_api::contract() else {
+        return;
+    };
+    let client = ServiceClient::new(nats.clone(), contract).with_options(CallOptions {
+        timeout: Duration::from_secs(1),
+        max_attempts: 1,
+        ..CallOptions::default()
+    });
+    while !stop.is_cancelled() {
+        let definitions = client
+            .call::<contracts::orchestrator_api::ops::Definitions>(&Default::default())
+            .await;
+        if definitions.is_ok_and(|answer| !answer.definitions.is_empty()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// The kind of message a subject carries, for the per-order count.
