@@ -25,70 +25,81 @@ const MAX_KEY_CHARS: usize = 256;
 /// The orchestrator's own service.
 pub(crate) fn service(shared: &Arc<Shared>) -> Result<Service, OrchestratorError> {
     let contract = contracts::orchestrator_api::contract()
-        .map_err(|error| OrchestratorError::BadRequest(format!("the orchestrator's contract: {error}")))?;
+        .map_err(|error| OrchestratorError::Setup(format!("its contract does not build: {error}")))?;
     let config = ServiceConfig {
         registration: shared.config.registration.clone(),
         queue_group: Some("soa-orchestrator".to_owned()),
         ..ServiceConfig::default()
     };
-    let (a, b, c, d, e, f) = (
-        Arc::clone(shared),
-        Arc::clone(shared),
-        Arc::clone(shared),
-        Arc::clone(shared),
-        Arc::clone(shared),
-        Arc::clone(shared),
-    );
+    let shared = || Arc::clone(shared);
     Service::builder(contract)
         .config(config)
-        .handle::<ops::Load, _, _>(move |_, request| {
-            let shared = Arc::clone(&a);
-            async move { Ok(super::definitions::load(&shared, &request.definition).await?) }
-        })
-        .handle::<ops::Definitions, _, _>(move |_, _| {
-            let shared = Arc::clone(&b);
-            async move { Ok(definitions(&shared)) }
-        })
-        .handle::<ops::Start, _, _>(move |context, request: StartRequest| {
-            let shared = Arc::clone(&c);
-            async move {
-                let loaded = shared.resolve(&request.workflow).ok_or_else(|| {
-                    ServiceError::not_found(format!(
-                        "no workflow {:?} is loaded; load it with `soa workflow load FILE`",
-                        request.workflow
-                    ))
-                })?;
-                let start = StartWorkflowRequest {
-                    input: request.input,
-                    idempotency_key: request.idempotency_key,
-                    correlation_id: request.correlation_id,
-                };
-                Ok(start_checked(&shared, &loaded.id, start, context.propagation(), true).await?)
+        .handle::<ops::Load, _, _>({
+            let shared = shared();
+            move |_, request| {
+                let shared = Arc::clone(&shared);
+                async move { Ok(super::definitions::load(&shared, &request.definition).await?) }
             }
         })
-        .handle::<ops::Show, _, _>(move |_, request| {
-            let shared = Arc::clone(&d);
-            async move {
-                let (instance, _) = shared.stores.instance(&request.instance).await?.ok_or_else(|| {
-                    ServiceError::not_found(format!(
-                        "no instance {:?}; `soa workflow list` shows them",
-                        request.instance
-                    ))
-                })?;
-                let current = instance.current_steps();
-                Ok(ShowResponse { instance, current })
+        .handle::<ops::Definitions, _, _>({
+            let shared = shared();
+            move |_, _| {
+                let shared = Arc::clone(&shared);
+                async move { Ok(definitions(&shared)) }
             }
         })
-        .handle::<ops::List, _, _>(move |_, request| {
-            let shared = Arc::clone(&e);
-            async move { Ok(list(&shared, &request).await?) }
+        .handle::<ops::Start, _, _>({
+            let shared = shared();
+            move |context, request: StartRequest| {
+                let shared = Arc::clone(&shared);
+                async move {
+                    let loaded = shared.resolve(&request.workflow).ok_or_else(|| {
+                        ServiceError::not_found(format!(
+                            "no workflow {:?} is loaded; load it with `soa workflow load FILE`",
+                            request.workflow
+                        ))
+                    })?;
+                    let start = StartWorkflowRequest {
+                        input: request.input,
+                        idempotency_key: request.idempotency_key,
+                        correlation_id: request.correlation_id,
+                    };
+                    Ok(start_checked(&shared, &loaded.id, start, context.propagation(), true).await?)
+                }
+            }
         })
-        .handle::<ops::Cancel, _, _>(move |_, request| {
-            let shared = Arc::clone(&f);
-            async move { Ok(cancel(&shared, &request).await?) }
+        .handle::<ops::Show, _, _>({
+            let shared = shared();
+            move |_, request| {
+                let shared = Arc::clone(&shared);
+                async move {
+                    let (instance, _) = shared.stores.instance(&request.instance).await?.ok_or_else(|| {
+                        ServiceError::not_found(format!(
+                            "no instance {:?}; `soa workflow list` shows them",
+                            request.instance
+                        ))
+                    })?;
+                    let current = instance.current_steps();
+                    Ok(ShowResponse { instance, current })
+                }
+            }
+        })
+        .handle::<ops::List, _, _>({
+            let shared = shared();
+            move |_, request| {
+                let shared = Arc::clone(&shared);
+                async move { Ok(list(&shared, &request).await?) }
+            }
+        })
+        .handle::<ops::Cancel, _, _>({
+            let shared = shared();
+            move |_, request| {
+                let shared = Arc::clone(&shared);
+                async move { Ok(cancel(&shared, &request).await?) }
+            }
         })
         .build()
-        .map_err(|error| OrchestratorError::BadRequest(format!("the orchestrator's service: {error}")))
+        .map_err(|error| OrchestratorError::Setup(format!("its service does not build: {error}")))
 }
 
 fn definitions(shared: &Shared) -> DefinitionsResponse {

@@ -357,14 +357,12 @@ pub(crate) async fn load(shared: &Arc<Shared>, document: &Value) -> Result<LoadR
         loaded_at_ms: now_ms(),
         contracts: contracts.values().map(ContractDocument::to_value).collect(),
     };
-    let created = match shared.stores.create_definition(&id, &stored).await? {
-        Created::New => true,
-        Created::Exists(existing) if existing.digest == stored.digest => false,
+    // Another replica may have stored the same definition meanwhile: then
+    // its record (and its load time) is the one to run.
+    let (created, stored) = match shared.stores.create_definition(&id, &stored).await? {
+        Created::New => (true, stored),
+        Created::Exists(existing) if existing.digest == stored.digest => (false, existing),
         Created::Exists(_) => return Err(conflict(&id)),
-    };
-    let stored = match shared.stores.definition(&id).await? {
-        Some(stored) => stored,
-        None => stored,
     };
     let loaded = activate(shared, &stored).await?;
     Ok(LoadResponse {

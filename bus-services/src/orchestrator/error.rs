@@ -45,6 +45,10 @@ pub enum OrchestratorError {
         /// Every failing value, with its pointer.
         details: Vec<ErrorDetail>,
     },
+    /// The orchestrator cannot start: its own contract or service does not
+    /// build, or the NATS server is too old.
+    #[error("the orchestrator cannot start: {0}")]
+    Setup(String),
     /// A request was wrong in another way.
     #[error("{0}")]
     BadRequest(String),
@@ -80,6 +84,7 @@ impl From<OrchestratorError> for ServiceError {
             OrchestratorError::Registry(message) => {
                 ServiceError::unavailable(format!("the registry could not be asked: {message}"))
             }
+            OrchestratorError::Setup(message) => ServiceError::internal(message),
             other @ (OrchestratorError::JetStream { .. } | OrchestratorError::Corrupt { .. }) => {
                 ServiceError::unavailable(other.to_string())
             }

@@ -179,7 +179,7 @@ impl Orchestrator {
     pub async fn run(self, nats: async_nats::Client, shutdown: CancellationToken) -> Result<(), OrchestratorError> {
         if let Some(info) = nats.try_server_info() {
             crate::connection::check_server_version(&info.version)
-                .map_err(|error| OrchestratorError::BadRequest(error.to_string()))?;
+                .map_err(|error| OrchestratorError::Setup(error.to_string()))?;
         }
         let js = jetstream::new(nats.clone());
         let stores = store::Stores::open(js, self.config.replicas).await?;

@@ -12,7 +12,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::ShopError;
 use super::config::ShopConfig;
-use crate::runtime::{ConsumerConfig, EventContext, EventError, Propagation, ServiceConfig, ServiceError, consume};
+use crate::runtime::{
+    ConsumerConfig, EventContext, EventError, Propagation, Service, ServiceConfig, ServiceError, consume,
+};
 use crate::wire::CorrelationId;
 
 /// The flow of an order: its id as the correlation id, in the trace of the
@@ -74,6 +76,18 @@ impl Tasks {
     /// Runs `task`, called `name` in errors.
     pub(crate) fn spawn(&mut self, name: String, task: impl Future<Output = Result<(), ShopError>> + Send + 'static) {
         self.set.spawn(async move { (name, task.await) });
+    }
+
+    /// Serves `service` beside the tasks already spawned (its consumers)
+    /// until they stop, then waits for all of them, as [`Tasks::join`].
+    pub(crate) async fn serve(mut self, service: Service, nats: async_nats::Client) -> Result<(), ShopError> {
+        let stop = self.stop();
+        let name = format!("the {} service", service.contract().service);
+        self.spawn(
+            name,
+            async move { service.run(nats, stop).await.map_err(ShopError::from) },
+        );
+        self.join().await
     }
 
     /// Waits for every task; the first failure (or early end) is returned

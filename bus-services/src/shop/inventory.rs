@@ -530,11 +530,7 @@ pub(crate) async fn run(
             async move { reactions.release(context, &failed.order_id).await }
         },
     );
-    let stop = tasks.stop();
-    tasks.spawn("the inventory service".to_owned(), async move {
-        service.run(nats, stop).await.map_err(ShopError::from)
-    });
-    tasks.join().await
+    tasks.serve(service, nats).await
 }
 
 #[cfg(test)]

@@ -242,9 +242,5 @@ pub(crate) async fn run(
             }
         },
     );
-    let stop = tasks.stop();
-    tasks.spawn("the notifications service".to_owned(), async move {
-        service.run(nats, stop).await.map_err(ShopError::from)
-    });
-    tasks.join().await
+    tasks.serve(service, nats).await
 }

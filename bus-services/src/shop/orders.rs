@@ -555,11 +555,7 @@ pub(crate) async fn run(
             async move { orders.finished(context, finished).await }
         },
     );
-    let stop = tasks.stop();
-    tasks.spawn("the orders service".to_owned(), async move {
-        service.run(nats, stop).await.map_err(ShopError::from)
-    });
-    tasks.join().await
+    tasks.serve(service, nats).await
 }
 
 #[cfg(test)]

@@ -419,9 +419,5 @@ pub(crate) async fn run(
             async move { reactions.failed(context, failed).await }
         },
     );
-    let stop = tasks.stop();
-    tasks.spawn("the payments service".to_owned(), async move {
-        service.run(nats, stop).await.map_err(ShopError::from)
-    });
-    tasks.join().await
+    tasks.serve(service, nats).await
 }

@@ -306,9 +306,5 @@ pub(crate) async fn run(
             async move { reactions.charged(context, charged).await }
         },
     );
-    let stop = tasks.stop();
-    tasks.spawn("the shipping service".to_owned(), async move {
-        service.run(nats, stop).await.map_err(ShopError::from)
-    });
-    tasks.join().await
+    tasks.serve(service, nats).await
 }

@@ -280,14 +280,15 @@ pub(crate) fn mode_graph(graph: &GraphResponse, mode: FlowMode) -> GraphResponse
         .iter()
         .flat_map(|edge| [edge.from.as_str(), edge.to.as_str()])
         .collect();
+    let nodes = graph
+        .nodes
+        .iter()
+        .filter(|node| used.contains(node.service.as_str()))
+        .cloned()
+        .collect();
     GraphResponse {
-        nodes: graph
-            .nodes
-            .iter()
-            .filter(|node| used.contains(node.service.as_str()))
-            .cloned()
-            .collect(),
-        edges: edges.clone(),
+        nodes,
+        edges,
         warnings: Vec::new(),
     }
 }
