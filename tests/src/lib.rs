@@ -4,6 +4,8 @@
 //! live in one integration-test binary, `tests/e2e`, one module per feature.
 
 pub mod harness;
+pub mod protocol;
+pub mod python;
 pub mod registry;
 pub mod shop;
 pub mod synthetic;
