@@ -186,11 +186,18 @@ class MessageSchema:
 
     def __init__(self, document: dict, contract_id: str, pointer: str, label: str):
         uri = f"urn:soabus:{contract_id}"
-        resource = referencing.Resource.from_contents(document, default_specification=referencing.jsonschema.DRAFT202012)
+        resource = referencing.Resource.from_contents(
+            document, default_specification=referencing.jsonschema.DRAFT202012
+        )
         registry = referencing.Registry().with_resource(uri, resource)
         self.contract_id = contract_id
         self.label = label
-        self.validator = jsonschema.Draft202012Validator({"$ref": f"{uri}#{pointer}"}, registry=registry)
+        # Formats are asserted, as the Rust side does (unknown ones pass).
+        self.validator = jsonschema.Draft202012Validator(
+            {"$ref": f"{uri}#{pointer}"},
+            registry=registry,
+            format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER,
+        )
 
     def failures(self, instance: Any) -> list:
         """Every failing value as `{"pointer", "schema_path", "message"}`; empty when valid."""
@@ -385,7 +392,9 @@ class Service:
         self.contract = contract
         self.instance_id = instance_id
         self.handler_timeout = handler_timeout
-        self.endpoints = [Endpoint(contract, name, handlers[name], contract.service) for name in sorted(contract.operations)]
+        self.endpoints = [
+            Endpoint(contract, name, handlers[name], contract.service) for name in sorted(contract.operations)
+        ]
         self.identity = {
             "name": contract.service,
             "id": instance_id,
@@ -422,7 +431,9 @@ class Service:
         if self.in_flight:
             _, pending = await asyncio.wait(set(self.in_flight), timeout=timeout)
             if pending:
-                LOG.warning("%d handlers were still running at the shutdown timeout; their callers will time out.", len(pending))
+                LOG.warning(
+                    "%d handlers were still running at the shutdown timeout; their callers will time out.", len(pending)
+                )
                 for task in pending:
                     task.cancel()
 
@@ -541,12 +552,19 @@ async def registry_call(nc, verb: str, request: dict, timeout: float) -> dict:
         raise RegistryError("garbled", f"the registry's reply could not be read: {err}") from None
 
 
-async def keep_registered(nc, contract: Contract, instance_id: str, interval: float, ttl: float, stop: asyncio.Event) -> None:
+async def keep_registered(
+    nc, contract: Contract, instance_id: str, interval: float, ttl: float, stop: asyncio.Event
+) -> None:
     """Registers, heartbeats every `interval` until `stop`, then deregisters.
     Never fails: while the registry is away the service keeps serving."""
     timeout = 2.0
     register = {"document": contract.document}
-    heartbeat = {"instance_id": instance_id, "contract": contract.id, "digest": contract.digest, "ttl_ms": int(ttl * 1000)}
+    heartbeat = {
+        "instance_id": instance_id,
+        "contract": contract.id,
+        "digest": contract.digest,
+        "ttl_ms": int(ttl * 1000),
+    }
     registered, refusals, next_attempt = False, 0, 0.0
     loop = asyncio.get_running_loop()
     while not stop.is_set():
@@ -554,7 +572,9 @@ async def keep_registered(nc, contract: Contract, instance_id: str, interval: fl
             try:
                 answer = await registry_call(nc, "register", register, timeout)
                 if answer.get("digest") != contract.digest:
-                    LOG.warning("The registry digests the contract as %s, not %s.", answer.get("digest"), contract.digest)
+                    LOG.warning(
+                        "The registry digests the contract as %s, not %s.", answer.get("digest"), contract.digest
+                    )
                 LOG.info("Registered the contract %s (created: %s).", answer.get("id"), answer.get("created"))
                 registered, refusals = True, 0
             except RegistryError as err:
@@ -712,6 +732,15 @@ async def ensure_stream(js, name: str, subjects: list) -> None:
         await js.update_stream(config)
 
 
+async def settle(answer: Awaitable[None]) -> None:
+    """Sends an ack, nak or term; one that cannot be sent changes nothing,
+    since the server redelivers what was not acked after the ack wait."""
+    try:
+        await answer
+    except nats.errors.Error as err:
+        LOG.warning("Could not acknowledge an event (%s); it will be redelivered.", err)
+
+
 class Consumer:
     """One durable consumer of one event of the producer's stream."""
 
@@ -770,7 +799,10 @@ class Consumer:
         details = self.schema.failures(payload)
         if details:
             summary = "; ".join(f"at {d['pointer'] or '(root)'}: {d['message']}" for d in details[:3])
-            await self.give_up(message, f"VALIDATION_FAILED: the event {self.event} does not match {self.schema.contract_id}: {summary}")
+            await self.give_up(
+                message,
+                f"VALIDATION_FAILED: the event {self.event} does not match {self.schema.contract_id}: {summary}",
+            )
             return
         try:
             counted = await self.apply(self.event, payload)
@@ -781,10 +813,12 @@ class Consumer:
                 return
             delay = self.backoff[min(deliveries - 1, len(self.backoff) - 1)]
             LOG.warning("Handling %s failed (%s); retrying in %.1fs.", self.event, err, delay)
-            await message.nak(delay=delay)
+            await settle(message.nak(delay=delay))
             return
-        LOG.debug("%s of order %s %s.", self.event, payload.get("order_id"), "counted" if counted else "was counted before")
-        await message.ack()
+        LOG.debug(
+            "%s of order %s %s.", self.event, payload.get("order_id"), "counted" if counted else "was counted before"
+        )
+        await settle(message.ack())
 
     async def give_up(self, message: Msg, reason: str) -> None:
         """Stores the message in the dead-letter stream, then terminates it."""
@@ -801,9 +835,9 @@ class Consumer:
             await self.js.publish(f"soa.dlq.{self.stream}.{self.durable}", message.data, headers=headers)
         except (nats.errors.Error, nats.js.errors.Error) as err:
             LOG.error("Could not store the dead letter (%s); the event will be redelivered.", err)
-            await message.nak(delay=1.0)
+            await settle(message.nak(delay=1.0))
             return
-        await message.term()
+        await settle(message.term())
 
 
 async def consume_payments(nc, js, points: Points, stop: asyncio.Event, max_deliveries: int) -> None:
@@ -828,15 +862,53 @@ async def consume_payments(nc, js, points: Points, stop: asyncio.Event, max_deli
 
 def arguments(argv: list) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="The loyalty points service (soabus, in Python).")
-    parser.add_argument("--nats-url", default=os.environ.get("NATS_URL", "nats://127.0.0.1:4222"), help="NATS server URL (default $NATS_URL, then nats://127.0.0.1:4222)")
-    parser.add_argument("--contract", type=Path, default=Path(__file__).resolve().with_name("loyalty.v1.json"), help="the contract document (default: loyalty.v1.json beside this file)")
+    parser.add_argument(
+        "--nats-url",
+        default=os.environ.get("NATS_URL", "nats://127.0.0.1:4222"),
+        help="NATS server URL (default $NATS_URL, then nats://127.0.0.1:4222)",
+    )
+    parser.add_argument(
+        "--contract",
+        type=Path,
+        default=Path(__file__).resolve().with_name("loyalty.v1.json"),
+        help="the contract document (default: loyalty.v1.json beside this file)",
+    )
     parser.add_argument("--instance-id", default=None, help="this instance's id (default: a fresh NUID)")
-    parser.add_argument("--heartbeat-interval", type=float, default=5.0, metavar="SECONDS", help="time between heartbeats (default 5)")
-    parser.add_argument("--ttl", type=float, default=20.0, metavar="SECONDS", help="how long the registry keeps the instance without a beat (default 20)")
-    parser.add_argument("--handler-timeout", type=float, default=4.0, metavar="SECONDS", help="the longest a request may take (default 4)")
-    parser.add_argument("--max-deliveries", type=int, default=5, help="deliveries of a failing event before it goes to the dead letters (default 5)")
-    parser.add_argument("--shutdown-timeout", type=float, default=10.0, metavar="SECONDS", help="how long shutdown waits for requests in flight (default 10)")
-    parser.add_argument("--log-level", default=os.environ.get("LOYALTY_LOG", "INFO"), help="DEBUG, INFO, WARNING or ERROR (default $LOYALTY_LOG, then INFO)")
+    parser.add_argument(
+        "--heartbeat-interval", type=float, default=5.0, metavar="SECONDS", help="time between heartbeats (default 5)"
+    )
+    parser.add_argument(
+        "--ttl",
+        type=float,
+        default=20.0,
+        metavar="SECONDS",
+        help="how long the registry keeps the instance without a beat (default 20)",
+    )
+    parser.add_argument(
+        "--handler-timeout",
+        type=float,
+        default=4.0,
+        metavar="SECONDS",
+        help="the longest a request may take (default 4)",
+    )
+    parser.add_argument(
+        "--max-deliveries",
+        type=int,
+        default=5,
+        help="deliveries of a failing event before it goes to the dead letters (default 5)",
+    )
+    parser.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long shutdown waits for requests in flight (default 10)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default=os.environ.get("LOYALTY_LOG", "INFO"),
+        help="DEBUG, INFO, WARNING or ERROR (default $LOYALTY_LOG, then INFO)",
+    )
     args = parser.parse_args(argv)
     for name in ("heartbeat_interval", "ttl", "handler_timeout", "shutdown_timeout"):
         if getattr(args, name) <= 0:
@@ -855,7 +927,9 @@ def check_server(nc) -> None:
     except ValueError:
         raise ValueError(f"the NATS server reports an unreadable version {version!r}") from None
     if (major, minor) < MIN_SERVER:
-        raise ValueError(f"nats-server {version} is too old: soabus needs 2.10 or newer (scripts/install-nats-server installs one)")
+        raise ValueError(
+            f"nats-server {version} is too old: soabus needs 2.10 or newer (scripts/install-nats-server installs one)"
+        )
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -870,7 +944,13 @@ async def run(args: argparse.Namespace) -> int:
         loop.add_signal_handler(signum, stop.set)
     instance_id = args.instance_id or new_message_id()
     try:
-        nc = await nats.connect(args.nats_url, name=f"loyalty {instance_id}", max_reconnect_attempts=-1, connect_timeout=5, allow_reconnect=True)
+        nc = await nats.connect(
+            args.nats_url,
+            name=f"loyalty {instance_id}",
+            max_reconnect_attempts=-1,
+            connect_timeout=5,
+            allow_reconnect=True,
+        )
     except (OSError, nats.errors.Error) as err:
         LOG.error("Cannot connect to NATS at %s: %s", args.nats_url, err)
         return 2
@@ -888,7 +968,9 @@ async def run(args: argparse.Namespace) -> int:
         LOG.error("Cannot start: %s", err)
         await nc.close()
         return 1
-    registration = asyncio.create_task(keep_registered(nc, contract, instance_id, args.heartbeat_interval, args.ttl, stop))
+    registration = asyncio.create_task(
+        keep_registered(nc, contract, instance_id, args.heartbeat_interval, args.ttl, stop)
+    )
     consuming = asyncio.create_task(consume_payments(nc, js, points, stop, args.max_deliveries))
     # Runs until a signal, or until the consumers fail for good.
     stopped = asyncio.create_task(stop.wait())
@@ -917,7 +999,9 @@ async def run(args: argparse.Namespace) -> int:
 
 def main(argv: list) -> int:
     args = arguments(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s loyalty: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s loyalty: %(message)s", stream=sys.stderr
+    )
     return asyncio.run(run(args))
 
 

@@ -390,9 +390,44 @@ async fn a_python_service_registers_answers_like_rust_and_counts_points_once() {
         .unwrap()
         .await
         .unwrap();
+    // A charge that breaks payments' contract is moved to the dead letters
+    // with the reason a Rust consumer gives, and counts for nothing.
+    let js = jetstream::new(bus.nats.clone());
+    let mut broken = async_nats::HeaderMap::new();
+    broken.insert(headers::MESSAGE_ID, "a-broken-charge");
+    js.publish_with_headers("shop.payments.v1.charged", broken, r#"{"order_id": "broken"}"#.into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
     wait_consumed(&bus.nats, "loyalty-payments-charged").await;
     wait_consumed(&bus.nats, "loyalty-payments-refunded").await;
     wait_for_points(&client, &expected, &loyalty).await;
+    let dead_letters = js.get_stream(contracts::subjects::DEAD_LETTER_STREAM).await.unwrap();
+    let letter = dead_letters
+        .get_last_raw_message_by_subject(&contracts::subjects::dead_letter(
+            "SOA_EVENTS_PAYMENTS_V1",
+            "loyalty-payments-charged",
+        ))
+        .await
+        .unwrap();
+    let header = |name: &str| letter.headers.get(name).map(|value| value.as_str().to_owned());
+    let reason = header(headers::DEAD_LETTER_REASON).unwrap();
+    assert!(
+        reason.starts_with("VALIDATION_FAILED: the event charged does not match payments@1.")
+            && reason.contains("at (root): "),
+        "{reason}"
+    );
+    assert_eq!(
+        header(headers::DEAD_LETTER_SUBJECT).unwrap(),
+        "shop.payments.v1.charged"
+    );
+    assert_eq!(
+        header(headers::DEAD_LETTER_CONSUMER).unwrap(),
+        "loyalty-payments-charged"
+    );
+    assert_eq!(header(headers::DEAD_LETTER_DELIVERIES).unwrap(), "1");
+    assert_eq!(&letter.payload[..], br#"{"order_id": "broken"}"#);
 
     // SIGTERM: it deregisters (no waiting for the TTL) and exits 0.
     let status = loyalty.terminate(Duration::from_secs(15)).await.unwrap();
