@@ -29,6 +29,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(StockReleased {
                 order_id: request.order_id,
                 released: true,
+                mode: None,
             })
         })
         .handle::<inventory::Stock, _, _>(|_ctx, request| async move {

@@ -47,6 +47,7 @@ fn reserved() -> StockReserved {
         order_id: OrderId("ord-bench-1".into()),
         reservation_id: "res-ord-bench-1".into(),
         items: request().items,
+        mode: None,
     }
 }
 

@@ -6,6 +6,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use contracts::shop::FlowMode;
 use contracts::{ContractDocument, EventType};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -29,11 +30,30 @@ pub(crate) fn order_flow(cause: &Propagation, order_id: &str) -> Propagation {
 }
 
 /// The message id of an order's event: the same for every publication of
-/// it, so a handler that runs again (a redelivery) publishes a duplicate
-/// JetStream drops within its window, and a later copy changes nothing
-/// downstream (every reaction is keyed on the order).
-pub(crate) fn event_message_id(order_id: &str, service: &str, event: &str) -> String {
-    format!("{order_id}/{service}/{event}")
+/// it, so a handler that runs again (a redelivery) or an operation called
+/// again (a retry) publishes a duplicate JetStream drops within its window,
+/// and a later copy changes nothing downstream (every reaction is keyed on
+/// the order).
+///
+/// The event's `mode` is part of the id of an orchestrated one
+/// (`<order>/<service>/<event>/orchestrated`): an operation called by hand
+/// on a choreographed order (or before it was placed) announces its change
+/// as orchestrated, and that announcement must not take the id of the
+/// choreography's own event, which would then be dropped as a duplicate and
+/// leave the flow waiting for it.
+pub(crate) fn event_message_id(order_id: &str, service: &str, event: &str, mode: FlowMode) -> String {
+    match mode {
+        FlowMode::Choreographed => format!("{order_id}/{service}/{event}"),
+        FlowMode::Orchestrated => format!("{order_id}/{service}/{event}/orchestrated"),
+    }
+}
+
+/// Whether a choreography reaction must leave an event alone: it announces a
+/// change of an orchestrated order, which the workflow drives. An event
+/// without a mode comes from a producer older than the field, which only
+/// ever published for the choreography.
+pub(crate) fn driven_by_workflow(mode: Option<FlowMode>) -> bool {
+    mode == Some(FlowMode::Orchestrated)
 }
 
 /// How the shop's services run.

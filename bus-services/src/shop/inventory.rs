@@ -32,9 +32,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::ShopError;
 use super::config::ShopConfig;
-use super::flow::{Tasks, event_message_id, order_flow, publish_failed, service_config, spawn_consumer};
+use super::flow::{
+    Tasks, driven_by_workflow, event_message_id, order_flow, publish_failed, service_config, spawn_consumer,
+};
 use super::state::{Bucket, Change, RESERVATIONS_BUCKET, STOCK_BUCKET, StoreError, now_ms, sku_key};
-use crate::runtime::{EventContext, EventPublisher, Service, ServiceError};
+use crate::runtime::{EventContext, EventPublisher, Propagation, Service, ServiceError};
 
 /// Rounds of reading and settling a reservation before giving up as `UNAVAILABLE`.
 const MAX_ROUNDS: usize = 8;
@@ -194,6 +196,7 @@ impl Inventory {
                         sku: wanted.first().map(|line| line.sku.clone()).unwrap_or_default(),
                         requested: wanted.first().map_or(0, |line| u64::from(line.quantity)),
                         available: 0,
+                        mode: None,
                     });
                     return Ok(Reserved::Short(shortage));
                 }
@@ -244,6 +247,7 @@ impl Inventory {
                     sku: line.sku.clone(),
                     requested: units,
                     available,
+                    mode: None,
                 }));
             }
         }
@@ -331,6 +335,7 @@ impl Inventory {
         Ok(StockReleased {
             order_id: order_id.clone(),
             released: record.released_held,
+            mode: None,
         })
     }
 
@@ -396,16 +401,26 @@ fn out_of_stock(shortage: &StockShortage) -> ServiceError {
     )
 }
 
-/// The operations: the state changes, and no events (an orchestrated
-/// order's steps must not set the choreography off).
-fn service(inventory: &Inventory, config: &ShopConfig) -> Result<Service, ShopError> {
-    let (for_reserve, for_release, for_stock) = (inventory.clone(), inventory.clone(), inventory.clone());
+/// The operations: the state changes, each announced as an event of an
+/// orchestrated order (mode `orchestrated`, which the choreography's
+/// reactions ignore), before the answer.
+fn service(reactions: &Arc<Reactions>, config: &ShopConfig) -> Result<Service, ShopError> {
+    let (for_reserve, for_release, for_stock) = (Arc::clone(reactions), Arc::clone(reactions), Arc::clone(reactions));
     Ok(Service::builder(inventory::contract()?)
         .config(service_config(config))
-        .handle::<inventory::Reserve, _, _>(move |_context, request: ReserveStock| {
-            let inventory = for_reserve.clone();
+        .handle::<inventory::Reserve, _, _>(move |context, request: ReserveStock| {
+            let reactions = Arc::clone(&for_reserve);
             async move {
-                match inventory.reserve(&request.order_id, &request.items).await? {
+                let reserved = reactions.inventory.reserve(&request.order_id, &request.items).await?;
+                reactions
+                    .announce_reserved(
+                        context.propagation(),
+                        &request.order_id,
+                        &reserved,
+                        FlowMode::Orchestrated,
+                    )
+                    .await?;
+                match reserved {
                     Reserved::Held(reservation) => Ok(reservation),
                     Reserved::Short(shortage) => Err(out_of_stock(&shortage)),
                     Reserved::Released => Err(ServiceError::conflict(format!(
@@ -415,14 +430,19 @@ fn service(inventory: &Inventory, config: &ShopConfig) -> Result<Service, ShopEr
                 }
             }
         })
-        .handle::<inventory::Release, _, _>(move |_context, request: ReleaseStock| {
-            let inventory = for_release.clone();
-            async move { Ok(inventory.release(&request.order_id).await?) }
+        .handle::<inventory::Release, _, _>(move |context, request: ReleaseStock| {
+            let reactions = Arc::clone(&for_release);
+            async move {
+                reactions
+                    .release(context.propagation(), &request.order_id, FlowMode::Orchestrated)
+                    .await
+            }
         })
         .handle::<inventory::Stock, _, _>(move |_context, request: GetStock| {
-            let inventory = for_stock.clone();
+            let reactions = Arc::clone(&for_stock);
             async move {
-                inventory
+                reactions
+                    .inventory
                     .level(&request.sku)
                     .await?
                     .ok_or_else(|| ServiceError::not_found(format!("the shop does not stock {}", request.sku)))
@@ -443,24 +463,46 @@ impl Reactions {
         if placed.mode != FlowMode::Choreographed {
             return Ok(());
         }
-        let order = placed.order_id.0.clone();
-        let publisher = self.publisher.in_flow(&order_flow(context.propagation(), &order));
-        match self.inventory.reserve(&placed.order_id, &stock_lines(&placed)).await? {
+        let reserved = self.inventory.reserve(&placed.order_id, &stock_lines(&placed)).await?;
+        self.announce_reserved(
+            context.propagation(),
+            &placed.order_id,
+            &reserved,
+            FlowMode::Choreographed,
+        )
+        .await
+    }
+
+    /// Announces what reserving for an order of `mode` came to.
+    async fn announce_reserved(
+        &self,
+        cause: &Propagation,
+        order_id: &OrderId,
+        reserved: &Reserved,
+        mode: FlowMode,
+    ) -> Result<(), ServiceError> {
+        let order = order_id.0.as_str();
+        let publisher = self.publisher.in_flow(&order_flow(cause, order));
+        match reserved {
             Reserved::Held(reservation) => publisher
                 .publish_with_id::<inventory::Reserved>(
-                    &event_message_id(&order, "inventory", "reserved"),
+                    &event_message_id(order, "inventory", "reserved", mode),
                     &StockReserved {
-                        order_id: reservation.order_id,
-                        reservation_id: reservation.reservation_id,
-                        items: reservation.items,
+                        order_id: reservation.order_id.clone(),
+                        reservation_id: reservation.reservation_id.clone(),
+                        items: reservation.items.clone(),
+                        mode: Some(mode),
                     },
                 )
                 .await
                 .map_err(publish_failed),
             Reserved::Short(shortage) => publisher
                 .publish_with_id::<inventory::OutOfStock>(
-                    &event_message_id(&order, "inventory", "out-of-stock"),
-                    &shortage,
+                    &event_message_id(order, "inventory", "out-of-stock", mode),
+                    &StockShortage {
+                        mode: Some(mode),
+                        ..shortage.clone()
+                    },
                 )
                 .await
                 .map_err(publish_failed),
@@ -471,13 +513,26 @@ impl Reactions {
         }
     }
 
-    async fn release(&self, context: EventContext, order_id: &OrderId) -> Result<(), ServiceError> {
-        let released = self.inventory.release(order_id).await?;
+    /// Gives back an order's stock and announces it in the order's `mode`.
+    async fn release(
+        &self,
+        cause: &Propagation,
+        order_id: &OrderId,
+        mode: FlowMode,
+    ) -> Result<StockReleased, ServiceError> {
+        let released = StockReleased {
+            mode: Some(mode),
+            ..self.inventory.release(order_id).await?
+        };
         self.publisher
-            .in_flow(&order_flow(context.propagation(), &order_id.0))
-            .publish_with_id::<inventory::Released>(&event_message_id(&order_id.0, "inventory", "released"), &released)
+            .in_flow(&order_flow(cause, &order_id.0))
+            .publish_with_id::<inventory::Released>(
+                &event_message_id(&order_id.0, "inventory", "released", mode),
+                &released,
+            )
             .await
-            .map_err(publish_failed)
+            .map_err(publish_failed)?;
+        Ok(StockReleased { mode: None, ..released })
     }
 }
 
@@ -490,9 +545,9 @@ pub(crate) async fn run(
     let js = jetstream::new(nats.clone());
     let inventory = Inventory::open(&js, config.replicas).await?;
     inventory.seed(&config.initial_stock).await?;
-    let service = service(&inventory, &config)?;
     let publisher = EventPublisher::new(nats.clone(), inventory::contract()?, &SchemaSet::default()).await?;
     let reactions = Arc::new(Reactions { inventory, publisher });
+    let service = service(&reactions, &config)?;
     let mut tasks = Tasks::new(&shutdown);
     let on_placed = Arc::clone(&reactions);
     spawn_consumer::<orders::Placed, _, _>(
@@ -515,7 +570,16 @@ pub(crate) async fn run(
         "inventory-payments-declined",
         move |context, declined: PaymentDeclined| {
             let reactions = Arc::clone(&on_declined);
-            async move { reactions.release(context, &declined.order_id).await }
+            async move {
+                if driven_by_workflow(declined.mode) {
+                    return Ok(());
+                }
+                let cause = context.propagation();
+                reactions
+                    .release(cause, &declined.order_id, FlowMode::Choreographed)
+                    .await
+                    .map(drop)
+            }
         },
     );
     let on_failed = reactions;
@@ -527,7 +591,16 @@ pub(crate) async fn run(
         "inventory-shipping-failed",
         move |context, failed: ShipmentFailed| {
             let reactions = Arc::clone(&on_failed);
-            async move { reactions.release(context, &failed.order_id).await }
+            async move {
+                if driven_by_workflow(failed.mode) {
+                    return Ok(());
+                }
+                let cause = context.propagation();
+                reactions
+                    .release(cause, &failed.order_id, FlowMode::Choreographed)
+                    .await
+                    .map(drop)
+            }
         },
     );
     tasks.serve(service, nats).await

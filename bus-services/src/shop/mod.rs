@@ -3,8 +3,11 @@
 //! order fulfilment two ways. An orchestrated order is driven by the
 //! `fulfilment` workflow (the orchestrator calls the services' operations);
 //! a choreographed one by the services reacting to each other's events from
-//! durable consumers. Operations never publish the choreography's events,
-//! so the two ways never mix.
+//! durable consumers. Every change is announced on the bus whichever way
+//! drove it (an operation's event says `mode: orchestrated`, a reaction's
+//! `choreographed`), so a read model can follow every order from the
+//! events alone; each reaction ignores events of orchestrated orders, so the
+//! two ways never mix.
 //!
 //! Every effect is keyed on the order id, not on a message or an idempotency
 //! key: one reservation, one charge, one refund, one shipment per order and

@@ -10,15 +10,17 @@ use contracts::shop::notifications::{
     self, ListNotifications, Notification, NotificationKind, NotificationLog, SendNotification,
 };
 use contracts::shop::orders::{self, OrderCancelled, OrderCompleted};
-use contracts::shop::{FailureReason, OrderId};
+use contracts::shop::{FailureReason, FlowMode, OrderId};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use super::ShopError;
 use super::config::ShopConfig;
-use super::flow::{Tasks, event_message_id, order_flow, publish_failed, service_config, spawn_consumer};
+use super::flow::{
+    Tasks, driven_by_workflow, event_message_id, order_flow, publish_failed, service_config, spawn_consumer,
+};
 use super::state::{Bucket, NOTIFICATIONS_BUCKET, StoreError, now_ms};
-use crate::runtime::{EventContext, EventPublisher, Service, ServiceError};
+use crate::runtime::{EventContext, EventPublisher, Propagation, Service, ServiceError};
 
 /// What a customer is told when the order is on its way (the fulfilment
 /// workflow's `notify` step sends the same words).
@@ -84,6 +86,7 @@ impl Notifications {
                 customer_id: request.customer_id,
                 kind: request.kind,
                 message: request.message,
+                mode: None,
             },
             sent_at_ms: now_ms(),
         };
@@ -119,14 +122,20 @@ impl Notifications {
     }
 }
 
-/// The operations: the state changes, and no events.
-fn service(notifications: &Notifications, config: &ShopConfig) -> Result<Service, ShopError> {
-    let (for_send, for_list) = (notifications.clone(), notifications.clone());
+/// The operations: a notification sent is announced as an event of an
+/// orchestrated order (mode `orchestrated`, which nobody reacts to in the
+/// choreography) before the answer.
+fn service(reactions: &Arc<Reactions>, config: &ShopConfig) -> Result<Service, ShopError> {
+    let (for_send, for_list) = (Arc::clone(reactions), reactions.notifications.clone());
     Ok(Service::builder(notifications::contract()?)
         .config(service_config(config))
-        .handle::<notifications::Send, _, _>(move |_context, request: SendNotification| {
-            let notifications = for_send.clone();
-            async move { Ok(notifications.send(request).await?) }
+        .handle::<notifications::Send, _, _>(move |context, request: SendNotification| {
+            let reactions = Arc::clone(&for_send);
+            async move {
+                reactions
+                    .send(context.propagation(), request, FlowMode::Orchestrated)
+                    .await
+            }
         })
         .handle::<notifications::List, _, _>(move |_context, request: ListNotifications| {
             let notifications = for_list.clone();
@@ -165,21 +174,39 @@ impl Reactions {
                 Vec::new(),
             ));
         };
-        let order = order_id.0.clone();
-        let sent = self
-            .notifications
-            .send(SendNotification {
-                order_id,
-                customer_id,
-                kind,
-                message: message.to_owned(),
-            })
-            .await?;
-        self.publisher
-            .in_flow(&order_flow(context.propagation(), &order))
-            .publish_with_id::<notifications::Sent>(&event_message_id(&order, "notifications", kind_name(kind)), &sent)
+        let request = SendNotification {
+            order_id,
+            customer_id,
+            kind,
+            message: message.to_owned(),
+        };
+        self.send(context.propagation(), request, FlowMode::Choreographed)
             .await
-            .map_err(publish_failed)
+            .map(drop)
+    }
+
+    /// Sends a notification about an order of `mode` and announces it.
+    async fn send(
+        &self,
+        cause: &Propagation,
+        request: SendNotification,
+        mode: FlowMode,
+    ) -> Result<Notification, ServiceError> {
+        let order = request.order_id.0.clone();
+        let kind = request.kind;
+        let sent = self.notifications.send(request).await?;
+        self.publisher
+            .in_flow(&order_flow(cause, &order))
+            .publish_with_id::<notifications::Sent>(
+                &event_message_id(&order, "notifications", kind_name(kind), mode),
+                &Notification {
+                    mode: Some(mode),
+                    ..sent.clone()
+                },
+            )
+            .await
+            .map_err(publish_failed)?;
+        Ok(sent)
     }
 }
 
@@ -191,12 +218,12 @@ pub(crate) async fn run(
 ) -> Result<(), ShopError> {
     let js = jetstream::new(nats.clone());
     let notifications = Notifications::open(&js, config.replicas).await?;
-    let service = service(&notifications, &config)?;
     let publisher = EventPublisher::new(nats.clone(), notifications::contract()?, &SchemaSet::default()).await?;
     let reactions = Arc::new(Reactions {
         notifications,
         publisher,
     });
+    let service = service(&reactions, &config)?;
     let mut tasks = Tasks::new(&shutdown);
     let on_completed = Arc::clone(&reactions);
     spawn_consumer::<orders::Completed, _, _>(
@@ -208,6 +235,9 @@ pub(crate) async fn run(
         move |context, completed: OrderCompleted| {
             let reactions = Arc::clone(&on_completed);
             async move {
+                if driven_by_workflow(completed.mode) {
+                    return Ok(());
+                }
                 reactions
                     .tell(
                         context,
@@ -230,6 +260,9 @@ pub(crate) async fn run(
         move |context, cancelled: OrderCancelled| {
             let reactions = Arc::clone(&on_cancelled);
             async move {
+                if driven_by_workflow(cancelled.mode) {
+                    return Ok(());
+                }
                 reactions
                     .tell(
                         context,

@@ -4,10 +4,12 @@
 //! - Choreographed: `place` publishes `placed`; the order ends on the
 //!   services' events (`scheduled` completes it; `out-of-stock`, `declined`
 //!   or `failed` cancels it) and orders announces `completed` or `cancelled`.
-//! - Orchestrated: `place` starts the `fulfilment` workflow (idempotency key
-//!   and correlation id = the order id, so placing again starts nothing new)
-//!   and publishes nothing; the workflow's `finished` event ends the order.
-//!   A cancelled order's customer is told by calling notifications, as the
+//! - Orchestrated: `place` publishes `placed` (mode `orchestrated`, which
+//!   every reaction ignores) and starts the `fulfilment` workflow
+//!   (idempotency key and correlation id = the order id, so placing again
+//!   starts nothing new); the workflow's `finished` event ends the order,
+//!   announced as `completed` or `cancelled` with mode `orchestrated`. A
+//!   cancelled order's customer is told by calling notifications, as the
 //!   choreography's `cancelled` event does, so both modes end alike.
 //!
 //! Every change of an order is a compare-and-set from `placed`: an order
@@ -36,7 +38,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::ShopError;
 use super::config::ShopConfig;
-use super::flow::{Tasks, event_message_id, order_flow, publish_failed, service_config, spawn_consumer};
+use super::flow::{
+    Tasks, driven_by_workflow, event_message_id, order_flow, publish_failed, service_config, spawn_consumer,
+};
 use super::notifications::cancelled_message;
 use super::state::{Bucket, Change, ORDERS_BUCKET, StoreError, is_order_id, now_ms};
 use crate::runtime::{
@@ -121,9 +125,11 @@ impl Orders {
         };
         if record.order.status == OrderStatus::Placed {
             let flow = order_flow(propagation, &key);
-            match record.order.mode {
-                FlowMode::Choreographed => self.announce_placed(&flow, &record.order).await?,
-                FlowMode::Orchestrated => self.start_fulfilment(&flow, &record.order).await?,
+            // Announced in both modes (the read model learns of every order
+            // from it); only the choreography reacts to it.
+            self.announce_placed(&flow, &record.order).await?;
+            if record.order.mode == FlowMode::Orchestrated {
+                self.start_fulfilment(&flow, &record.order).await?;
             }
         }
         Ok(OrderAccepted {
@@ -137,7 +143,7 @@ impl Orders {
         self.publisher
             .in_flow(flow)
             .publish_with_id::<orders::Placed>(
-                &event_message_id(&order.order_id.0, "orders", "placed"),
+                &event_message_id(&order.order_id.0, "orders", "placed", order.mode),
                 &OrderPlaced {
                     order_id: order.order_id.clone(),
                     customer_id: order.customer_id.clone(),
@@ -221,27 +227,38 @@ impl Orders {
             tracing::warn!(order, "A choreography event about an orchestrated order; ignored.");
             return Ok(());
         }
-        let publisher = self.publisher.in_flow(&order_flow(context.propagation(), order));
+        self.announce_end(&order_flow(context.propagation(), order), record)
+            .await
+    }
+
+    /// Announces how `record` ended (`completed` or `cancelled`, in the
+    /// order's mode); nothing while it is still placed.
+    async fn announce_end(&self, flow: &Propagation, record: OrderRecord) -> Result<(), ServiceError> {
+        let publisher = self.publisher.in_flow(flow);
+        let order = record.order.order_id.0.as_str();
+        let mode = record.order.mode;
         let customer_id = Some(record.order.customer_id.clone());
         match (record.order.status, record.order.failure) {
             (OrderStatus::Completed, _) => publisher
                 .publish_with_id::<orders::Completed>(
-                    &event_message_id(order, "orders", "completed"),
+                    &event_message_id(order, "orders", "completed", mode),
                     &OrderCompleted {
-                        order_id: record.order.order_id,
-                        shipment_id: record.shipment_id.unwrap_or_default(),
+                        order_id: record.order.order_id.clone(),
+                        shipment_id: record.shipment_id.clone().unwrap_or_default(),
                         customer_id,
+                        mode: Some(mode),
                     },
                 )
                 .await
                 .map_err(publish_failed),
             (OrderStatus::Cancelled, Some(reason)) => publisher
                 .publish_with_id::<orders::Cancelled>(
-                    &event_message_id(order, "orders", "cancelled"),
+                    &event_message_id(order, "orders", "cancelled", mode),
                     &OrderCancelled {
-                        order_id: record.order.order_id,
+                        order_id: record.order.order_id.clone(),
                         reason,
                         customer_id,
+                        mode: Some(mode),
                     },
                 )
                 .await
@@ -290,6 +307,8 @@ impl Orders {
         let Some(record) = self.end(order, FlowMode::Orchestrated, &ending).await? else {
             return Ok(());
         };
+        let flow = order_flow(context.propagation(), order);
+        self.announce_end(&flow, record.clone()).await?;
         if let (OrderStatus::Cancelled, Some(reason)) = (record.order.status, record.order.failure) {
             let request = SendNotification {
                 order_id: record.order.order_id.clone(),
@@ -298,7 +317,7 @@ impl Orders {
                 message: cancelled_message(reason).to_owned(),
             };
             self.notifications
-                .in_flow(&order_flow(context.propagation(), order))
+                .in_flow(&flow)
                 .call::<notifications_api::Send>(&request)
                 .await
                 .map_err(|error| {
@@ -491,6 +510,9 @@ pub(crate) async fn run(
         move |context, scheduled: ShipmentScheduled| {
             let orders = Arc::clone(&on_scheduled);
             async move {
+                if driven_by_workflow(scheduled.mode) {
+                    return Ok(());
+                }
                 let ending = Ending::Completed {
                     shipment_id: scheduled.shipment_id,
                 };
@@ -508,6 +530,9 @@ pub(crate) async fn run(
         move |context, shortage: StockShortage| {
             let orders = Arc::clone(&on_out_of_stock);
             async move {
+                if driven_by_workflow(shortage.mode) {
+                    return Ok(());
+                }
                 let ending = Ending::Cancelled(FailureReason::OutOfStock);
                 orders.end_choreographed(&context, &shortage.order_id.0, ending).await
             }
@@ -523,6 +548,9 @@ pub(crate) async fn run(
         move |context, declined: PaymentDeclined| {
             let orders = Arc::clone(&on_declined);
             async move {
+                if driven_by_workflow(declined.mode) {
+                    return Ok(());
+                }
                 let ending = Ending::Cancelled(FailureReason::PaymentDeclined);
                 orders.end_choreographed(&context, &declined.order_id.0, ending).await
             }
@@ -538,6 +566,9 @@ pub(crate) async fn run(
         move |context, failed: ShipmentFailed| {
             let orders = Arc::clone(&on_failed);
             async move {
+                if driven_by_workflow(failed.mode) {
+                    return Ok(());
+                }
                 let ending = Ending::Cancelled(FailureReason::ShippingUnavailable);
                 orders.end_choreographed(&context, &failed.order_id.0, ending).await
             }

@@ -26,9 +26,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::ShopError;
 use super::config::ShopConfig;
-use super::flow::{Tasks, event_message_id, order_flow, publish_failed, service_config, spawn_consumer};
+use super::flow::{
+    Tasks, driven_by_workflow, event_message_id, order_flow, publish_failed, service_config, spawn_consumer,
+};
 use super::state::{Bucket, Change, PAYMENTS_BUCKET, StoreError, now_ms};
-use crate::runtime::{EventContext, EventPublisher, Service, ServiceError};
+use crate::runtime::{EventContext, EventPublisher, Propagation, Service, ServiceError};
 
 /// The ISO 4217 code for "no currency", for the amount of a refund of nothing.
 const NO_CURRENCY: &str = "XXX";
@@ -265,18 +267,29 @@ fn refund_receipt(record: &PaymentRecord) -> RefundReceipt {
     }
 }
 
-/// The operations: the state changes, and no events.
-fn service(payments: &Payments, config: &ShopConfig) -> Result<Service, ShopError> {
-    let (for_charge, for_refund) = (payments.clone(), payments.clone());
+/// The operations: the state changes, each announced as an event of an
+/// orchestrated order (mode `orchestrated`, which the choreography's
+/// reactions ignore), before the answer.
+fn service(reactions: &Arc<Reactions>, config: &ShopConfig) -> Result<Service, ShopError> {
+    let (for_charge, for_refund) = (Arc::clone(reactions), Arc::clone(reactions));
     Ok(Service::builder(payments::contract()?)
         .config(service_config(config))
-        .handle::<payments::Charge, _, _>(move |_context, request: ChargePayment| {
-            let payments = for_charge.clone();
+        .handle::<payments::Charge, _, _>(move |context, request: ChargePayment| {
+            let reactions = Arc::clone(&for_charge);
             async move {
-                match payments
+                let charged = reactions
+                    .payments
                     .charge(&request.order_id, &request.customer_id, &request.amount)
-                    .await?
-                {
+                    .await?;
+                reactions
+                    .announce_charge(
+                        context.propagation(),
+                        &request.order_id,
+                        &charged,
+                        FlowMode::Orchestrated,
+                    )
+                    .await?;
+                match charged {
                     Charged::Paid(record) => Ok(PaymentReceipt {
                         payment_id: record.payment_id,
                         order_id: record.order_id,
@@ -287,9 +300,14 @@ fn service(payments: &Payments, config: &ShopConfig) -> Result<Service, ShopErro
                 }
             }
         })
-        .handle::<payments::Refund, _, _>(move |_context, request: RefundPayment| {
-            let payments = for_refund.clone();
-            async move { Ok(refund_receipt(&payments.refund(&request.order_id).await?)) }
+        .handle::<payments::Refund, _, _>(move |context, request: RefundPayment| {
+            let reactions = Arc::clone(&for_refund);
+            async move {
+                let record = reactions
+                    .refund(context.propagation(), &request.order_id, FlowMode::Orchestrated)
+                    .await?;
+                Ok(refund_receipt(&record))
+            }
         })
         .build()?)
 }
@@ -310,6 +328,9 @@ impl Reactions {
     }
 
     async fn reserved(&self, context: EventContext, reserved: StockReserved) -> Result<(), ServiceError> {
+        if driven_by_workflow(reserved.mode) {
+            return Ok(());
+        }
         let order = reserved.order_id.0.clone();
         let Some(due) = self.payments.due(&order).await? else {
             // The order's `placed` is still queued here: try again shortly.
@@ -317,57 +338,99 @@ impl Reactions {
                 "what order {order} costs is not known yet"
             )));
         };
-        let publisher = self.publisher.in_flow(&order_flow(context.propagation(), &order));
-        match self
+        let charged = self
             .payments
             .charge(&reserved.order_id, &due.customer_id, &due.amount)
-            .await?
-        {
+            .await?;
+        self.announce_charge(
+            context.propagation(),
+            &reserved.order_id,
+            &charged,
+            FlowMode::Choreographed,
+        )
+        .await?;
+        match charged {
+            Charged::Conflict(message) => Err(ServiceError::conflict(message)),
+            Charged::Paid(_) | Charged::Declined(_) => Ok(()),
+        }
+    }
+
+    /// Announces what charging an order of `mode` came to (a conflict
+    /// changed nothing and announces nothing).
+    async fn announce_charge(
+        &self,
+        cause: &Propagation,
+        order_id: &OrderId,
+        charged: &Charged,
+        mode: FlowMode,
+    ) -> Result<(), ServiceError> {
+        let order = order_id.0.as_str();
+        let publisher = self.publisher.in_flow(&order_flow(cause, order));
+        match charged {
             Charged::Paid(record) => publisher
                 .publish_with_id::<payments::Charged>(
-                    &event_message_id(&order, "payments", "charged"),
+                    &event_message_id(order, "payments", "charged", mode),
                     &PaymentCharged {
-                        order_id: record.order_id,
-                        customer_id: record.customer_id,
-                        payment_id: record.payment_id,
-                        amount: record.amount,
+                        order_id: record.order_id.clone(),
+                        customer_id: record.customer_id.clone(),
+                        payment_id: record.payment_id.clone(),
+                        amount: record.amount.clone(),
+                        mode: Some(mode),
                     },
                 )
                 .await
                 .map_err(publish_failed),
             Charged::Declined(reason) => publisher
                 .publish_with_id::<payments::Declined>(
-                    &event_message_id(&order, "payments", "declined"),
+                    &event_message_id(order, "payments", "declined", mode),
                     &PaymentDeclined {
-                        order_id: reserved.order_id,
-                        reason,
+                        order_id: order_id.clone(),
+                        reason: reason.clone(),
+                        mode: Some(mode),
                     },
                 )
                 .await
                 .map_err(publish_failed),
-            Charged::Conflict(message) => Err(ServiceError::conflict(message)),
+            Charged::Conflict(_) => Ok(()),
         }
     }
 
-    async fn failed(&self, context: EventContext, failed: ShipmentFailed) -> Result<(), ServiceError> {
-        let record = self.payments.refund(&failed.order_id).await?;
+    /// Refunds an order of `mode` and announces a refund that gave money back.
+    async fn refund(
+        &self,
+        cause: &Propagation,
+        order_id: &OrderId,
+        mode: FlowMode,
+    ) -> Result<PaymentRecord, ServiceError> {
+        let record = self.payments.refund(order_id).await?;
         if record.status != PaymentStatus::Refunded {
-            return Ok(());
+            return Ok(record);
         }
         let receipt = refund_receipt(&record);
         self.publisher
-            .in_flow(&order_flow(context.propagation(), &failed.order_id.0))
+            .in_flow(&order_flow(cause, &order_id.0))
             .publish_with_id::<payments::Refunded>(
-                &event_message_id(&failed.order_id.0, "payments", "refunded"),
+                &event_message_id(&order_id.0, "payments", "refunded", mode),
                 &PaymentRefunded {
                     order_id: receipt.order_id,
-                    customer_id: record.customer_id,
+                    customer_id: record.customer_id.clone(),
                     refund_id: receipt.refund_id,
                     amount: receipt.amount,
+                    mode: Some(mode),
                 },
             )
             .await
-            .map_err(publish_failed)
+            .map_err(publish_failed)?;
+        Ok(record)
+    }
+
+    async fn failed(&self, context: EventContext, failed: ShipmentFailed) -> Result<(), ServiceError> {
+        if driven_by_workflow(failed.mode) {
+            return Ok(());
+        }
+        self.refund(context.propagation(), &failed.order_id, FlowMode::Choreographed)
+            .await
+            .map(drop)
     }
 }
 
@@ -379,9 +442,9 @@ pub(crate) async fn run(
 ) -> Result<(), ShopError> {
     let js = jetstream::new(nats.clone());
     let payments = Payments::open(&js, Arc::clone(&config)).await?;
-    let service = service(&payments, &config)?;
     let publisher = EventPublisher::new(nats.clone(), payments::contract()?, &SchemaSet::default()).await?;
     let reactions = Arc::new(Reactions { payments, publisher });
+    let service = service(&reactions, &config)?;
     let mut tasks = Tasks::new(&shutdown);
     let on_placed = Arc::clone(&reactions);
     spawn_consumer::<orders::Placed, _, _>(

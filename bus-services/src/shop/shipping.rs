@@ -13,15 +13,17 @@ use contracts::shop::payments::{self, PaymentCharged};
 use contracts::shop::shipping::{
     self, CancelShipment, ScheduleShipment, Shipment, ShipmentCancelled, ShipmentFailed, ShipmentScheduled,
 };
-use contracts::shop::{OrderId, StockLine};
+use contracts::shop::{FlowMode, OrderId, StockLine};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use super::ShopError;
 use super::config::ShopConfig;
-use super::flow::{Tasks, event_message_id, order_flow, publish_failed, service_config, spawn_consumer};
+use super::flow::{
+    Tasks, driven_by_workflow, event_message_id, order_flow, publish_failed, service_config, spawn_consumer,
+};
 use super::state::{Bucket, Change, SHIPMENTS_BUCKET, StoreError, now_ms};
-use crate::runtime::{EventContext, EventPublisher, Service, ServiceError};
+use crate::runtime::{EventContext, EventPublisher, Propagation, Service, ServiceError};
 
 /// Where an order's shipment stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -194,15 +196,26 @@ impl Shipping {
     }
 }
 
-/// The operations: the state changes, and no events.
-fn service(shipping: &Shipping, config: &ShopConfig) -> Result<Service, ShopError> {
-    let (for_schedule, for_cancel) = (shipping.clone(), shipping.clone());
+/// The operations: the state changes, a schedule announced as an event of
+/// an orchestrated order (mode `orchestrated`, which the choreography's
+/// reactions ignore) before the answer. A cancellation has no event.
+fn service(reactions: &Arc<Reactions>, config: &ShopConfig) -> Result<Service, ShopError> {
+    let (for_schedule, for_cancel) = (Arc::clone(reactions), reactions.shipping.clone());
     Ok(Service::builder(shipping::contract()?)
         .config(service_config(config))
-        .handle::<shipping::Schedule, _, _>(move |_context, request: ScheduleShipment| {
-            let shipping = for_schedule.clone();
+        .handle::<shipping::Schedule, _, _>(move |context, request: ScheduleShipment| {
+            let reactions = Arc::clone(&for_schedule);
             async move {
-                match shipping.schedule(&request.order_id, &request.items).await? {
+                let scheduled = reactions.shipping.schedule(&request.order_id, &request.items).await?;
+                reactions
+                    .announce_schedule(
+                        context.propagation(),
+                        &request.order_id,
+                        &scheduled,
+                        FlowMode::Orchestrated,
+                    )
+                    .await?;
+                match scheduled {
                     Scheduled::Shipped(record) => Ok(Shipment {
                         shipment_id: record.shipment_id,
                         order_id: record.order_id,
@@ -232,6 +245,9 @@ struct Reactions {
 
 impl Reactions {
     async fn charged(&self, context: EventContext, charged: PaymentCharged) -> Result<(), ServiceError> {
+        if driven_by_workflow(charged.mode) {
+            return Ok(());
+        }
         let order = charged.order_id.0.clone();
         let Some(parcel) = self.shipping.parcel(&order).await? else {
             // The order's `reserved` is still queued here: try again shortly.
@@ -239,25 +255,46 @@ impl Reactions {
                 "what order {order}'s parcel holds is not known yet"
             )));
         };
-        let publisher = self.publisher.in_flow(&order_flow(context.propagation(), &order));
-        match self.shipping.schedule(&charged.order_id, &parcel.items).await? {
+        let scheduled = self.shipping.schedule(&charged.order_id, &parcel.items).await?;
+        self.announce_schedule(
+            context.propagation(),
+            &charged.order_id,
+            &scheduled,
+            FlowMode::Choreographed,
+        )
+        .await
+    }
+
+    /// Announces what scheduling the shipment of an order of `mode` came to.
+    async fn announce_schedule(
+        &self,
+        cause: &Propagation,
+        order_id: &OrderId,
+        scheduled: &Scheduled,
+        mode: FlowMode,
+    ) -> Result<(), ServiceError> {
+        let order = order_id.0.as_str();
+        let publisher = self.publisher.in_flow(&order_flow(cause, order));
+        match scheduled {
             Scheduled::Shipped(record) => publisher
                 .publish_with_id::<shipping::Scheduled>(
-                    &event_message_id(&order, "shipping", "scheduled"),
+                    &event_message_id(order, "shipping", "scheduled", mode),
                     &ShipmentScheduled {
-                        order_id: record.order_id,
-                        shipment_id: record.shipment_id,
-                        carrier: record.carrier,
+                        order_id: record.order_id.clone(),
+                        shipment_id: record.shipment_id.clone(),
+                        carrier: record.carrier.clone(),
+                        mode: Some(mode),
                     },
                 )
                 .await
                 .map_err(publish_failed),
             Scheduled::Unavailable(reason) => publisher
                 .publish_with_id::<shipping::Failed>(
-                    &event_message_id(&order, "shipping", "failed"),
+                    &event_message_id(order, "shipping", "failed", mode),
                     &ShipmentFailed {
-                        order_id: charged.order_id,
-                        reason,
+                        order_id: order_id.clone(),
+                        reason: reason.clone(),
+                        mode: Some(mode),
                     },
                 )
                 .await
@@ -278,9 +315,9 @@ pub(crate) async fn run(
 ) -> Result<(), ShopError> {
     let js = jetstream::new(nats.clone());
     let shipping = Shipping::open(&js, Arc::clone(&config)).await?;
-    let service = service(&shipping, &config)?;
     let publisher = EventPublisher::new(nats.clone(), shipping::contract()?, &SchemaSet::default()).await?;
     let reactions = Arc::new(Reactions { shipping, publisher });
+    let service = service(&reactions, &config)?;
     let mut tasks = Tasks::new(&shutdown);
     let on_reserved = Arc::clone(&reactions);
     spawn_consumer::<inventory::Reserved, _, _>(
@@ -289,9 +326,14 @@ pub(crate) async fn run(
         &config,
         &inventory::contract()?,
         "shipping-inventory-reserved",
-        move |_context, reserved| {
+        move |_context, reserved: StockReserved| {
             let reactions = Arc::clone(&on_reserved);
-            async move { Ok(reactions.shipping.remember_parcel(&reserved).await?) }
+            async move {
+                if driven_by_workflow(reserved.mode) {
+                    return Ok(());
+                }
+                Ok(reactions.shipping.remember_parcel(&reserved).await?)
+            }
         },
     );
     let on_charged = reactions;

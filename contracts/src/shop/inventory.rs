@@ -3,7 +3,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{DOMAIN, OWNER, OrderId, StockLine};
+use super::{DOMAIN, FlowMode, OWNER, OrderId, StockLine};
 use crate::catalog::{ContractBuilder, OperationSpec};
 use crate::document::ContractDocument;
 use crate::names::NameError;
@@ -45,6 +45,10 @@ pub struct StockReleased {
     pub order_id: OrderId,
     /// False when nothing was held (already released, or never reserved).
     pub released: bool,
+    /// How the order is fulfilled: whatever drove this change, an orchestrated
+    /// order's events say `orchestrated`, and the choreography ignores them (since 1.1.0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<FlowMode>,
 }
 
 /// Ask how much of a product is in stock.
@@ -76,6 +80,10 @@ pub struct StockReserved {
     pub reservation_id: String,
     /// What is held.
     pub items: Vec<StockLine>,
+    /// How the order is fulfilled: whatever drove this change, an orchestrated
+    /// order's events say `orchestrated`, and the choreography ignores them (since 1.1.0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<FlowMode>,
 }
 
 /// An order asked for more than there is.
@@ -89,6 +97,10 @@ pub struct StockShortage {
     pub requested: u64,
     /// Units free.
     pub available: u64,
+    /// How the order is fulfilled: whatever drove this change, an orchestrated
+    /// order's events say `orchestrated`, and the choreography ignores them (since 1.1.0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<FlowMode>,
 }
 
 crate::operations! {
@@ -112,7 +124,7 @@ crate::events! {
 /// The `inventory@1` contract.
 pub fn contract() -> Result<ContractDocument, NameError> {
     Ok(
-        ContractBuilder::new(DOMAIN, "inventory", "1.0.0", "Stock levels and reservations", OWNER)?
+        ContractBuilder::new(DOMAIN, "inventory", "1.1.0", "Stock levels and reservations", OWNER)?
             .tags(&["shop", "stock"])
             .operation::<Reserve>(OperationSpec {
                 description: "Reserve stock for an order",

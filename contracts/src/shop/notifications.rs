@@ -4,7 +4,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{DOMAIN, OWNER, OrderId};
+use super::{DOMAIN, FlowMode, OWNER, OrderId};
 use crate::catalog::{ContractBuilder, OperationSpec};
 use crate::document::ContractDocument;
 use crate::names::NameError;
@@ -48,6 +48,10 @@ pub struct Notification {
     pub kind: NotificationKind,
     /// The text.
     pub message: String,
+    /// How the order is fulfilled: whatever drove this change, an orchestrated
+    /// order's events say `orchestrated`, and the choreography ignores them (since 1.1.0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<FlowMode>,
 }
 
 /// List what was sent, for one order or all.
@@ -83,7 +87,7 @@ pub fn contract() -> Result<ContractDocument, NameError> {
     Ok(ContractBuilder::new(
         DOMAIN,
         "notifications",
-        "1.0.0",
+        "1.1.0",
         "Tells customers what happened to their orders",
         OWNER,
     )?

@@ -132,6 +132,10 @@ pub struct OrderCompleted {
     /// Who bought it, so the customer can be told without asking orders (since 1.1.0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub customer_id: Option<String>,
+    /// How the order is fulfilled: whatever drove this change, an orchestrated
+    /// order's events say `orchestrated`, and the choreography ignores them (since 1.2.0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<FlowMode>,
 }
 
 /// An order could not be fulfilled; every completed step was undone.
@@ -144,6 +148,10 @@ pub struct OrderCancelled {
     /// Who bought it, so the customer can be told without asking orders (since 1.1.0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub customer_id: Option<String>,
+    /// How the order is fulfilled: whatever drove this change, an orchestrated
+    /// order's events say `orchestrated`, and the choreography ignores them (since 1.2.0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<FlowMode>,
 }
 
 crate::operations! {
@@ -169,7 +177,7 @@ pub fn contract() -> Result<ContractDocument, NameError> {
     Ok(ContractBuilder::new(
         DOMAIN,
         "orders",
-        "1.1.0",
+        "1.2.0",
         "Takes orders and tracks them to completion or cancellation",
         OWNER,
     )?

@@ -3,7 +3,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{DOMAIN, Money, OWNER, OrderId};
+use super::{DOMAIN, FlowMode, Money, OWNER, OrderId};
 use crate::catalog::{ContractBuilder, OperationSpec};
 use crate::document::ContractDocument;
 use crate::names::NameError;
@@ -62,6 +62,10 @@ pub struct PaymentCharged {
     pub payment_id: String,
     /// How much.
     pub amount: Money,
+    /// How the order is fulfilled: whatever drove this change, an orchestrated
+    /// order's events say `orchestrated`, and the choreography ignores them (since 1.2.0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<FlowMode>,
 }
 
 /// A charge was declined.
@@ -71,6 +75,10 @@ pub struct PaymentDeclined {
     pub order_id: OrderId,
     /// Why, in words.
     pub reason: String,
+    /// How the order is fulfilled: whatever drove this change, an orchestrated
+    /// order's events say `orchestrated`, and the choreography ignores them (since 1.2.0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<FlowMode>,
 }
 
 /// Money went back to a customer.
@@ -84,6 +92,10 @@ pub struct PaymentRefunded {
     pub refund_id: String,
     /// How much.
     pub amount: Money,
+    /// How the order is fulfilled: whatever drove this change, an orchestrated
+    /// order's events say `orchestrated`, and the choreography ignores them (since 1.2.0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<FlowMode>,
 }
 
 crate::operations! {
@@ -105,7 +117,7 @@ crate::events! {
 /// The `payments@1` contract.
 pub fn contract() -> Result<ContractDocument, NameError> {
     Ok(
-        ContractBuilder::new(DOMAIN, "payments", "1.1.0", "Charges customers and refunds them", OWNER)?
+        ContractBuilder::new(DOMAIN, "payments", "1.2.0", "Charges customers and refunds them", OWNER)?
             .tags(&["shop", "money"])
             .operation::<Charge>(OperationSpec {
                 description: "Charge a customer for an order",

@@ -3,7 +3,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{DOMAIN, OWNER, OrderId, StockLine};
+use super::{DOMAIN, FlowMode, OWNER, OrderId, StockLine};
 use crate::catalog::{ContractBuilder, OperationSpec};
 use crate::document::ContractDocument;
 use crate::names::NameError;
@@ -56,6 +56,10 @@ pub struct ShipmentScheduled {
     pub shipment_id: String,
     /// Who carries it.
     pub carrier: String,
+    /// How the order is fulfilled: whatever drove this change, an orchestrated
+    /// order's events say `orchestrated`, and the choreography ignores them (since 1.2.0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<FlowMode>,
 }
 
 /// No shipment could be scheduled.
@@ -65,6 +69,10 @@ pub struct ShipmentFailed {
     pub order_id: OrderId,
     /// Why, in words.
     pub reason: String,
+    /// How the order is fulfilled: whatever drove this change, an orchestrated
+    /// order's events say `orchestrated`, and the choreography ignores them (since 1.2.0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<FlowMode>,
 }
 
 crate::operations! {
@@ -84,7 +92,7 @@ crate::events! {
 /// The `shipping@1` contract.
 pub fn contract() -> Result<ContractDocument, NameError> {
     Ok(
-        ContractBuilder::new(DOMAIN, "shipping", "1.1.0", "Schedules and cancels shipments", OWNER)?
+        ContractBuilder::new(DOMAIN, "shipping", "1.2.0", "Schedules and cancels shipments", OWNER)?
             .tags(&["shop", "logistics"])
             .operation::<Schedule>(OperationSpec {
                 description: "Schedule the shipment of an order",

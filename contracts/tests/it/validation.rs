@@ -86,7 +86,7 @@ fn failures_become_the_wire_error_body() {
     let failure = validator.validate(&order).unwrap_err();
     assert_eq!(
         failure.to_string(),
-        "the request of place does not match orders@1.1.0: at /items/0/quantity: -1 is less than the minimum of 1"
+        "the request of place does not match orders@1.2.0: at /items/0/quantity: -1 is less than the minimum of 1"
     );
     let body = ErrorBody::from(failure);
     assert_eq!(body.code, ErrorCode::ValidationFailed);
@@ -164,7 +164,7 @@ fn the_cache_compiles_each_message_once() {
     let second = cache.get_or_compile(&document, &place(), &external).unwrap();
     assert!(std::sync::Arc::ptr_eq(&first, &second));
     assert_eq!(cache.len(), 1);
-    assert_eq!(first.contract().to_string(), "orders@1.1.0");
+    assert_eq!(first.contract().to_string(), "orders@1.2.0");
 
     let missing = MessageKey::Request("refund".parse().unwrap());
     let problem = cache.get_or_compile(&document, &missing, &external).unwrap_err();

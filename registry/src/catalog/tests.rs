@@ -64,7 +64,7 @@ fn registering_the_same_content_again_is_idempotent() {
 fn a_compatible_update_is_stored_and_becomes_the_latest() {
     let catalog = shop_catalog();
     let mut update = document("inventory");
-    update["version"] = json!("1.1.0");
+    update["version"] = json!("1.2.0");
     update["$defs"]["ReserveStock"]["properties"]["note"] = json!({"type": "string", "description": "Optional."});
     assert_eq!(register(&catalog, &update, Some("team-token")), Ok(true));
     let latest = catalog
@@ -74,7 +74,7 @@ fn a_compatible_update_is_stored_and_becomes_the_latest() {
             major: None,
         })
         .unwrap();
-    assert_eq!(latest.document.version.to_string(), "1.1.0");
+    assert_eq!(latest.document.version.to_string(), "1.2.0");
     let versions = catalog.list(&ListRequest::default(), Instant::now());
     let inventory = versions
         .services
@@ -88,13 +88,13 @@ fn a_compatible_update_is_stored_and_becomes_the_latest() {
 fn a_breaking_update_is_refused_with_every_change_explained() {
     let catalog = shop_catalog();
     let mut update = document("inventory");
-    update["version"] = json!("1.1.0");
+    update["version"] = json!("1.2.0");
     update["$defs"]["ReserveStock"]["properties"]["warehouse"] = json!({"type": "string"});
     update["$defs"]["ReserveStock"]["required"] = json!(["order_id", "items", "warehouse"]);
     let refusal = register(&catalog, &update, Some("team-token")).unwrap_err();
     let body = refusal.body();
     assert_eq!(body.code, ErrorCode::Declared("INCOMPATIBLE".to_owned()));
-    assert!(body.message.contains("inventory@1.1.0"), "{}", body.message);
+    assert!(body.message.contains("inventory@1.2.0"), "{}", body.message);
     assert!(
         body.details
             .iter()
@@ -119,7 +119,7 @@ fn a_version_is_immutable() {
 fn only_the_owner_registers_later_versions() {
     let catalog = shop_catalog();
     let mut update = document("payments");
-    update["version"] = json!("1.1.1");
+    update["version"] = json!("1.2.1");
     let refusal = register(&catalog, &update, Some("intruder")).unwrap_err();
     assert_eq!(refusal.body().code, ErrorCode::Unauthorized);
     let refusal = register(&catalog, &update, None).unwrap_err();
@@ -131,7 +131,7 @@ fn only_the_owner_registers_later_versions() {
 fn a_producer_may_not_break_its_consumers_even_under_none() {
     let catalog = shop_catalog();
     let mut update = document("orders");
-    update["version"] = json!("1.2.0");
+    update["version"] = json!("1.3.0");
     update["compatibility"] = json!("NONE");
     update["$defs"]["OrderPlaced"]["properties"]
         .as_object_mut()
@@ -145,7 +145,7 @@ fn a_producer_may_not_break_its_consumers_even_under_none() {
     assert!(
         changes
             .iter()
-            .any(|change| change.message.contains("consumed by inventory@1.0.0")),
+            .any(|change| change.message.contains("consumed by inventory@1.1.0")),
         "{changes:#?}"
     );
 }
@@ -154,7 +154,7 @@ fn a_producer_may_not_break_its_consumers_even_under_none() {
 fn invalid_documents_are_refused_with_pointers_and_store_nothing() {
     let catalog = shop_catalog();
     let mut bad = document("shipping");
-    bad["version"] = json!("1.1.0");
+    bad["version"] = json!("1.2.0");
     bad["operations"]["schedule"]["subject"] = json!("shop.shipping.schedule");
     let refusal = register(&catalog, &bad, Some("team-token")).unwrap_err();
     let body = refusal.body();
@@ -168,7 +168,7 @@ fn invalid_documents_are_refused_with_pointers_and_store_nothing() {
     let refusal = register(&catalog, &json!({"service": 3}), None).unwrap_err();
     assert_eq!(refusal.body().code, ErrorCode::ValidationFailed);
     let mut remote = document("shipping");
-    remote["version"] = json!("1.1.0");
+    remote["version"] = json!("1.2.0");
     remote["$defs"]["Evil"] = json!({"$ref": "https://example.com/evil.json"});
     assert_eq!(
         register(&catalog, &remote, Some("team-token")).unwrap_err().body().code,
@@ -185,7 +185,7 @@ fn subjects_resolve_exactly_and_with_wildcards() {
     });
     assert_eq!(exact.bindings.len(), 1);
     assert_eq!(exact.bindings[0].kind, BindingKind::Operation);
-    assert_eq!(exact.bindings[0].contract.to_string(), "inventory@1.0.0");
+    assert_eq!(exact.bindings[0].contract.to_string(), "inventory@1.1.0");
     let events = catalog.resolve(&ResolveRequest {
         subject: SubjectPattern::parse("shop.*.v1.placed").unwrap(),
     });
@@ -213,7 +213,7 @@ fn consumers_and_the_graph_follow_the_declarations() {
         .unwrap();
     assert_eq!(consumers.reference, "orders@1#placed");
     assert_eq!(consumers.kind, BindingKind::Event);
-    assert!(consumers.consumers.iter().any(|id| id.to_string() == "inventory@1.0.0"));
+    assert!(consumers.consumers.iter().any(|id| id.to_string() == "inventory@1.1.0"));
     let unknown = catalog
         .consumers(&ConsumersRequest {
             service: name("orders"),
@@ -289,7 +289,7 @@ fn heartbeats_need_a_registered_contract_and_report_drift() {
         .unwrap();
     let mut beat = HeartbeatRequest {
         instance_id: "i1".to_owned(),
-        contract: ContractId::parse("inventory@1.0.0").unwrap(),
+        contract: ContractId::parse("inventory@1.1.0").unwrap(),
         digest: stored.digest.clone(),
         ttl_ms: 1_000,
     };
@@ -349,7 +349,7 @@ fn listing_pages_by_name() {
 fn a_rebuilt_catalogue_answers_like_the_original() {
     let catalog = shop_catalog();
     let mut update = document("inventory");
-    update["version"] = json!("1.1.0");
+    update["version"] = json!("1.2.0");
     update["description"] = json!("Stock levels, reservations and more");
     assert_eq!(register(&catalog, &update, Some("team-token")), Ok(true));
     let records: Vec<_> = catalog
@@ -363,11 +363,11 @@ fn a_rebuilt_catalogue_answers_like_the_original() {
     let old = rebuilt
         .get(&GetRequest {
             service: name("inventory"),
-            version: Some(contracts::Version::parse("1.0.0").unwrap()),
+            version: Some(contracts::Version::parse("1.1.0").unwrap()),
             major: None,
         })
         .unwrap();
-    assert_eq!(old.document.version.to_string(), "1.0.0");
+    assert_eq!(old.document.version.to_string(), "1.1.0");
     assert_eq!(
         rebuilt.search(
             &SearchRequest {
@@ -390,7 +390,7 @@ fn a_rebuilt_catalogue_answers_like_the_original() {
         catalog.graph(&GraphRequest::default())
     );
     let mut update = document("payments");
-    update["version"] = json!("1.1.1");
+    update["version"] = json!("1.2.1");
     assert_eq!(
         register(&rebuilt, &update, Some("intruder")).unwrap_err().body().code,
         ErrorCode::Unauthorized,

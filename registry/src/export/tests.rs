@@ -157,9 +157,9 @@ fn a_consumed_event_without_its_producer_is_left_out_with_a_warning() {
     assert!(exported["operations"]["consume.orders.v1.placed"].is_null());
     expect![[r##"
         [
-            "inventory@1.0.0 consumes orders@1#placed, but the contract of orders@1 is not available; it is left out",
-            "inventory@1.0.0 consumes payments@1#declined, but the contract of payments@1 is not available; it is left out",
-            "inventory@1.0.0 consumes shipping@1#failed, but the contract of shipping@1 is not available; it is left out",
+            "inventory@1.1.0 consumes orders@1#placed, but the contract of orders@1 is not available; it is left out",
+            "inventory@1.1.0 consumes payments@1#declined, but the contract of payments@1 is not available; it is left out",
+            "inventory@1.1.0 consumes shipping@1#failed, but the contract of shipping@1 is not available; it is left out",
         ]
     "##]]
     .assert_debug_eq(&warnings(&exported));
@@ -403,7 +403,7 @@ fn calls_are_sent_with_a_reply_on_the_callee_channels() {
     assert!(call["bindings"].is_null(), "the queue group is the callee's business");
     assert_eq!(
         warnings(&exported),
-        ["checkout@1.0.0 calls inventory@1#vanish, but inventory@1.0.0 declares no operation vanish; it is left out"]
+        ["checkout@1.0.0 calls inventory@1#vanish, but inventory@1.1.0 declares no operation vanish; it is left out"]
     );
 }
 

@@ -77,7 +77,7 @@ fn names(services: &Value) -> Vec<String> {
 /// A compatible next version of inventory: one optional property more.
 fn inventory_update() -> Value {
     let mut update = shop_document("inventory");
-    update["version"] = json!("1.1.0");
+    update["version"] = json!("1.2.0");
     update["$defs"]["ReserveStock"]["properties"]["note"] = json!({"type": "string", "description": "Optional."});
     update
 }
@@ -85,7 +85,7 @@ fn inventory_update() -> Value {
 /// A breaking next version of inventory: a new required request property.
 fn inventory_breaking() -> Value {
     let mut update = shop_document("inventory");
-    update["version"] = json!("1.1.0");
+    update["version"] = json!("1.2.0");
     update["$defs"]["ReserveStock"]["properties"]["warehouse"] = json!({"type": "string"});
     update["$defs"]["ReserveStock"]["required"] = json!(["order_id", "items", "warehouse"]);
     update
@@ -104,7 +104,7 @@ async fn services_are_listed_by_name_a_page_at_a_time() {
     assert!(body.get("next").is_none(), "{body:#}");
     assert!(!all.headers.contains_key(header::LINK));
     assert_eq!(body["services"][0]["owner"], "fulfilment-team");
-    assert_eq!(body["services"][0]["latest"], "1.0.0");
+    assert_eq!(body["services"][0]["latest"], "1.1.0");
 
     // Follow the pages as a client would: by `next`, and by the Link header.
     let first = get(&api, "/v1/services?limit=2").await;
@@ -151,7 +151,7 @@ async fn a_contract_is_read_with_its_digest_as_etag() {
     assert_eq!(latest.status, StatusCode::OK);
     let body = latest.json();
     assert_eq!(body["document"]["service"], "inventory");
-    assert_eq!(body["document"]["version"], "1.0.0");
+    assert_eq!(body["document"]["version"], "1.1.0");
     let digest = body["digest"].as_str().unwrap();
     assert!(digest.starts_with("sha256:"), "{digest}");
     assert_eq!(latest.header(header::ETAG), format!("\"{digest}\""));
@@ -168,7 +168,7 @@ async fn a_contract_is_read_with_its_digest_as_etag() {
     assert_eq!(changed.status, StatusCode::OK);
 
     // The exact version: the same document and tag.
-    let exact = get(&api, "/v1/services/inventory/versions/1.0.0").await;
+    let exact = get(&api, "/v1/services/inventory/versions/1.1.0").await;
     assert_eq!(exact.status, StatusCode::OK);
     assert_eq!(exact.json(), body);
     assert_eq!(exact.header(header::ETAG), format!("\"{digest}\""));
@@ -181,7 +181,7 @@ async fn a_contract_is_read_with_its_digest_as_etag() {
         versions.json(),
         json!({
             "service": "inventory",
-            "versions": [{"version": "1.0.0", "digest": digest, "registered_at_ms": body["registered_at_ms"]}]
+            "versions": [{"version": "1.1.0", "digest": digest, "registered_at_ms": body["registered_at_ms"]}]
         })
     );
 }
@@ -201,7 +201,7 @@ async fn unknown_or_malformed_names_are_404_and_400_with_the_error_body() {
     get(&api, "/v1/services/inventory/versions/9.9.9").await.assert_error(
         StatusCode::NOT_FOUND,
         "NOT_FOUND",
-        "registered: 1.0.0",
+        "registered: 1.1.0",
     );
     get(&api, "/v1/services/inventory?major=7")
         .await
@@ -234,7 +234,7 @@ async fn subjects_resolve_exactly_or_by_wildcard() {
         exact.json(),
         json!({"bindings": [{
             "subject": "shop.inventory.v1.reserve",
-            "contract": "inventory@1.0.0",
+            "contract": "inventory@1.1.0",
             "kind": "operation",
             "name": "reserve"
         }]})
@@ -255,7 +255,7 @@ async fn subjects_resolve_exactly_or_by_wildcard() {
     let inventory = get(&api, "/v1/subjects/shop.inventory.v1.%3E").await.json();
     assert_eq!(inventory["bindings"].as_array().unwrap().len(), 6, "{inventory:#}");
     let events = get(&api, "/v1/subjects/shop.%2A.v1.placed").await;
-    assert_eq!(events.json()["bindings"][0]["contract"], "orders@1.1.0");
+    assert_eq!(events.json()["bindings"][0]["contract"], "orders@1.2.0");
     // A pattern matching nothing is an empty answer; a concrete subject nobody declares is 404.
     assert_eq!(
         get(&api, "/v1/subjects/billing.%3E").await.json(),
@@ -306,10 +306,10 @@ async fn consumers_and_the_graph_show_who_depends_on_whom() {
     assert_eq!(consumers.status, StatusCode::OK);
     assert_eq!(
         consumers.json(),
-        json!({"reference": "orders@1#placed", "kind": "event", "consumers": ["inventory@1.0.0", "payments@1.1.0"], "callers": []})
+        json!({"reference": "orders@1#placed", "kind": "event", "consumers": ["inventory@1.1.0", "payments@1.2.0"], "callers": []})
     );
     let declined = get(&api, "/v1/events/payments/declined/consumers?major=1").await;
-    assert_eq!(declined.json()["consumers"], json!(["inventory@1.0.0", "orders@1.1.0"]));
+    assert_eq!(declined.json()["consumers"], json!(["inventory@1.1.0", "orders@1.2.0"]));
     get(&api, "/v1/events/orders/teleported/consumers").await.assert_error(
         StatusCode::NOT_FOUND,
         "NOT_FOUND",
@@ -366,7 +366,7 @@ async fn instances_are_listed_per_service() {
     let digest = get(&api, "/v1/services/inventory").await.json()["digest"].clone();
     let beat = HeartbeatRequest {
         instance_id: "inventory-1".to_owned(),
-        contract: ContractId::parse("inventory@1.0.0").unwrap(),
+        contract: ContractId::parse("inventory@1.1.0").unwrap(),
         digest: digest.as_str().unwrap().to_owned(),
         ttl_ms: 60_000,
     };
@@ -405,7 +405,7 @@ async fn a_breaking_candidate_is_reported_not_stored() {
         answer["against"]
             .as_array()
             .unwrap()
-            .contains(&json!("inventory@1.0.0")),
+            .contains(&json!("inventory@1.1.0")),
         "{answer:#}"
     );
     let breaking = answer["breaking"].as_array().unwrap();
@@ -424,7 +424,7 @@ async fn a_breaking_candidate_is_reported_not_stored() {
     // Nothing was stored.
     assert_eq!(
         get(&api, "/v1/services/inventory").await.json()["document"]["version"],
-        "1.0.0"
+        "1.1.0"
     );
 
     let fine = send(
@@ -499,7 +499,7 @@ async fn writes_need_the_configured_bearer_token() {
     assert!(wrong.header(header::WWW_AUTHENTICATE).contains("invalid_token"));
     assert_eq!(
         get(&api, "/v1/services/inventory").await.json()["document"]["version"],
-        "1.0.0",
+        "1.1.0",
         "nothing was stored"
     );
 
@@ -525,14 +525,14 @@ async fn a_registration_over_http_follows_the_bus_rules_and_is_visible() {
 
     let created = send(&api, post("/v1/services", &headers, inventory_update().to_string())).await;
     assert_eq!(created.status, StatusCode::CREATED, "{:#}", created.json());
-    assert_eq!(created.json()["id"], "inventory@1.1.0");
+    assert_eq!(created.json()["id"], "inventory@1.2.0");
     assert_eq!(created.json()["created"], true);
     assert_eq!(
         created.header(header::LOCATION),
-        "/v1/services/inventory/versions/1.1.0"
+        "/v1/services/inventory/versions/1.2.0"
     );
     let latest = get(&api, "/v1/services/inventory").await.json();
-    assert_eq!(latest["document"]["version"], "1.1.0");
+    assert_eq!(latest["document"]["version"], "1.2.0");
     assert_eq!(latest["digest"], created.json()["digest"]);
     assert_eq!(get(&api, created.header(header::LOCATION)).await.json(), latest);
 
@@ -550,9 +550,9 @@ async fn a_registration_over_http_follows_the_bus_rules_and_is_visible() {
 
     // A breaking change: 422 with every change in the details.
     let mut breaking = inventory_breaking();
-    breaking["version"] = json!("1.2.0");
+    breaking["version"] = json!("1.3.0");
     let refused = send(&api, post("/v1/services", &headers, breaking.to_string())).await;
-    refused.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "INCOMPATIBLE", "inventory@1.2.0");
+    refused.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "INCOMPATIBLE", "inventory@1.3.0");
     assert!(
         refused.json()["details"]
             .as_array()
@@ -644,7 +644,7 @@ async fn every_read_has_an_etag_and_answers_revalidation_with_304() {
         "/v1/services",
         "/v1/services/orders",
         "/v1/services/orders/versions",
-        "/v1/services/orders/versions/1.1.0",
+        "/v1/services/orders/versions/1.2.0",
         "/v1/services/orders/instances",
         "/v1/subjects/shop.orders.v1.place",
         "/v1/search?tag=shop",
@@ -821,7 +821,7 @@ async fn the_openapi_document_lists_every_route_and_is_valid_openapi_3_1() {
             .replace("{name}", "orders")
             .replace("{service}", "orders")
             .replace("{event}", "placed")
-            .replace("{version}", "1.0.0")
+            .replace("{version}", "1.1.0")
             .replace("{subject}", "shop.orders.v1.place");
         let request = Request::builder()
             .method(method.to_uppercase().as_str())

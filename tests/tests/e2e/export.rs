@@ -36,7 +36,7 @@ async fn the_registry_exports_asyncapi_documents_and_the_graph() {
     assert_valid(&document);
     assert_eq!(document["asyncapi"], "3.0.0");
     assert_eq!(document["info"]["title"], "inventory");
-    assert_eq!(document["info"]["version"], "1.0.0");
+    assert_eq!(document["info"]["version"], "1.1.0");
     assert_eq!(document["servers"]["nats"]["host"], "nats.example.com:4222");
     assert_eq!(
         document["operations"]["reserve"]["bindings"]["nats"]["queue"],
@@ -69,11 +69,11 @@ async fn the_registry_exports_asyncapi_documents_and_the_graph() {
     assert_eq!(
         system["info"]["x-soa-contracts"],
         serde_json::json!([
-            "inventory@1.0.0",
-            "notifications@1.0.0",
-            "orders@1.1.0",
-            "payments@1.1.0",
-            "shipping@1.1.0"
+            "inventory@1.1.0",
+            "notifications@1.1.0",
+            "orders@1.2.0",
+            "payments@1.2.0",
+            "shipping@1.2.0"
         ])
     );
     assert_eq!(
@@ -101,7 +101,7 @@ async fn the_registry_exports_asyncapi_documents_and_the_graph() {
         run.stdout
     );
     assert!(
-        run.stdout.contains("    svc_inventory[\"inventory@1.0.0\"]\n"),
+        run.stdout.contains("    svc_inventory[\"inventory@1.1.0\"]\n"),
         "{}",
         run.stdout
     );

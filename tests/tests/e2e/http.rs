@@ -84,7 +84,7 @@ async fn the_http_api_serves_the_same_catalogue_as_nats_on_a_real_port() {
         .unwrap();
     let change: RegistryChange = serde_json::from_slice(&announced.payload).unwrap();
     // The first announced is orders, the first registered.
-    assert_eq!(change.contract.to_string(), "orders@1.1.0");
+    assert_eq!(change.contract.to_string(), "orders@1.2.0");
 
     // Without the token: 401 with the challenge.
     let refused = client

@@ -70,17 +70,17 @@ async fn registration_rules_hold_over_nats_and_changes_are_announced() {
 
     // A compatible update.
     let mut update = shop_document("inventory").unwrap();
-    update["version"] = json!("1.1.0");
+    update["version"] = json!("1.2.0");
     update["$defs"]["ReserveStock"]["properties"]["note"] = json!({"type": "string", "description": "Optional."});
     let stored = client
         .call::<ops::Register>(&register(update.clone(), SHOP_OWNER_TOKEN))
         .await
         .unwrap();
-    assert_eq!(stored.id.to_string(), "inventory@1.1.0");
+    assert_eq!(stored.id.to_string(), "inventory@1.2.0");
 
     // A breaking update, refused with its reasons.
     let mut breaking = update.clone();
-    breaking["version"] = json!("1.2.0");
+    breaking["version"] = json!("1.3.0");
     breaking["$defs"]["ReserveStock"]["required"] = json!(["order_id", "items", "note"]);
     let body = refused(
         client
@@ -97,7 +97,7 @@ async fn registration_rules_hold_over_nats_and_changes_are_announced() {
 
     // Ownership.
     let mut foreign = update.clone();
-    foreign["version"] = json!("1.1.1");
+    foreign["version"] = json!("1.2.1");
     let body = refused(client.call::<ops::Register>(&register(foreign, "someone-else")).await);
     assert_eq!(body.code, ErrorCode::Unauthorized);
 
@@ -110,7 +110,7 @@ async fn registration_rules_hold_over_nats_and_changes_are_announced() {
         })
         .await
         .unwrap();
-    assert_eq!(latest.document.version.to_string(), "1.1.0");
+    assert_eq!(latest.document.version.to_string(), "1.2.0");
     let resolved = client
         .call::<ops::Resolve>(&ResolveRequest {
             subject: SubjectPattern::parse("shop.*.v1.*").unwrap(),
@@ -126,7 +126,7 @@ async fn registration_rules_hold_over_nats_and_changes_are_announced() {
         })
         .await
         .unwrap();
-    assert!(consumers.consumers.iter().any(|id| id.to_string() == "inventory@1.1.0"));
+    assert!(consumers.consumers.iter().any(|id| id.to_string() == "inventory@1.2.0"));
 
     // Watchers saw one `registered` per stored version, and nothing for the refusals.
     let mut registered = Vec::new();
@@ -138,7 +138,7 @@ async fn registration_rules_hold_over_nats_and_changes_are_announced() {
         }
     }
     assert_eq!(registered.len(), 6, "{registered:?}");
-    assert!(registered.contains(&"inventory@1.1.0".to_owned()));
+    assert!(registered.contains(&"inventory@1.2.0".to_owned()));
     assert_eq!(registry.catalog().version_count(), 6);
     registry.stop().await.unwrap();
 }
@@ -198,7 +198,7 @@ async fn services_register_themselves_expire_and_come_back_after_a_registry_rest
     let nats = server.client().await.unwrap();
     let beat = HeartbeatRequest {
         instance_id: "silent".to_owned(),
-        contract: contracts::ContractId::parse("inventory@1.0.0").unwrap(),
+        contract: contracts::ContractId::parse("inventory@1.1.0").unwrap(),
         digest: "sha256:not-registered".to_owned(),
         ttl_ms: 200,
     };
@@ -260,7 +260,7 @@ async fn the_eviction_guard_keeps_the_fleet_when_all_beats_stop() {
     let digest = inventory::contract().unwrap().digest();
     let beat = |id: usize| HeartbeatRequest {
         instance_id: format!("i{id}"),
-        contract: contracts::ContractId::parse("inventory@1.0.0").unwrap(),
+        contract: contracts::ContractId::parse("inventory@1.1.0").unwrap(),
         digest: digest.clone(),
         ttl_ms: 1_000,
     };
@@ -297,7 +297,7 @@ async fn everything_survives_a_restart(open: impl AsyncFn() -> Arc<dyn Store>) {
     let client = registry_client(&server).await.unwrap();
     register_shop(&client).await.unwrap();
     let mut update = shop_document("payments").unwrap();
-    update["version"] = json!("1.1.1");
+    update["version"] = json!("1.2.1");
     client
         .call::<ops::Register>(&register(update.clone(), SHOP_OWNER_TOKEN))
         .await
@@ -316,7 +316,7 @@ async fn everything_survives_a_restart(open: impl AsyncFn() -> Arc<dyn Store>) {
         .unwrap();
     assert_eq!(versions.versions.len(), 2);
     // Ownership survives too.
-    update["version"] = json!("1.1.2");
+    update["version"] = json!("1.2.2");
     let body = refused(client.call::<ops::Register>(&register(update, "intruder")).await);
     assert_eq!(body.code, ErrorCode::Unauthorized);
     reopened.stop().await.unwrap();
@@ -389,7 +389,7 @@ async fn two_replicas_on_one_kv_bucket_see_each_others_writes_and_instances() {
         client
             .call::<ops::Heartbeat>(&HeartbeatRequest {
                 instance_id: format!("i{id}"),
-                contract: contracts::ContractId::parse("inventory@1.0.0").unwrap(),
+                contract: contracts::ContractId::parse("inventory@1.1.0").unwrap(),
                 digest: digest.clone(),
                 ttl_ms: 10_000,
             })
@@ -467,7 +467,7 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
 
     // An invalid schema in a document.
     let mut invalid = shop_document("shipping").unwrap();
-    invalid["version"] = json!("1.1.0");
+    invalid["version"] = json!("1.3.0");
     invalid["$defs"]["Broken"] = json!({"type": "no-such-type"});
     let body = refused(client.call::<ops::Register>(&register(invalid, SHOP_OWNER_TOKEN)).await);
     assert_eq!(body.code, ErrorCode::ValidationFailed);
@@ -484,7 +484,7 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
         deep = json!({"items": deep, "type": "array"});
     }
     let mut too_deep = shop_document("shipping").unwrap();
-    too_deep["version"] = json!("1.1.0");
+    too_deep["version"] = json!("1.3.0");
     too_deep["$defs"]["Deep"] = deep;
     let body = refused(
         client
@@ -495,7 +495,7 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
 
     // A huge document: refused before it reaches the registry, or by it.
     let mut huge = shop_document("shipping").unwrap();
-    huge["version"] = json!("1.1.0");
+    huge["version"] = json!("1.3.0");
     huge["description"] = json!("x".repeat(2 * 1024 * 1024));
     let result = client.call::<ops::Register>(&register(huge, SHOP_OWNER_TOKEN)).await;
     assert!(result.is_err(), "a 2 MiB document must not be registered");

@@ -41,11 +41,11 @@ async fn the_registry_is_browsed_from_the_command_line() {
     assert_exit(&run, Exit::Success);
     expect![[r#"
         NAME           LATEST  INSTANCES  OWNER            TAGS
-        inventory      1.0.0   0/0        fulfilment-team  shop, stock
-        notifications  1.0.0   0/0        fulfilment-team  shop, customers
-        orders         1.1.0   0/0        fulfilment-team  shop, orders
-        payments       1.1.0   0/0        fulfilment-team  shop, money
-        shipping       1.1.0   0/0        fulfilment-team  shop, logistics
+        inventory      1.1.0   0/0        fulfilment-team  shop, stock
+        notifications  1.1.0   0/0        fulfilment-team  shop, customers
+        orders         1.2.0   0/0        fulfilment-team  shop, orders
+        payments       1.2.0   0/0        fulfilment-team  shop, money
+        shipping       1.2.0   0/0        fulfilment-team  shop, logistics
     "#]]
     .assert_eq(&run.stdout);
     assert_eq!(run.stderr, "");
@@ -55,7 +55,7 @@ async fn the_registry_is_browsed_from_the_command_line() {
     let listed: Vec<Value> = serde_json::from_str(&run.stdout).unwrap();
     let names: Vec<&str> = listed.iter().map(|summary| summary["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["inventory", "notifications", "orders", "payments", "shipping"]);
-    assert_eq!(listed[0]["latest"], "1.0.0");
+    assert_eq!(listed[0]["latest"], "1.1.0");
     assert_eq!(listed[0]["instances"], 0);
 
     let run = soa_at(&url, &["services", "--tag", "money"]).await;
@@ -79,10 +79,10 @@ async fn the_registry_is_browsed_from_the_command_line() {
     assert_exit(&run, Exit::Success);
     let out = &run.stdout;
     for expected in [
-        "inventory@1.0.0\n  Stock levels and reservations\n",
+        "inventory@1.1.0\n  Stock levels and reservations\n",
         "  owner          fulfilment-team\n",
         "  compatibility  BACKWARD\n",
-        "  versions       1.0.0 (shown, latest)\n",
+        "  versions       1.1.0 (shown, latest)\n",
         "Operations (* = required)\n",
         "  reserve  shop.inventory.v1.reserve  idempotent\n    Reserve stock for an order\n",
         "    request   ReserveStock {order_id*: OrderId, items*: StockLine[]}\n",
@@ -92,9 +92,9 @@ async fn the_registry_is_browsed_from_the_command_line() {
         "    request   GetStock {sku*: string}\n",
         "Events (* = required)\n",
         "  reserved  shop.inventory.v1.reserved\n",
-        "    consumers  payments@1.1.0, shipping@1.1.0\n",
+        "    consumers  payments@1.2.0, shipping@1.2.0\n",
         "  out-of-stock  shop.inventory.v1.out-of-stock\n",
-        "    consumers  orders@1.1.0\n",
+        "    consumers  orders@1.2.0\n",
         "  consumes  orders@1#placed, payments@1#declined, shipping@1#failed\n",
         "No live instances.\n",
     ] {
@@ -107,11 +107,11 @@ async fn the_registry_is_browsed_from_the_command_line() {
     let described: Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(described["document"]["service"], "inventory");
     assert!(described["digest"].as_str().unwrap().starts_with("sha256:"));
-    assert_eq!(described["versions"][0]["version"], "1.0.0");
+    assert_eq!(described["versions"][0]["version"], "1.1.0");
     assert_eq!(described["instances"], json!([]));
     assert_eq!(
         described["consumers"]["reserved"],
-        json!(["payments@1.1.0", "shipping@1.1.0"])
+        json!(["payments@1.2.0", "shipping@1.2.0"])
     );
 
     let run = soa_at(&url, &["describe", "nope"]).await;
@@ -157,22 +157,22 @@ async fn the_registry_is_browsed_from_the_command_line() {
     assert_exit(&run, Exit::Success);
     expect![[r#"
         SUBJECT                         KIND       CONTRACT         NAME
-        shop.inventory.v1.out-of-stock  event      inventory@1.0.0  out-of-stock
-        shop.inventory.v1.release       operation  inventory@1.0.0  release
-        shop.inventory.v1.released      event      inventory@1.0.0  released
-        shop.inventory.v1.reserve       operation  inventory@1.0.0  reserve
-        shop.inventory.v1.reserved      event      inventory@1.0.0  reserved
-        shop.inventory.v1.stock         operation  inventory@1.0.0  stock
+        shop.inventory.v1.out-of-stock  event      inventory@1.1.0  out-of-stock
+        shop.inventory.v1.release       operation  inventory@1.1.0  release
+        shop.inventory.v1.released      event      inventory@1.1.0  released
+        shop.inventory.v1.reserve       operation  inventory@1.1.0  reserve
+        shop.inventory.v1.reserved      event      inventory@1.1.0  reserved
+        shop.inventory.v1.stock         operation  inventory@1.1.0  stock
     "#]]
     .assert_eq(&run.stdout);
     let run = soa_at(&url, &["resolve", "shop.*.v1.>"]).await;
     assert_exit(&run, Exit::Success);
     for contract in [
-        "inventory@1.0.0",
-        "orders@1.1.0",
-        "payments@1.1.0",
-        "shipping@1.1.0",
-        "notifications@1.0.0",
+        "inventory@1.1.0",
+        "orders@1.2.0",
+        "payments@1.2.0",
+        "shipping@1.2.0",
+        "notifications@1.1.0",
     ] {
         assert!(run.stdout.contains(contract), "{}", run.stdout);
     }
@@ -181,7 +181,7 @@ async fn the_registry_is_browsed_from_the_command_line() {
     let bindings: Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(
         bindings,
-        json!([{"subject": "shop.inventory.v1.reserve", "contract": "inventory@1.0.0", "kind": "operation", "name": "reserve"}])
+        json!([{"subject": "shop.inventory.v1.reserve", "contract": "inventory@1.1.0", "kind": "operation", "name": "reserve"}])
     );
     let run = soa_at(&url, &["resolve", "shop.nothing.v1.x"]).await;
     assert_exit(&run, Exit::Failure);
@@ -256,7 +256,7 @@ async fn request_and_publish_validate_before_sending() {
     assert!(
         run.stdout
             .lines()
-            .any(|line| line.starts_with("  inv-cli  inventory@1.0.0  yes      no     ")),
+            .any(|line| line.starts_with("  inv-cli  inventory@1.1.0  yes      no     ")),
         "{}",
         run.stdout
     );
@@ -292,7 +292,7 @@ async fn request_and_publish_validate_before_sending() {
     .await;
     assert_exit(&run, Exit::Success);
     let answer: Value = serde_json::from_str(&run.stdout).unwrap();
-    assert_eq!(answer["contract"], "inventory@1.0.0");
+    assert_eq!(answer["contract"], "inventory@1.1.0");
     assert_eq!(answer["operation"], "reserve");
     assert_eq!(answer["correlation_id"], "ord-2");
     assert_eq!(answer["reply"]["reservation_id"], "res-ord-2");
@@ -306,7 +306,7 @@ async fn request_and_publish_validate_before_sending() {
     let mut lines = run.stderr.lines();
     assert_eq!(
         lines.next(),
-        Some("error: the payload does not match the request of reserve of inventory@1.0.0; nothing was sent:")
+        Some("error: the payload does not match the request of reserve of inventory@1.1.0; nothing was sent:")
     );
     let details: Vec<&str> = lines.collect();
     assert!(
@@ -336,7 +336,7 @@ async fn request_and_publish_validate_before_sending() {
     assert_exit(&run, Exit::Failure);
     assert_eq!(
         run.stderr,
-        "error: shop.inventory.v1.reserved is the event reserved of inventory@1.0.0, not an operation; use `soa publish`\n"
+        "error: shop.inventory.v1.reserved is the event reserved of inventory@1.1.0, not an operation; use `soa publish`\n"
     );
     let run = soa_at(&url, &["request", "shop.nothing.v1.x", "{}"]).await;
     assert_exit(&run, Exit::Failure);
@@ -377,7 +377,7 @@ async fn request_and_publish_validate_before_sending() {
     assert_exit(&run, Exit::Success);
     assert!(
         run.stdout.starts_with(&format!(
-            "Published the event reserved of inventory@1.0.0 on shop.inventory.v1.reserved: stored in stream {stream_name} at sequence 1.\n  message id msg-1, correlation id ord-1, trace "
+            "Published the event reserved of inventory@1.1.0 on shop.inventory.v1.reserved: stored in stream {stream_name} at sequence 1.\n  message id msg-1, correlation id ord-1, trace "
         )),
         "{}",
         run.stdout
@@ -388,7 +388,7 @@ async fn request_and_publish_validate_before_sending() {
     let payload: Value = serde_json::from_slice(&stored.payload).unwrap();
     assert_eq!(payload["reservation_id"], "res-ord-1");
     let header = |name: &str| stored.headers.get(name).map(|value| value.as_str().to_owned());
-    assert_eq!(header(headers::CONTRACT).as_deref(), Some("inventory@1.0.0"));
+    assert_eq!(header(headers::CONTRACT).as_deref(), Some("inventory@1.1.0"));
     assert_eq!(header(headers::EVENT).as_deref(), Some("reserved"));
     assert_eq!(header(headers::MESSAGE_ID).as_deref(), Some("msg-1"));
     assert_eq!(header(headers::CORRELATION_ID).as_deref(), Some("ord-1"));
@@ -410,7 +410,7 @@ async fn request_and_publish_validate_before_sending() {
     assert_exit(&run, Exit::Success);
     let published: Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(published["stored"]["duplicate"], true);
-    assert_eq!(published["contract"], "inventory@1.0.0");
+    assert_eq!(published["contract"], "inventory@1.1.0");
 
     // An invalid event: exit 1 with the pointer, and nothing stored.
     let run = soa_at(
@@ -425,7 +425,7 @@ async fn request_and_publish_validate_before_sending() {
     assert_exit(&run, Exit::Failure);
     assert!(
         run.stderr.starts_with(
-            "error: the payload does not match the event reserved of inventory@1.0.0; nothing was sent:\n"
+            "error: the payload does not match the event reserved of inventory@1.1.0; nothing was sent:\n"
         ),
         "{}",
         run.stderr
@@ -496,9 +496,9 @@ async fn contract_check_asks_the_registry() {
         )
     );
 
-    // The response of reserve loses a required field in 1.1.0: old callers break.
+    // The response of reserve loses a required field in 1.2.0: old callers break.
     let mut breaking: Value = serde_json::from_str(&std::fs::read_to_string(&inventory_file).unwrap()).unwrap();
-    breaking["version"] = json!("1.1.0");
+    breaking["version"] = json!("1.2.0");
     breaking["$defs"]["Reservation"]["properties"]
         .as_object_mut()
         .unwrap()
@@ -512,7 +512,7 @@ async fn contract_check_asks_the_registry() {
     assert_exit(&run, Exit::Failure);
     assert!(
         run.stdout.starts_with(&format!(
-            "inventory 1.1.0 ({path}), against {against} (inventory@1.0.0, BACKWARD): strict incompatible, lenient incompatible\n"
+            "inventory 1.2.0 ({path}), against {against} (inventory@1.1.0, BACKWARD): strict incompatible, lenient incompatible\n"
         )),
         "{}",
         run.stdout
@@ -553,7 +553,7 @@ async fn contract_check_asks_the_registry() {
 
     // A compatible change passes; a service the registry does not know is new.
     let mut compatible: Value = serde_json::from_str(&std::fs::read_to_string(&inventory_file).unwrap()).unwrap();
-    compatible["version"] = json!("1.1.0");
+    compatible["version"] = json!("1.2.0");
     compatible["$defs"]["ReserveStock"]["properties"]["note"] = json!({"type": "string"});
     let mut newcomer = compatible.clone();
     newcomer["service"] = json!("warehouse");
@@ -586,7 +586,7 @@ async fn contract_check_asks_the_registry() {
 
     // The same version with other content: the registry would refuse it.
     let mut same_version = compatible.clone();
-    same_version["version"] = json!("1.0.0");
+    same_version["version"] = json!("1.1.0");
     std::fs::write(&file, serde_json::to_string_pretty(&same_version).unwrap()).unwrap();
     let run = soa(&["contract", "check", path, "--against", &against]).await;
     assert_exit(&run, Exit::Failure);

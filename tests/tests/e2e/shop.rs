@@ -99,7 +99,8 @@ async fn an_order_is_fulfilled_both_ways_and_every_service_shows_it() {
     assert_eq!(sent.notifications[0].customer_id, "cust-chor-1");
 
     // The choreography is one flow: every event carries the order id and
-    // the trace of the place call; the orchestrated order published none.
+    // the trace of the place call; the orchestrated order's events all say
+    // so, and set none of the choreography's reactions off.
     let events = shop_events(&bus.nats).await.unwrap();
     let chor: Vec<_> = events
         .iter()
@@ -124,11 +125,26 @@ async fn an_order_is_fulfilled_both_ways_and_every_service_shows_it() {
     let trace = chor[0].trace_id.clone();
     assert!(trace.is_some());
     assert!(chor.iter().all(|event| event.trace_id == trace), "{chor:#?}");
+    let orch: Vec<_> = events
+        .iter()
+        .filter(|event| event.correlation_id.as_deref() == Some("orch-1") || event.payload["order_id"] == "orch-1")
+        .collect();
+    let orch_subjects: Vec<&str> = orch.iter().map(|event| event.subject.as_str()).collect();
+    assert_eq!(orch_subjects.len(), 6, "{orch_subjects:?}");
+    for subject in &subjects {
+        assert!(
+            orch_subjects.contains(subject),
+            "{subject} missing in {orch_subjects:?}"
+        );
+    }
     assert!(
-        events
-            .iter()
-            .all(|event| event.correlation_id.as_deref() != Some("orch-1") && event.payload["order_id"] != "orch-1"),
-        "the orchestrated order set the choreography off"
+        orch.iter()
+            .all(|event| event.payload["mode"] == "orchestrated" && event.correlation_id.as_deref() == Some("orch-1")),
+        "{orch:#?}"
+    );
+    assert!(
+        chor.iter().all(|event| event.payload["mode"] == "choreographed"),
+        "{chor:#?}"
     );
     bus.stop().await.unwrap();
 }
@@ -215,12 +231,19 @@ async fn each_failure_is_undone_both_ways() {
     // Only the one completed order per mode holds stock.
     assert_eq!(books.stock["sku-kettle"].held, 2);
     assert_eq!(books.stock[SOLD_OUT].held, 0);
-    // The choreography's compensation events went out: a refund and releases.
+    // The compensation events went out in both modes: a refund and releases.
     let events = shop_events(&bus.nats).await.unwrap();
-    let count = |subject: &str| events.iter().filter(|event| event.subject == subject).count();
-    assert_eq!(count("shop.payments.v1.refunded"), 1);
-    assert_eq!(count("shop.inventory.v1.released"), 2);
-    assert_eq!(count("shop.inventory.v1.out-of-stock"), 1);
+    for mode in ["choreographed", "orchestrated"] {
+        let count = |subject: &str| {
+            events
+                .iter()
+                .filter(|event| event.subject == subject && event.payload["mode"] == mode)
+                .count()
+        };
+        assert_eq!(count("shop.payments.v1.refunded"), 1, "{mode}");
+        assert_eq!(count("shop.inventory.v1.released"), 2, "{mode}");
+        assert_eq!(count("shop.inventory.v1.out-of-stock"), 1, "{mode}");
+    }
     bus.stop().await.unwrap();
 }
 
@@ -501,9 +524,15 @@ async fn a_repeated_event_and_a_retried_call_never_charge_twice() {
             } else {
                 1
             };
+            // The direct charge of chor-pre announced itself as orchestrated,
+            // under its own message id; the flow's events are the choreography's.
             let found = events
                 .iter()
-                .filter(|event| event.subject == subject && event.payload["order_id"] == order)
+                .filter(|event| {
+                    event.subject == subject
+                        && event.payload["order_id"] == order
+                        && event.payload["mode"] != "orchestrated"
+                })
                 .count();
             assert_eq!(found, expected, "{subject} of {order}");
         }

@@ -66,7 +66,7 @@ async fn the_web_page_works_in_a_headless_browser() {
     for (instance, digest) in [("inventory-7f3a", digest.as_str()), ("inventory-c41d", "sha256:4f2a9c")] {
         let beat = HeartbeatRequest {
             instance_id: instance.to_owned(),
-            contract: ContractId::parse("inventory@1.0.0").unwrap(),
+            contract: ContractId::parse("inventory@1.1.0").unwrap(),
             digest: digest.to_owned(),
             ttl_ms: 600_000,
         };
@@ -196,7 +196,7 @@ async fn walk_through(registry: &Registry, browser: &Session, base: &str, artifa
     // A compatible new version: the service page links it to a diff with
     // the version before, judged by the compatibility checker.
     let mut update = shop_document("inventory").unwrap();
-    update["version"] = json!("1.1.0");
+    update["version"] = json!("1.2.0");
     update["$defs"]["ReserveStock"]["properties"]["note"] = json!({"type": "string", "description": "Optional."});
     let request = RegisterRequest {
         document: update,
@@ -205,7 +205,7 @@ async fn walk_through(registry: &Registry, browser: &Session, base: &str, artifa
     registry.register(request, Via::Http).await.unwrap();
     browser.goto(&format!("{base}/services/inventory")).await;
     let diff_link = browser
-        .wait_for(r#"#versions a[href="/services/inventory/diff?from=1.0.0&to=1.1.0"]"#)
+        .wait_for(r#"#versions a[href="/services/inventory/diff?from=1.1.0&to=1.2.0"]"#)
         .await;
     browser.click(&diff_link).await;
     browser

@@ -321,7 +321,7 @@ mod tests {
         let output = human(&report);
         assert!(
             output.starts_with(
-                "inventory 1.0.0 (inventory.v1.json), against nats://127.0.0.1:4222 (inventory@1.0.0, BACKWARD): strict incompatible, lenient incompatible\n"
+                "inventory 1.1.0 (inventory.v1.json), against nats://127.0.0.1:4222 (inventory@1.0.0, BACKWARD): strict incompatible, lenient incompatible\n"
             ),
             "{output}"
         );

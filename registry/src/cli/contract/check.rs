@@ -436,7 +436,7 @@ mod tests {
         let report = check_sources(vec![source("bad.json", &text)], &Limits::default());
         let output = human(&report);
         let mut lines = output.lines();
-        assert_eq!(lines.next(), Some("orders 1.1.0 (bad.json)"), "{output}");
+        assert_eq!(lines.next(), Some("orders 1.2.0 (bad.json)"), "{output}");
         let line = lines.next().unwrap();
         assert!(
             line.starts_with("  bad.json:")
@@ -516,7 +516,7 @@ mod tests {
         let documents = &json["documents"];
         assert_eq!(documents[0]["path"], "orders.v1.json");
         assert_eq!(documents[0]["service"], "orders");
-        assert_eq!(documents[0]["version"], "1.1.0");
+        assert_eq!(documents[0]["version"], "1.2.0");
         assert_eq!(documents[0]["diagnostics"], serde_json::json!([]));
         assert_eq!(documents[1]["path"], "broken.json");
         assert_eq!(documents[1]["diagnostics"][0]["rule"], "json-syntax");

@@ -67,7 +67,7 @@ async fn the_catalogue_lists_services_with_search_and_tag_chips() {
             r#"<label for="q">Search services</label>"#,
             r#"<input id="q" type="search" name="q""#,
             r#"<th scope="row"><a href="/services/inventory">inventory</a></th>"#,
-            r#"<a href="/services/inventory/versions/1.0.0">1.0.0</a>"#,
+            r#"<a href="/services/inventory/versions/1.1.0">1.1.0</a>"#,
             "fulfilment-team",
             "Stock levels and reservations",
             r#"<a class="chip" href="/?tag=shop""#,
@@ -120,7 +120,7 @@ async fn a_service_page_shows_operations_schemas_events_and_dependencies() {
     page.assert_html(
         StatusCode::OK,
         &[
-            "<title>inventory@1.0.0 · soabus registry</title>",
+            "<title>inventory@1.1.0 · soabus registry</title>",
             "Stock levels and reservations",
             "<dd>BACKWARD</dd>",
             "sha256:",
@@ -142,19 +142,19 @@ async fn a_service_page_shows_operations_schemas_events_and_dependencies() {
             // What it consumes, linked to the producer's event.
             r#"<a href="/services/orders#event-placed"><code>orders@1#placed</code></a>"#,
             // Versions and instances.
-            r#"<a href="/services/inventory/versions/1.0.0" aria-current="page">1.0.0</a>"#,
+            r#"<a href="/services/inventory/versions/1.1.0" aria-current="page">1.1.0</a>"#,
             "first version",
             "No instance is beating right now.",
         ],
     );
     assert!(!page.text.contains("Drift:"), "{}", page.text);
-    let exact = get(&api, "/services/inventory/versions/1.0.0").await;
+    let exact = get(&api, "/services/inventory/versions/1.1.0").await;
     exact.assert_html(StatusCode::OK, &[r#"id="op-reserve""#]);
 
     // An instance serving unregistered content shows the drift banner.
     let beat = |instance: &str, digest: &str| HeartbeatRequest {
         instance_id: instance.to_owned(),
-        contract: ContractId::parse("inventory@1.0.0").unwrap(),
+        contract: ContractId::parse("inventory@1.1.0").unwrap(),
         digest: digest.to_owned(),
         ttl_ms: 60_000,
     };
@@ -200,7 +200,7 @@ async fn unknown_services_and_versions_are_html_404_pages() {
         ("/services/Inventory", "there is no service &quot;Inventory&quot;"),
         (
             "/services/inventory/versions/9.9.9",
-            "inventory has no version 9.9.9; registered: 1.0.0",
+            "inventory has no version 9.9.9; registered: 1.1.0",
         ),
         (
             "/services/inventory/versions/one",
@@ -208,7 +208,7 @@ async fn unknown_services_and_versions_are_html_404_pages() {
         ),
         ("/services/warehouse/diff", "no service warehouse is registered"),
         (
-            "/services/inventory/diff?from=1.0.0&to=7.0.0",
+            "/services/inventory/diff?from=1.1.0&to=7.0.0",
             "inventory has no version 7.0.0",
         ),
     ] {
@@ -228,7 +228,7 @@ async fn unknown_services_and_versions_are_html_404_pages() {
 async fn user_text_is_escaped_everywhere_it_is_shown() {
     let registry = shop_registry().await;
     let mut update = shop_document("inventory");
-    update["version"] = json!("1.1.0");
+    update["version"] = json!("1.2.0");
     update["description"] = json!("<script>alert(1)</script>");
     update["$defs"]["ReserveStock"]["description"] = json!("Reserve <img src=x onerror=alert(2)> stock");
     register(&registry, update).await;
@@ -236,7 +236,7 @@ async fn user_text_is_escaped_everywhere_it_is_shown() {
     for uri in [
         "/",
         "/services/inventory",
-        "/services/inventory/diff?from=1.0.0&to=1.1.0",
+        "/services/inventory/diff?from=1.1.0&to=1.2.0",
     ] {
         let page = get(&api, uri).await;
         assert_eq!(page.status, StatusCode::OK, "{uri}");
@@ -254,9 +254,9 @@ async fn user_text_is_escaped_everywhere_it_is_shown() {
         .await
         .assert_html(StatusCode::OK, &["<td>&lt;script&gt;alert(1)&lt;/script&gt;</td>"]);
     // The older version still shows its own description.
-    get(&api, "/services/inventory/versions/1.0.0").await.assert_html(
+    get(&api, "/services/inventory/versions/1.1.0").await.assert_html(
         StatusCode::OK,
-        &["Stock levels and reservations", "This is version 1.0.0; the latest is"],
+        &["Stock levels and reservations", "This is version 1.1.0; the latest is"],
     );
 }
 
@@ -293,22 +293,22 @@ async fn the_diff_page_lists_each_change_with_its_verdict() {
         &["has a single version; there is nothing to compare yet"],
     );
 
-    // 1.1.0 adds an optional request property (compatible) and narrows a
+    // 1.2.0 adds an optional request property (compatible) and narrows a
     // response string (the response is read by old callers: fine under
-    // BACKWARD), and 1.2.0 then requires a new request property (breaking).
+    // BACKWARD), and 1.3.0 then requires a new request property (breaking).
     let mut compatible = shop_document("inventory");
-    compatible["version"] = json!("1.1.0");
+    compatible["version"] = json!("1.2.0");
     compatible["$defs"]["ReserveStock"]["properties"]["note"] = json!({"type": "string", "description": "Optional."});
     register(&registry, compatible.clone()).await;
 
-    let page = get(&api, "/services/inventory/diff?from=1.0.0&to=1.1.0").await;
+    let page = get(&api, "/services/inventory/diff?from=1.1.0&to=1.2.0").await;
     page.assert_html(
         StatusCode::OK,
         &[
             "<h1>inventory: changes between versions</h1>",
-            r#"<option value="1.0.0" selected>1.0.0</option>"#,
             r#"<option value="1.1.0" selected>1.1.0</option>"#,
-            "judged by 1.1.0's policy, <strong>BACKWARD</strong>",
+            r#"<option value="1.2.0" selected>1.2.0</option>"#,
+            "judged by 1.2.0's policy, <strong>BACKWARD</strong>",
             "<td>request</td><td><code>reserve</code></td><td><code>property-added</code></td>",
             "<code>/operations/reserve/request/$ref/properties/note</code>",
             r#"<td class="breaking no">no</td>"#,
@@ -318,24 +318,24 @@ async fn the_diff_page_lists_each_change_with_its_verdict() {
     // Without versions: the latest against the one before; newest first is turned around.
     let default = get(&api, "/services/inventory/diff").await;
     default.assert_html(StatusCode::OK, &["<code>property-added</code>"]);
-    let swapped = get(&api, "/services/inventory/diff?from=1.1.0&to=1.0.0").await;
+    let swapped = get(&api, "/services/inventory/diff?from=1.2.0&to=1.1.0").await;
     swapped.assert_html(StatusCode::OK, &["Shown oldest first", "<code>property-added</code>"]);
-    get(&api, "/services/inventory/diff?from=1.1.0&to=1.1.0")
+    get(&api, "/services/inventory/diff?from=1.2.0&to=1.2.0")
         .await
         .assert_html(StatusCode::OK, &["nothing changed"]);
-    get(&api, "/services/inventory/diff?to=1.0.0")
+    get(&api, "/services/inventory/diff?to=1.1.0")
         .await
         .assert_html(StatusCode::OK, &["pick two versions to compare"]);
 
     // A breaking change is accepted only under policy NONE; the page then
     // says so and marks it as BACKWARD would.
     let mut breaking = compatible;
-    breaking["version"] = json!("1.2.0");
+    breaking["version"] = json!("1.3.0");
     breaking["compatibility"] = json!("NONE");
     breaking["$defs"]["ReserveStock"]["properties"]["warehouse"] = json!({"type": "string"});
     breaking["$defs"]["ReserveStock"]["required"] = json!(["order_id", "items", "warehouse"]);
     register(&registry, breaking).await;
-    let page = get(&api, "/services/inventory/diff?from=1.1.0&to=1.2.0").await;
+    let page = get(&api, "/services/inventory/diff?from=1.2.0&to=1.3.0").await;
     page.assert_html(
         StatusCode::OK,
         &[
@@ -349,7 +349,7 @@ async fn the_diff_page_lists_each_change_with_its_verdict() {
     // The service page links each version to its diff with the one before.
     get(&api, "/services/inventory").await.assert_html(
         StatusCode::OK,
-        &[r#"<a href="/services/inventory/diff?from=1.1.0&amp;to=1.2.0">diff with 1.1.0</a>"#],
+        &[r#"<a href="/services/inventory/diff?from=1.2.0&amp;to=1.3.0">diff with 1.2.0</a>"#],
     );
 }
 
@@ -362,7 +362,7 @@ async fn the_graph_page_embeds_the_graph_for_the_script_and_lists_it() {
         &[
             "<h1>Dependency graph</h1>",
             r#"<div id="graph-canvas""#,
-            r#"<script id="graph-data" type="application/json">{"nodes":[{"service":"inventory","latest":"1.0.0"}"#,
+            r#"<script id="graph-data" type="application/json">{"nodes":[{"service":"inventory","latest":"1.1.0"}"#,
             r#"<td><a href="/services/inventory">inventory</a></td><td>consumes</td><td><a href="/services/orders#event-placed"><code>orders@1#placed</code></a></td>"#,
             "5 services,",
             r#"<script src="/assets/app.js?v="#,
