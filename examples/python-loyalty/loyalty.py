@@ -535,7 +535,7 @@ class RegistryError(Exception):
 async def registry_call(nc, verb: str, request: dict, timeout: float) -> dict:
     try:
         reply = await nc.request(f"{REGISTRY_API}.{verb}", json.dumps(request).encode(), timeout=timeout)
-    except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as err:
+    except (asyncio.TimeoutError, nats.errors.NoRespondersError) as err:
         raise RegistryError("unreachable", f"the registry did not answer: {err or type(err).__name__}") from None
     except nats.errors.Error as err:
         raise RegistryError("unreachable", f"the registry did not answer: {err}") from None
@@ -748,6 +748,7 @@ class Consumer:
         self.js = js
         self.stream = producer.event_stream()
         self.event = event
+        self.stream_subjects = [declared["subject"] for declared in producer.events.values()]
         self.subject = producer.events[event]["subject"]
         self.schema = producer.event_schema(event)
         self.durable = durable
@@ -756,6 +757,44 @@ class Consumer:
         self.backoff = (0.1, 0.5, 2.0)
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Consumes until `stop`. A failure of the server or the connection
+        is waited out, never fatal: the events wait in the stream."""
+        subscription = None
+        wait = 0.5
+        while not stop.is_set():
+            try:
+                if subscription is None:
+                    subscription = await self.subscribe()
+                # nats-py reports an empty fetch as nats.errors.TimeoutError
+                # or as a bare asyncio.TimeoutError, depending on where it waited.
+                messages = await subscription.fetch(batch=8, timeout=1.0)
+            except asyncio.TimeoutError:
+                continue
+            except Exception as err:  # noqa: BLE001 - whatever failed, try again after a pause
+                if stop.is_set():
+                    break
+                LOG.warning(
+                    "Consuming %s as %s failed (%s); trying again in %.1fs.", self.subject, self.durable, err, wait
+                )
+                await asyncio.sleep(wait)
+                wait = min(wait * 2, 5.0)
+                continue
+            wait = 0.5
+            # One at a time, each acked after its effect is stored; what is
+            # left when stopping comes back after the ack wait.
+            for message in messages:
+                await self.process(message)
+        if subscription is not None:
+            try:
+                await subscription.unsubscribe()
+            except nats.errors.Error:
+                pass
+
+    async def subscribe(self):
+        """Creates the producer's stream as the producer would (when it has
+        not started yet), then the durable consumer (or finds them), and binds
+        a pull subscription."""
+        await ensure_stream(self.js, self.stream, self.stream_subjects)
         await self.js.add_consumer(
             self.stream,
             ConsumerConfig(
@@ -769,25 +808,7 @@ class Consumer:
         )
         subscription = await self.js.pull_subscribe_bind(durable=self.durable, stream=self.stream)
         LOG.info("Consuming %s from %s as %s.", self.subject, self.stream, self.durable)
-        while not stop.is_set():
-            try:
-                messages = await subscription.fetch(batch=8, timeout=1.0)
-            except nats.errors.TimeoutError:
-                continue
-            except nats.errors.Error as err:
-                if stop.is_set():
-                    break
-                LOG.warning("Fetching from %s failed (%s); trying again.", self.durable, err)
-                await asyncio.sleep(0.5)
-                continue
-            # One at a time, each acked after its effect is stored; what is
-            # left when stopping comes back after the ack wait.
-            for message in messages:
-                await self.process(message)
-        try:
-            await subscription.unsubscribe()
-        except nats.errors.Error:
-            pass
+        return subscription
 
     async def process(self, message: Msg) -> None:
         deliveries = message.metadata.num_delivered
@@ -848,7 +869,6 @@ async def consume_payments(nc, js, points: Points, stop: asyncio.Event, max_deli
     for event in CONSUMED:
         if event not in producer.events:
             raise ValueError(f"{producer.id} declares no event {event!r}")
-    await ensure_stream(js, producer.event_stream(), [e["subject"] for e in producer.events.values()])
     consumers = [
         Consumer(js, producer, event, f"loyalty-payments-{event}", points.apply, max_deliveries) for event in CONSUMED
     ]

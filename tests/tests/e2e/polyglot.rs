@@ -115,6 +115,13 @@ async fn wait_for_points(client: &ServiceClient, expected: &BTreeMap<String, Poi
     }
 }
 
+/// Asks `subject` with an empty request; a failure shows the service's log.
+async fn ask(nats: &async_nats::Client, subject: &str, loyalty: &LoyaltyService) -> async_nats::Message {
+    nats.request(subject.to_owned(), "".into())
+        .await
+        .unwrap_or_else(|err| panic!("{subject}: {err}\nlog:\n{}", loyalty.logs()))
+}
+
 /// The registry's instances of `loyalty`.
 async fn loyalty_instances(registry: &ServiceClient) -> Vec<InstanceInfo> {
     let request = InstancesRequest {
@@ -213,11 +220,7 @@ async fn a_python_service_registers_answers_like_rust_and_counts_points_once() {
         run.stdout
     );
     // Its INFO reply decodes as the runtime's, with the digest Rust computes.
-    let info = bus
-        .nats
-        .request("$SRV.INFO.loyalty.loyalty-py-1", "".into())
-        .await
-        .unwrap();
+    let info = ask(&bus.nats, "$SRV.INFO.loyalty.loyalty-py-1", &loyalty).await;
     let info: InfoResponse = serde_json::from_slice(&info.payload).unwrap();
     assert_eq!(info.identity.metadata["soa.contract"], "loyalty@1.0.0");
     assert_eq!(info.identity.metadata["soa.digest"], document.digest());
@@ -294,7 +297,7 @@ async fn a_python_service_registers_answers_like_rust_and_counts_points_once() {
         .nats
         .request_with_headers("shop.loyalty.v1.get-points", sent.clone(), invalid.into())
         .await
-        .unwrap();
+        .unwrap_or_else(|err| panic!("{err}\nlog:\n{}", loyalty.logs()));
     let received = reply.headers.as_ref();
     assert_eq!(wire::header(received, headers::CONTRACT), Some("loyalty@1.0.0"));
     assert_eq!(wire::header(received, headers::OPERATION), Some("get-points"));
@@ -313,7 +316,7 @@ async fn a_python_service_registers_answers_like_rust_and_counts_points_once() {
         .nats
         .request_with_headers("shop.loyalty.v1.get-points", sent, "{not json".into())
         .await
-        .unwrap();
+        .unwrap_or_else(|err| panic!("{err}\nlog:\n{}", loyalty.logs()));
     let body = wire::decode_error(reply.headers.as_ref(), &reply.payload).unwrap();
     assert_eq!(body.code, ErrorCode::ValidationFailed);
     assert_eq!(body.details[0].pointer, "");
@@ -349,10 +352,16 @@ async fn a_python_service_registers_answers_like_rust_and_counts_points_once() {
     assert_eq!(body.details.len(), 1, "{body}");
     assert_eq!(body.details[0].pointer, "/customer_id");
 
-    // Choreographed orders: declines are never charged, shipping failures
-    // are refunded, sold-out orders never reach payments.
+    // Orders of both modes (payments announces its charges and refunds in
+    // each): declines are never charged, shipping failures are refunded,
+    // sold-out orders never reach payments.
     let first: Vec<PlaceOrder> = (0..15)
-        .map(|n| loyalty_order("chor", n, FlowMode::Choreographed))
+        .flat_map(|n| {
+            [
+                loyalty_order("chor", n, FlowMode::Choreographed),
+                loyalty_order("orch", n, FlowMode::Orchestrated),
+            ]
+        })
         .collect();
     let books = place_and_settle(&bus, &first).await;
     let expected = expected_points(&books, &first);
@@ -360,9 +369,22 @@ async fn a_python_service_registers_answers_like_rust_and_counts_points_once() {
         .values()
         .fold((0, 0), |(c, r), points| (c + points.charges, r + points.refunds));
     assert!(
-        charges >= 5 && refunds >= 1,
+        charges >= 10 && refunds >= 2,
         "the seed must give charges and refunds: {expected:#?}"
     );
+    for prefix in ["chor-", "orch-"] {
+        let audits: Vec<_> = first
+            .iter()
+            .filter(|placed| placed.order_id.0.starts_with(prefix))
+            .map(|placed| &books.orders[&placed.order_id.0])
+            .collect();
+        let charged = audits.iter().filter(|audit| audit.charged_cents > 0).count();
+        let refunded = audits.iter().filter(|audit| audit.refunded_cents > 0).count();
+        assert!(
+            charged >= 5 && refunded >= 1,
+            "the seed must give {prefix} orders charged ({charged}) and refunded ({refunded})"
+        );
+    }
     assert!(
         first
             .iter()
@@ -457,21 +479,13 @@ async fn a_python_service_registers_answers_like_rust_and_counts_points_once() {
     wait_registered(&registry, "loyalty-py-2", &loyalty).await;
 
     // Its STATS count what it answered, the last error as Rust writes it.
-    let stats = bus
-        .nats
-        .request("$SRV.STATS.loyalty.loyalty-py-2", "".into())
-        .await
-        .unwrap();
+    let stats = ask(&bus.nats, "$SRV.STATS.loyalty.loyalty-py-2", &loyalty).await;
     let stats: StatsResponse = serde_json::from_slice(&stats.payload).unwrap();
     assert_eq!(stats.endpoints[0].name, "get-points");
     assert!(stats.endpoints[0].num_requests >= 3, "{stats:?}");
     assert_eq!(stats.endpoints[0].num_errors, 0, "{stats:?}");
     client.call_json("get-points", &json!({})).await.unwrap_err();
-    let stats = bus
-        .nats
-        .request("$SRV.STATS.loyalty.loyalty-py-2", "".into())
-        .await
-        .unwrap();
+    let stats = ask(&bus.nats, "$SRV.STATS.loyalty.loyalty-py-2", &loyalty).await;
     let stats: StatsResponse = serde_json::from_slice(&stats.payload).unwrap();
     assert_eq!(stats.endpoints[0].num_errors, 1, "{stats:?}");
     assert_eq!(
