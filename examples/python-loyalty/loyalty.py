@@ -159,6 +159,15 @@ def digest(document: dict) -> str:
     return "sha256:" + hashlib.sha256(canonical_json(document).encode("utf-8")).hexdigest()
 
 
+def strict_json(data: bytes) -> Any:
+    """Parses JSON as serde_json does: NaN and Infinity are not JSON."""
+
+    def refuse(name: str) -> Any:
+        raise ValueError(f"{name} is not a JSON value")
+
+    return json.loads(data, parse_constant=refuse)
+
+
 def json_pointer(path) -> str:
     return "".join("/" + str(token).replace("~", "~0").replace("/", "~1") for token in path)
 
@@ -222,7 +231,7 @@ class MessageSchema:
     def parse(self, payload: bytes) -> Any:
         """The payload as JSON, checked; VALIDATION_FAILED with every pointer otherwise."""
         try:
-            instance = json.loads(payload)
+            instance = strict_json(payload)
         except (ValueError, UnicodeDecodeError) as err:
             raise self.mismatch([{"pointer": "", "message": f"the payload is not valid JSON: {err}"}]) from None
         details = self.failures(instance)
@@ -410,7 +419,8 @@ class Service:
             self.subscriptions.append(
                 await self.nc.subscribe(endpoint.subject, queue=endpoint.queue_group, cb=self._dispatch(endpoint))
             )
-        for verb in DISCOVERY_VERBS:
+        # PING last: whoever it answers finds everything else subscribed.
+        for verb in sorted(DISCOVERY_VERBS, key=lambda verb: verb == "PING"):
             for subject in (
                 f"$SRV.{verb}",
                 f"$SRV.{verb}.{self.contract.service}",
@@ -813,7 +823,7 @@ class Consumer:
     async def process(self, message: Msg) -> None:
         deliveries = message.metadata.num_delivered
         try:
-            payload = json.loads(message.data)
+            payload = strict_json(message.data)
         except (ValueError, UnicodeDecodeError) as err:
             await self.give_up(message, f"VALIDATION_FAILED: the event {self.event} is not valid JSON: {err}")
             return
