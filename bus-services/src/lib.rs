@@ -10,10 +10,12 @@
 //!   clients.
 //! - [`orchestrator`] runs durable workflows that call those services.
 //! - [`shop`] is the demo domain's five services, orchestrated and choreographed.
+//! - [`order_view`] is the shop's read model, built from the shop's events.
 
 pub mod connection;
 pub mod local_server;
 pub mod orchestrator;
+pub mod order_view;
 pub mod runtime;
 pub mod server_binary;
 pub mod shop;

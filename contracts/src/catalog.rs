@@ -192,10 +192,12 @@ pub fn file_name(document: &ContractDocument) -> String {
 
 /// Every document checked in under `contracts/catalog/`: the shop's five
 /// services, the contract of its `fulfilment` workflow (generated from the
-/// definition, as the orchestrator publishes it) and the registry's own.
+/// definition, as the orchestrator publishes it), its `order-view` read
+/// model and the registry's own.
 pub fn documents() -> Result<Vec<ContractDocument>, NameError> {
     let mut documents = crate::shop::contracts()?;
     documents.push(crate::shop::fulfilment::contract()?);
+    documents.push(crate::shop::order_view::contract()?);
     documents.push(crate::registry_api::contract()?);
     Ok(documents)
 }

@@ -33,7 +33,7 @@ mod notifications;
 mod orders;
 mod payments;
 mod shipping;
-mod state;
+pub(crate) mod state;
 mod timeline;
 
 use std::sync::Arc;

@@ -1,6 +1,7 @@
 //! The demo domain, order fulfilment: the message types of orders, inventory,
-//! payments, shipping and notifications, their contracts, and the
-//! `fulfilment` workflow that drives them when an order is orchestrated.
+//! payments, shipping and notifications, their contracts, the
+//! `fulfilment` workflow that drives them when an order is orchestrated, and
+//! `order-view`, the read model built from their events.
 //!
 //! Requests are closed (`deny_unknown_fields`) so a typo is a validation
 //! error; responses and events stay open so a later minor version may add
@@ -17,6 +18,7 @@ use crate::names::NameError;
 pub mod fulfilment;
 pub mod inventory;
 pub mod notifications;
+pub mod order_view;
 pub mod orders;
 pub mod payments;
 pub mod shipping;

@@ -23,6 +23,7 @@ mod discover;
 mod graph;
 mod orchestrator;
 mod order;
+mod order_view;
 mod publish;
 mod registry_client;
 mod resolve;
@@ -43,6 +44,7 @@ pub use discover::{DiscoverArgs, DiscoverFormat};
 pub use graph::{GraphArgs, GraphFormat};
 pub use orchestrator::{OrchestratorCommand, OrchestratorServeArgs};
 pub use order::{OrderCommand, TimelineArgs};
+pub use order_view::{OrderViewCommand, OrderViewGetArgs, OrderViewJsonArgs, OrderViewListArgs};
 pub use publish::{PublishArgs, RequestArgs};
 pub use resolve::ResolveArgs;
 pub use search::SearchArgs;
@@ -220,6 +222,9 @@ pub enum Command {
     /// Follow the shop's orders: what happened to one, in order, with timings.
     #[command(subcommand)]
     Order(OrderCommand),
+    /// Ask the shop's read model: every order as the events tell it, rebuilt from the streams on request.
+    #[command(subcommand)]
+    OrderView(OrderViewCommand),
 }
 
 /// How to reach and authenticate with the NATS server.
@@ -355,6 +360,7 @@ where
         Command::Workflow(command) => workflow::run(&cli.nats, command, stdout, stderr, shutdown).await,
         Command::Up(args) => up::run(&cli.nats, args, stdout, shutdown).await,
         Command::Order(command) => order::run(&cli.nats, command, stdout, stderr, shutdown).await,
+        Command::OrderView(command) => order_view::run(&cli.nats, command, stdout, stderr, shutdown).await,
     };
     // Whatever was written must reach the terminal before the error does.
     let _ = stdout.flush();

@@ -1,7 +1,7 @@
 //! `soa up`: the whole shop on one NATS system, to explore by hand until
 //! Ctrl-C: the registry (with its HTTP API and web page), the five shop
-//! services with a few products on the shelves, and an orchestrator with
-//! `fulfilment@1` loaded. It is `soa demo`'s [`System`] without the
+//! services with a few products on the shelves, the order view (the shop's
+//! read model), and an orchestrator with `fulfilment@1` loaded. It is `soa demo`'s [`System`] without the
 //! measured runs: it prints where everything is and commands to try, then
 //! waits for the shutdown token and stops every part in order.
 
@@ -229,6 +229,10 @@ fn write_ready(
         "soa workflow list".to_owned(),
         format!("soa order timeline {orchestrated}"),
         format!("soa order timeline {choreographed}"),
+        format!("soa order-view get {orchestrated}"),
+        "soa order-view list --status completed".to_owned(),
+        "soa order-view stats".to_owned(),
+        "soa order-view rebuild".to_owned(),
     ] {
         writeln!(out, "   {command}")?;
     }

@@ -341,6 +341,27 @@ async fn the_demo_runs_both_flows_on_the_given_server_and_its_report_adds_up() {
             .contains(&serde_json::json!("inventory"))
     );
     assert_eq!(report["tradeoffs"]["units_to_add_a_step"]["orchestrated"], 1);
+    // The read model, built from the events of both modes, matches the
+    // owning services, and its lag behind the events is measured.
+    let view = &report["order_view"];
+    assert_eq!(view["mismatch_count"], 0, "{view:#}");
+    assert_eq!(view["orders_checked"], 400, "{view:#}");
+    assert_eq!(view["caught_up"], true, "{view:#}");
+    assert!(view["events"].as_u64().unwrap() >= 400 * 4, "{view:#}");
+    let (p50, p99) = (
+        view["lag_p50_ms"].as_f64().unwrap(),
+        view["lag_p99_ms"].as_f64().unwrap(),
+    );
+    assert!(0.0 < p50 && p50 <= p99, "{view:#}");
+    for mode in ["orchestrated", "choreographed"] {
+        assert!(view["by_mode"][mode]["events"].as_u64().unwrap() >= 200 * 4, "{view:#}");
+        assert!(view["by_mode"][mode]["lag_p99_ms"].as_f64().unwrap() > 0.0, "{view:#}");
+    }
+    assert!(output.contains("order view lag p50 / p99 (ms)"), "{output}");
+    assert!(
+        output.contains("The order view (built from events only) matches the owning services for all 400 orders"),
+        "{output}"
+    );
     for diagram in ["orchestrated.mmd", "choreographed.mmd"] {
         let text = std::fs::read_to_string(out.join(diagram)).unwrap();
         assert!(

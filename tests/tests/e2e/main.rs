@@ -14,6 +14,7 @@ mod export;
 mod harness;
 mod http;
 mod orchestrator;
+mod order_view;
 mod polyglot;
 mod registry;
 mod registry_cli;

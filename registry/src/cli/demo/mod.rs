@@ -3,15 +3,18 @@
 //!
 //! It uses the server at `--nats-url` or starts the installed nats-server,
 //! runs the registry on its embedded store, the five shop services and an
-//! orchestrator with `fulfilment@1` ([`system`]); runs the orders through
-//! each mode ([`run`]), audits every service's store, and prints and writes
-//! the comparison ([`report`]): `report.json` and a Mermaid diagram per
-//! mode drawn from the registry's graph.
+//! orchestrator with `fulfilment@1` and the order view ([`system`]); runs
+//! the orders through each mode ([`run`]), audits every service's store,
+//! checks the order view (the read model) against it and takes its lag
+//! ([`view`]), and prints and writes the comparison ([`report`]):
+//! `report.json` and a Mermaid diagram per mode drawn from the registry's
+//! graph.
 
 mod orders;
 mod report;
 mod run;
 pub(crate) mod system;
+mod view;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -175,6 +178,7 @@ async fn compare(
     writeln!(out, "\n4. The comparison:\n")?;
     let nats = system.lock().await.nats.clone();
     let audit = settled_audit(&nats, out).await?;
+    let order_view = view::check(&nats, set, &audit).await?;
     let registry = ServiceClient::new(nats, contracts::registry_api::contract()?);
     let graph = registry
         .call::<registry_ops::Graph>(&GraphRequest::default())
@@ -189,7 +193,15 @@ async fn compare(
         kill_orchestrator_every_s: args.kill_orchestrator_every,
         restart_service: args.restart_service.clone(),
     };
-    let report = report::build(set, settings, [load_before, load_after], &runs, &audit, &graph);
+    let report = report::build(
+        set,
+        settings,
+        [load_before, load_after],
+        &runs,
+        &audit,
+        &graph,
+        order_view,
+    );
     report::print(&report, out)?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let json = args.out.join("report.json");
@@ -207,6 +219,7 @@ async fn compare(
     )?;
     let healthy = report.violations.is_empty()
         && report.outcome_mismatches.is_empty()
+        && report.order_view.mismatch_count == 0
         && report.modes.values().all(|mode| mode.stuck == 0);
     Ok(if healthy { Exit::Success } else { Exit::Failure })
 }

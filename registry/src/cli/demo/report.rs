@@ -11,7 +11,8 @@ use contracts::shop::{FlowMode, OrderStatus};
 use serde::Serialize;
 
 use super::orders::OrderSet;
-use super::run::{ModeRun, Outage, mode_name};
+use super::run::{ModeRun, Outage, READ_MODEL, mode_name};
+use super::view::OrderViewReport;
 
 /// The workflow's service name in the graph.
 const WORKFLOW: &str = "fulfilment";
@@ -35,6 +36,10 @@ pub(crate) struct Report {
     pub violations: Vec<String>,
     /// The trade-offs, as figures.
     pub tradeoffs: Tradeoffs,
+    /// The read model: its lag behind the events (`lag_p50_ms`, `lag_p99_ms`,
+    /// ... over both modes, and `by_mode`) and its comparison with the
+    /// owning services.
+    pub order_view: OrderViewReport,
 }
 
 /// How the demo ran.
@@ -69,7 +74,9 @@ pub(crate) struct ModeReport {
     pub failures: BTreeMap<String, usize>,
     /// Place calls that failed.
     pub place_errors: u64,
-    /// Every message on the bus while the mode ran, per order.
+    /// Every message on the bus while the mode ran, per order, but the
+    /// read model's own (its KV writes, acks and queries), which are no part
+    /// of fulfilment.
     pub messages_per_order: f64,
     /// The same by kind (service messages, replies, JetStream, KV...).
     pub messages_per_order_by_kind: BTreeMap<String, f64>,
@@ -131,6 +138,7 @@ pub(crate) fn build(
     runs: &[ModeRun],
     audit: &Audit,
     graph: &GraphResponse,
+    order_view: OrderViewReport,
 ) -> Report {
     let mut modes = BTreeMap::new();
     for run in runs {
@@ -154,6 +162,7 @@ pub(crate) fn build(
         outcome_mismatches,
         violations,
         tradeoffs,
+        order_view,
     }
 }
 
@@ -180,7 +189,12 @@ fn mode_report(set: &OrderSet, run: &ModeRun, orders: &[&OrderAudit], graph: &Gr
     let mut latencies: Vec<u64> = orders.iter().filter_map(|order| order.latency_ms()).collect();
     latencies.sort_unstable();
     let per_order = |n: u64| if count == 0 { 0.0 } else { n as f64 / count as f64 };
-    let total: u64 = run.messages.values().sum();
+    let total: u64 = run
+        .messages
+        .iter()
+        .filter(|(kind, _)| kind.as_str() != READ_MODEL)
+        .map(|(_, n)| n)
+        .sum();
     let elapsed_ms = u64::try_from(run.elapsed.as_millis()).unwrap_or(u64::MAX);
     let edges = mode_edges(graph, run.mode);
     let mut coupling: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -445,6 +459,17 @@ pub(crate) fn print(report: &Report, out: &mut dyn Write) -> std::io::Result<()>
         format!("{:.0}", orch.throughput_per_s),
         format!("{:.0}", chor.throughput_per_s),
     )?;
+    let lag = |mode: &str| {
+        report.order_view.by_mode.get(mode).map_or_else(String::new, |lag| {
+            format!("{:.1} / {:.1}", lag.lag_p50_ms, lag.lag_p99_ms)
+        })
+    };
+    row(
+        out,
+        "order view lag p50 / p99 (ms)",
+        lag("orchestrated"),
+        lag("choreographed"),
+    )?;
     row(
         out,
         "dependencies between services",
@@ -489,6 +514,24 @@ pub(crate) fn print(report: &Report, out: &mut dyn Write) -> std::io::Result<()>
             report.outcome_mismatches.len(),
             report.outcome_mismatches[0]
         )?;
+    }
+    let view = &report.order_view;
+    if view.mismatch_count == 0 {
+        writeln!(
+            out,
+            "   The order view (built from events only) matches the owning services for all {} orders; lag p50 {:.1} ms, p99 {:.1} ms over {} events.",
+            view.orders_checked, view.lag.lag_p50_ms, view.lag.lag_p99_ms, view.lag.events
+        )?;
+    } else {
+        writeln!(
+            out,
+            "   ! the order view differs from the owning services {} time(s){}:",
+            view.mismatch_count,
+            if view.caught_up { "" } else { " (it had not caught up)" }
+        )?;
+        for mismatch in view.mismatches.iter().take(10) {
+            writeln!(out, "     {mismatch}")?;
+        }
     }
     if report.violations.is_empty() {
         writeln!(

@@ -316,8 +316,18 @@ async fn wait_until_answering(nats: &async_nats::Client, stop: &CancellationToke
 }
 
 /// The kind of message a subject carries, for the per-order count.
+/// The kind of the order view's own messages: its bucket's writes, its
+/// consumers' acks and pulls, its queries (its deliveries arrive on inboxes
+/// like everyone's and count as replies).
+pub(crate) const READ_MODEL: &str = "read model";
+
 fn kind_of(subject: &str) -> &'static str {
-    if subject.starts_with("_INBOX.") {
+    if subject.starts_with("$KV.SOA_ORDER_VIEW.")
+        || subject.starts_with("shop.order-view.")
+        || (subject.starts_with("$JS.") && subject.contains(".order-view-"))
+    {
+        READ_MODEL
+    } else if subject.starts_with("_INBOX.") {
         "replies"
     } else if subject.starts_with("$JS.ACK.") {
         "jetstream acks"

@@ -1,8 +1,9 @@
 //! The whole shop on one NATS system, as `soa demo` and `soa up` run it: a
 //! nats-server (the one at `--nats-url`, or a child started here), the
 //! registry on its embedded store (and its HTTP API when asked), the five
-//! shop services, and an orchestrator with `fulfilment@1` loaded. Parts can
-//! be killed and started again to show recovery.
+//! shop services, the order view (the shop's read model) and an
+//! orchestrator with `fulfilment@1` loaded. Parts can be killed and started
+//! again to show recovery.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -16,10 +17,12 @@ use async_nats::Client;
 use bus_services::connection::{self, ConnectConfig, ConnectError};
 use bus_services::local_server::{LocalNatsServer, LocalServerConfig};
 use bus_services::orchestrator::{Orchestrator, OrchestratorConfig};
+use bus_services::order_view::{OrderViewConfig, OrderViewService};
 use bus_services::runtime::{CallOptions, ServiceClient, ServiceConfig};
 use bus_services::shop::{Shop, ShopConfig, ShopService};
 use contracts::orchestrator_api::{LoadRequest, ops as orchestrator_ops};
 use contracts::registry_api::{RegisterRequest, ops as registry_ops};
+use contracts::shop::order_view::{self, GetViewStats};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -97,6 +100,7 @@ pub(crate) struct System {
     options: SystemOptions,
     registry: Option<Part>,
     services: BTreeMap<&'static str, Part>,
+    order_view: Option<Part>,
     orchestrator: Option<Part>,
 }
 
@@ -114,6 +118,7 @@ impl System {
             options,
             registry: None,
             services: BTreeMap::new(),
+            order_view: None,
             orchestrator: None,
         };
         if let Err(error) = system.start_parts(out).await {
@@ -152,6 +157,12 @@ impl System {
         Shop::wait_until_serving(&self.nats, &ShopService::ALL, STEP_TIMEOUT)
             .await
             .context("the shop's services did not start")?;
+        self.start_order_view().await?;
+        let view = ServiceClient::new(self.nats.clone(), order_view::contract()?);
+        wait_for(&view, "the order view", |client| async move {
+            client.call::<order_view::Stats>(&GetViewStats {}).await.is_ok()
+        })
+        .await?;
         self.start_orchestrator().await?;
         let orchestrator = ServiceClient::new(self.nats.clone(), contracts::orchestrator_api::contract()?);
         wait_for(&orchestrator, "the orchestrator", |client| async move {
@@ -169,7 +180,7 @@ impl System {
             .context("loading the fulfilment workflow")?;
         writeln!(
             out,
-            "   registry{}, orders, inventory, payments, shipping, notifications, and the orchestrator with {} are up.",
+            "   registry{}, orders, inventory, payments, shipping, notifications, the order view, and the orchestrator with {} are up.",
             self.http
                 .map(|address| format!(" (http://{address})"))
                 .unwrap_or_default(),
@@ -262,6 +273,25 @@ impl System {
         }
     }
 
+    /// Starts the order view (the shop's read model).
+    pub(crate) async fn start_order_view(&mut self) -> anyhow::Result<()> {
+        let nats = self.connect("soa-order-view").await?;
+        let view = OrderViewService::new(OrderViewConfig {
+            registration: self.options.shop.registration.clone(),
+            replicas: self.options.shop.replicas,
+            ..OrderViewConfig::default()
+        });
+        let part = Part::spawn("order view", move |stop| async move {
+            let result = view.run(nats.clone(), stop).await;
+            drain(&nats).await;
+            result.map_err(anyhow::Error::from)
+        });
+        if let Some(previous) = self.order_view.replace(part) {
+            previous.stop().await;
+        }
+        Ok(())
+    }
+
     /// Starts an orchestrator replica (again).
     pub(crate) async fn start_orchestrator(&mut self) -> anyhow::Result<()> {
         let nats = self.connect("soa-orchestrator").await?;
@@ -295,13 +325,17 @@ impl System {
         Ok(connection::connect(&config).await?)
     }
 
-    /// Stops everything in order: the orchestrator, the services, the
-    /// registry, the callers' connection, then a nats-server started here.
+    /// Stops everything in order: the orchestrator, the services, the order
+    /// view, the registry, the callers' connection, then a nats-server
+    /// started here.
     pub(crate) async fn stop(mut self, out: &mut dyn Write) {
         if let Some(part) = self.orchestrator.take() {
             part.stop().await;
         }
         for (_, part) in std::mem::take(&mut self.services) {
+            part.stop().await;
+        }
+        if let Some(part) = self.order_view.take() {
             part.stop().await;
         }
         if let Some(part) = self.registry.take() {

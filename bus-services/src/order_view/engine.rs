@@ -1,0 +1,494 @@
+//! The read model's moving parts: one durable consumer per shop event
+//! stream applying each event to the order's record in the KV bucket
+//! (compare-and-set on its revision), the in-memory index `get` and `list`
+//! answer from, the lag figures, and the rebuild that throws all of it away
+//! and reads the streams again from their first message.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use async_nats::jetstream::{self, AckKind, consumer};
+use contracts::envelope::headers;
+use contracts::shop::order_view::{
+    ListOrderViews, MAX_PAGE_SIZE, OrderView, OrderViewPage, RebuildReport, StreamProgress, ViewStats,
+};
+use contracts::shop::{FlowMode, OrderId};
+use futures::StreamExt;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::facts::{Event, OrderFacts, Stamp};
+use super::lag::LagHistogram;
+use super::{OrderViewConfig, OrderViewError, VIEW_BUCKET};
+use crate::runtime::{dead_letter, ensure_event_stream};
+use crate::shop::state::{Bucket, Change, is_order_id};
+
+/// The page size of `list` when the request names none.
+const DEFAULT_PAGE_SIZE: u32 = 50;
+
+/// How long a consumer waits before starting again after an error.
+const RETRY_PAUSE: Duration = Duration::from_secs(1);
+
+/// One shop event stream the view reads.
+#[derive(Debug, Clone)]
+pub(crate) struct Source {
+    /// The producing service (`orders`, ...).
+    pub(crate) service: String,
+    /// Its stream, `SOA_EVENTS_<SERVICE>_V1`.
+    pub(crate) stream: String,
+    /// The view's durable consumer on it.
+    pub(crate) durable: String,
+}
+
+/// What the view counted since it started (or was rebuilt).
+#[derive(Debug, Default)]
+struct Counters {
+    events: u64,
+    duplicates: u64,
+    dead_letters: u64,
+    replayed: u64,
+    all: LagHistogram,
+    orchestrated: LagHistogram,
+    choreographed: LagHistogram,
+}
+
+/// The consumers of one generation of the view (a rebuild starts another).
+struct Generation {
+    stop: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+/// Everything the consumers and the handlers share.
+pub(crate) struct Engine {
+    js: jetstream::Context,
+    config: OrderViewConfig,
+    sources: Vec<Source>,
+    bucket: RwLock<Bucket>,
+    index: Mutex<BTreeMap<String, OrderFacts>>,
+    counters: Mutex<Counters>,
+    replaying: AtomicBool,
+    generation: tokio::sync::Mutex<Option<Generation>>,
+}
+
+impl Engine {
+    /// Opens the bucket (creating it when missing), makes sure every shop
+    /// stream exists, and loads the index from the bucket.
+    pub(crate) async fn open(nats: async_nats::Client, config: OrderViewConfig) -> Result<Arc<Self>, OrderViewError> {
+        let js = jetstream::new(nats);
+        let mut sources = Vec::new();
+        for contract in contracts::shop::contracts()? {
+            let stream = ensure_event_stream(&js, &contract).await?;
+            sources.push(Source {
+                service: contract.service.as_str().to_owned(),
+                durable: format!("order-view-{}", contract.service.as_str()),
+                stream,
+            });
+        }
+        let bucket = open_bucket(&js, &config).await?;
+        let mut index = BTreeMap::new();
+        for (key, facts) in bucket.all::<OrderFacts>().await? {
+            index.insert(key, facts);
+        }
+        tracing::info!(orders = index.len(), "The order view loaded its bucket.");
+        Ok(Arc::new(Self {
+            js,
+            config,
+            sources,
+            bucket: RwLock::new(bucket),
+            index: Mutex::new(index),
+            counters: Mutex::new(Counters::default()),
+            replaying: AtomicBool::new(false),
+            generation: tokio::sync::Mutex::new(None),
+        }))
+    }
+
+    /// Starts one consumer per stream (a generation), unless one runs.
+    pub(crate) async fn start(self: &Arc<Self>) {
+        let mut generation = self.generation.lock().await;
+        if generation.is_none() {
+            *generation = Some(self.spawn_consumers());
+        }
+    }
+
+    fn spawn_consumers(self: &Arc<Self>) -> Generation {
+        let stop = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+        for source in self.sources.clone() {
+            let (engine, stop) = (Arc::clone(self), stop.clone());
+            tasks.spawn(async move { engine.follow(source, stop).await });
+        }
+        Generation { stop, tasks }
+    }
+
+    /// Stops the consumers, each after the events in hand.
+    pub(crate) async fn stop(&self) {
+        let taken = self.generation.lock().await.take();
+        if let Some(generation) = taken {
+            stop_generation(generation).await;
+        }
+    }
+
+    /// Follows one stream until `stop`, starting again after an error.
+    async fn follow(self: Arc<Self>, source: Source, stop: CancellationToken) {
+        while !stop.is_cancelled() {
+            match self.consume(&source, &stop).await {
+                Ok(()) => {}
+                Err(error) => {
+                    tracing::warn!(stream = %source.stream, error = %error, "The order view's consumer failed; starting it again.");
+                    tokio::select! {
+                        () = stop.cancelled() => {}
+                        () = tokio::time::sleep(RETRY_PAUSE) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// One run of a stream's durable consumer, until `stop` or an error.
+    async fn consume(&self, source: &Source, stop: &CancellationToken) -> Result<(), OrderViewError> {
+        let stream = self.js.get_stream(&source.stream).await.map_err(jetstream_error)?;
+        let consumer: consumer::PullConsumer = stream
+            .get_or_create_consumer(
+                &source.durable,
+                consumer::pull::Config {
+                    durable_name: Some(source.durable.clone()),
+                    description: Some("soabus order view: every event of the stream, from the first".to_owned()),
+                    deliver_policy: consumer::DeliverPolicy::All,
+                    ack_policy: consumer::AckPolicy::Explicit,
+                    ack_wait: Duration::from_secs(30),
+                    max_deliver: -1,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(jetstream_error)?;
+        let max_in_flight = self.config.max_in_flight.max(1);
+        let mut messages = consumer
+            .stream()
+            .max_messages_per_batch(max_in_flight)
+            .messages()
+            .await
+            .map_err(jetstream_error)?;
+        let mut in_flight = futures::stream::FuturesUnordered::new();
+        let result = loop {
+            tokio::select! {
+                biased;
+                () = stop.cancelled() => break Ok(()),
+                Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+                message = messages.next(), if in_flight.len() < max_in_flight => match message {
+                    Some(Ok(message)) => in_flight.push(self.process(source, message)),
+                    Some(Err(error)) => {
+                        tracing::debug!(stream = %source.stream, error = %error, "The order view's message stream reported an error; it keeps going.");
+                    }
+                    None => break Err(OrderViewError::JetStream(format!("the consumer {} ended", source.durable))),
+                },
+            }
+        };
+        // Finish what was taken; what is not acked comes back after the ack wait.
+        while in_flight.next().await.is_some() {}
+        result
+    }
+
+    /// Applies one message and acks it; a store failure naks it for later,
+    /// an unreadable event goes to the dead letters.
+    async fn process(&self, source: &Source, message: jetstream::Message) {
+        let outcome = match self.apply(source, &message).await {
+            Ok(()) => message.ack().await,
+            Err(Unapplied::Retry(reason)) => {
+                tracing::warn!(stream = %source.stream, reason = %reason, "The order view could not apply an event; it comes back shortly.");
+                message.ack_with(AckKind::Nak(Some(RETRY_PAUSE))).await
+            }
+            Err(Unapplied::DeadLetter(reason)) => {
+                tracing::warn!(stream = %source.stream, reason = %reason, "The order view cannot read an event; it goes to the dead letters.");
+                match dead_letter(&self.js, &message, &source.stream, &source.durable, &reason).await {
+                    Ok(()) => {
+                        lock(&self.counters).dead_letters += 1;
+                        message.ack_with(AckKind::Term).await
+                    }
+                    Err(error) => {
+                        tracing::error!(error = %error, "Could not store the dead letter; the event will be redelivered.");
+                        message.ack_with(AckKind::Nak(Some(RETRY_PAUSE))).await
+                    }
+                }
+            }
+        };
+        if let Err(error) = outcome {
+            tracing::debug!(error = %error, "Could not acknowledge an event; it will be redelivered.");
+        }
+    }
+
+    async fn apply(&self, source: &Source, message: &jetstream::Message) -> Result<(), Unapplied> {
+        let info = message
+            .info()
+            .map_err(|error| Unapplied::DeadLetter(format!("no JetStream metadata: {error}")))?;
+        let at_us = u64::try_from(info.published.unix_timestamp_nanos() / 1_000).unwrap_or(0);
+        let stamp = Stamp {
+            at_us,
+            sequence: info.stream_sequence,
+        };
+        let subject = message.subject.as_str();
+        let event_name = message
+            .headers
+            .as_ref()
+            .and_then(|map| map.get(headers::EVENT))
+            .map_or_else(
+                || subject.rsplit('.').next().unwrap_or_default().to_owned(),
+                |value| value.as_str().to_owned(),
+            );
+        let event = Event::read(&source.service, &event_name, &message.payload)
+            .map_err(|error| Unapplied::DeadLetter(error.to_string()))?;
+        let order = event.order_id().0.clone();
+        if !is_order_id(&order) {
+            return Err(Unapplied::DeadLetter(format!("{order:?} can be no order's id")));
+        }
+        let bucket = read_lock(&self.bucket).clone();
+        let written = bucket
+            .modify(&order, |current: Option<&OrderFacts>| {
+                let mut next = current.cloned().unwrap_or_default();
+                if next.apply(event.clone(), stamp) {
+                    Change::Write(next.clone(), Some(next))
+                } else {
+                    Change::Keep(None)
+                }
+            })
+            .await
+            .map_err(|error| Unapplied::Retry(error.to_string()))?;
+        let mode = self.index_and_mode(&order, written.as_ref()).or(event.mode());
+        let lag_us = now_us().saturating_sub(at_us);
+        let mut counters = lock(&self.counters);
+        if written.is_none() {
+            counters.duplicates += 1;
+        }
+        if self.replaying.load(Ordering::Relaxed) {
+            counters.replayed += 1;
+        } else {
+            counters.events += 1;
+            counters.all.record(lag_us);
+            match mode {
+                Some(FlowMode::Orchestrated) => counters.orchestrated.record(lag_us),
+                Some(FlowMode::Choreographed) => counters.choreographed.record(lag_us),
+                None => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Joins what was written into the index; the order's mode as known now.
+    fn index_and_mode(&self, order: &str, written: Option<&OrderFacts>) -> Option<FlowMode> {
+        let mut index = lock(&self.index);
+        let entry = index.entry(order.to_owned()).or_default();
+        if let Some(facts) = written {
+            // A join: writes of one order landing here in any order end alike.
+            entry.merge(facts);
+        }
+        entry.mode()
+    }
+
+    /// The view of one order.
+    pub(crate) fn get(&self, order_id: &OrderId) -> Option<OrderView> {
+        lock(&self.index)
+            .get(&order_id.0)
+            .filter(|facts| **facts != OrderFacts::default())
+            .map(|facts| facts.view(order_id))
+    }
+
+    /// One page of views, by order id after the cursor.
+    pub(crate) fn list(&self, request: &ListOrderViews) -> OrderViewPage {
+        let limit = request.limit.unwrap_or(DEFAULT_PAGE_SIZE).clamp(1, MAX_PAGE_SIZE);
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        let index = lock(&self.index);
+        let after = request.cursor.as_ref().map(|cursor| cursor.0.as_str());
+        let mut orders = Vec::new();
+        let mut more = false;
+        let range = match after {
+            Some(after) => index.range::<str, _>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded)),
+            None => index.range::<str, _>(..),
+        };
+        for (key, facts) in range {
+            if *facts == OrderFacts::default() {
+                continue;
+            }
+            if request.status.is_some_and(|status| facts.status() != status)
+                || request.mode.is_some_and(|mode| facts.mode() != Some(mode))
+            {
+                continue;
+            }
+            if orders.len() == limit {
+                more = true;
+                break;
+            }
+            orders.push(facts.view(&OrderId(key.clone())));
+        }
+        let next_cursor = if more {
+            orders.last().map(|view: &OrderView| view.order_id.clone())
+        } else {
+            None
+        };
+        OrderViewPage { orders, next_cursor }
+    }
+
+    /// How far each stream is applied.
+    pub(crate) async fn progress(&self) -> Result<Vec<StreamProgress>, OrderViewError> {
+        let mut progress = Vec::new();
+        for source in &self.sources {
+            let mut stream = self.js.get_stream(&source.stream).await.map_err(jetstream_error)?;
+            let last_sequence = stream.info().await.map_err(jetstream_error)?.state.last_sequence;
+            let applied_through = match stream.consumer_info(&source.durable).await {
+                Ok(info) => info.ack_floor.stream_sequence,
+                // Not created yet (the view is starting or rebuilding): nothing applied.
+                Err(_) => 0,
+            };
+            progress.push(StreamProgress {
+                stream: source.stream.clone(),
+                last_sequence,
+                applied_through,
+            });
+        }
+        Ok(progress)
+    }
+
+    /// The figures `stats` answers.
+    pub(crate) async fn stats(&self) -> Result<ViewStats, OrderViewError> {
+        let streams = self.progress().await?;
+        let caught_up = streams
+            .iter()
+            .all(|stream| stream.applied_through >= stream.last_sequence);
+        let orders = u64::try_from(lock(&self.index).len()).unwrap_or(u64::MAX);
+        let counters = lock(&self.counters);
+        Ok(ViewStats {
+            orders,
+            events: counters.events,
+            duplicates: counters.duplicates,
+            dead_letters: counters.dead_letters,
+            lag: counters.all.summary(),
+            orchestrated: counters.orchestrated.summary(),
+            choreographed: counters.choreographed.summary(),
+            streams,
+            caught_up,
+        })
+    }
+
+    /// Deletes the bucket and the consumers, creates them again from the
+    /// start of the streams, and returns once every stream is applied up to
+    /// its last sequence at the time of the call.
+    pub(crate) async fn rebuild(self: &Arc<Self>) -> Result<RebuildReport, OrderViewError> {
+        let began = Instant::now();
+        // One rebuild at a time; the consumers are stopped while it clears.
+        let mut generation = self.generation.lock().await;
+        let targets = self.progress().await?;
+        if let Some(running) = generation.take() {
+            stop_generation(running).await;
+        }
+        for source in &self.sources {
+            let stream = self.js.get_stream(&source.stream).await.map_err(jetstream_error)?;
+            if let Err(error) = stream.delete_consumer(&source.durable).await {
+                tracing::debug!(consumer = %source.durable, error = %error, "No consumer to delete.");
+            }
+        }
+        if let Err(error) = self.js.delete_key_value(VIEW_BUCKET).await {
+            tracing::debug!(error = %error, "No view bucket to delete.");
+        }
+        let bucket = open_bucket(&self.js, &self.config).await?;
+        *write_lock(&self.bucket) = bucket;
+        lock(&self.index).clear();
+        *lock(&self.counters) = Counters::default();
+        self.replaying.store(true, Ordering::Relaxed);
+        *generation = Some(self.spawn_consumers());
+        drop(generation);
+        let caught_up = self.wait_for(&targets).await;
+        self.replaying.store(false, Ordering::Relaxed);
+        let streams = caught_up?;
+        let orders = u64::try_from(lock(&self.index).len()).unwrap_or(u64::MAX);
+        let events = lock(&self.counters).replayed;
+        tracing::info!(orders, events, "The order view was rebuilt from the streams.");
+        Ok(RebuildReport {
+            orders,
+            events,
+            took_ms: u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX),
+            streams,
+        })
+    }
+
+    /// Waits until each stream is applied up to `targets`' last sequence.
+    async fn wait_for(&self, targets: &[StreamProgress]) -> Result<Vec<StreamProgress>, OrderViewError> {
+        let deadline = Instant::now() + self.config.rebuild_timeout;
+        loop {
+            let now = self.progress().await?;
+            let done = targets.iter().all(|target| {
+                now.iter()
+                    .any(|stream| stream.stream == target.stream && stream.applied_through >= target.last_sequence)
+            });
+            if done {
+                return Ok(targets
+                    .iter()
+                    .map(|target| StreamProgress {
+                        applied_through: now
+                            .iter()
+                            .find(|stream| stream.stream == target.stream)
+                            .map_or(0, |stream| stream.applied_through),
+                        ..target.clone()
+                    })
+                    .collect());
+            }
+            if Instant::now() > deadline {
+                return Err(OrderViewError::NotCaughtUp {
+                    timeout: self.config.rebuild_timeout,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Why an event was not applied.
+enum Unapplied {
+    /// Something on our side failed; a redelivery may succeed.
+    Retry(String),
+    /// The event will never read: it goes to the dead letters.
+    DeadLetter(String),
+}
+
+async fn stop_generation(mut generation: Generation) {
+    generation.stop.cancel();
+    while let Some(joined) = generation.tasks.join_next().await {
+        if let Err(error) = joined {
+            tracing::error!(error = %error, "An order view consumer task failed.");
+        }
+    }
+}
+
+async fn open_bucket(js: &jetstream::Context, config: &OrderViewConfig) -> Result<Bucket, OrderViewError> {
+    Ok(Bucket::open(
+        js,
+        VIEW_BUCKET,
+        "soabus order view: one order per key, its facts as the events told them",
+        config.replicas,
+    )
+    .await?)
+}
+
+fn jetstream_error(error: impl std::fmt::Display) -> OrderViewError {
+    OrderViewError::JetStream(error.to_string())
+}
+
+/// Microseconds since the Unix epoch.
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// A lock that a panicked holder left poisoned still guards plain data.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn read_lock<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write_lock<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
