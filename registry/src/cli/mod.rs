@@ -212,7 +212,7 @@ pub enum Command {
     /// Load workflow definitions, start instances, and list, show or cancel them.
     #[command(subcommand)]
     Workflow(WorkflowCommand),
-    /// Run the registry (HTTP API and web page), the shop's five services and the orchestrator until Ctrl-C.
+    /// Run the registry (HTTP API and web page), the shop's five services, the order view and the orchestrator until Ctrl-C.
     ///
     /// Uses the server at --nats-url, or starts the installed nats-server
     /// when none answers there; prints where everything is and commands to

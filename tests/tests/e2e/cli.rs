@@ -83,7 +83,7 @@ fn write_json(path: &Path, value: &serde_json::Value) -> std::io::Result<()> {
 async fn the_checked_in_catalogue_passes_the_check() {
     let run = soa(&["contract".as_ref(), "check".as_ref(), catalog_dir().as_os_str()]).await;
     assert_eq!(run.exit, Exit::Success, "{}{}", run.stdout, run.stderr);
-    assert_eq!(run.stdout, "7 documents, 0 errors, 0 warnings\n");
+    assert_eq!(run.stdout, "8 documents, 0 errors, 0 warnings\n");
     assert_eq!(run.stderr, "");
 }
 
