@@ -244,6 +244,8 @@ class Contract:
     """A contract document and its compiled message schemas."""
 
     def __init__(self, document: dict):
+        if not isinstance(document, dict):
+            raise ValueError("the contract document is not a JSON object")
         for field in ("contract", "service", "version", "description", "owner"):
             if not isinstance(document.get(field), str):
                 raise ValueError(f"the contract document has no {field!r} string")
@@ -557,9 +559,12 @@ async def registry_call(nc, verb: str, request: dict, timeout: float) -> dict:
             code, message = None, header(reply, SERVICE_ERROR) or "no message"
         raise RegistryError("refused", f"the registry refused: {code}: {message}", code)
     try:
-        return json.loads(reply.data)
+        answer = json.loads(reply.data)
     except ValueError as err:
         raise RegistryError("garbled", f"the registry's reply could not be read: {err}") from None
+    if not isinstance(answer, dict):
+        raise RegistryError("garbled", "the registry's reply is not a JSON object")
+    return answer
 
 
 async def keep_registered(
