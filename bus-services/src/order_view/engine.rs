@@ -23,13 +23,36 @@ use super::facts::{Event, OrderFacts, Stamp};
 use super::lag::LagHistogram;
 use super::{OrderViewConfig, OrderViewError, VIEW_BUCKET};
 use crate::runtime::{dead_letter, ensure_event_stream};
-use crate::shop::state::{Bucket, Change, is_order_id};
+use crate::shop::state::{Bucket, is_order_id};
 
 /// The page size of `list` when the request names none.
 const DEFAULT_PAGE_SIZE: u32 = 50;
 
 /// How long a consumer waits before starting again after an error.
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
+
+/// How soon an unsettled delivery is delivered again.
+const ACK_WAIT: Duration = Duration::from_secs(5);
+
+/// Writes of one event that lose a compare-and-set before it is retried later.
+const MAX_WRITES: usize = 50;
+
+/// One order in the index: its facts (a superset of what the bucket holds at
+/// `revision`, since every write and read is joined into it) and the last
+/// revision of its key seen, so a write needs no read first.
+#[derive(Debug, Default)]
+struct Indexed {
+    facts: OrderFacts,
+    revision: Option<u64>,
+}
+
+impl Indexed {
+    /// Joins the bucket's value at `revision` into the entry.
+    fn join(&mut self, facts: &OrderFacts, revision: u64) {
+        self.facts.merge(facts);
+        self.revision = Some(self.revision.map_or(revision, |known| known.max(revision)));
+    }
+}
 
 /// One shop event stream the view reads.
 #[derive(Debug, Clone)]
@@ -66,7 +89,7 @@ pub(crate) struct Engine {
     config: OrderViewConfig,
     sources: Vec<Source>,
     bucket: RwLock<Bucket>,
-    index: Mutex<BTreeMap<String, OrderFacts>>,
+    index: Mutex<BTreeMap<String, Indexed>>,
     counters: Mutex<Counters>,
     replaying: AtomicBool,
     generation: tokio::sync::Mutex<Option<Generation>>,
@@ -89,7 +112,8 @@ impl Engine {
         let bucket = open_bucket(&js, &config).await?;
         let mut index = BTreeMap::new();
         for (key, facts) in bucket.all::<OrderFacts>().await? {
-            index.insert(key, facts);
+            // The revision is learnt at the first write (which then reads).
+            index.insert(key, Indexed { facts, revision: None });
         }
         tracing::info!(orders = index.len(), "The order view loaded its bucket.");
         Ok(Arc::new(Self {
@@ -157,7 +181,9 @@ impl Engine {
                     description: Some("soabus order view: every event of the stream, from the first".to_owned()),
                     deliver_policy: consumer::DeliverPolicy::All,
                     ack_policy: consumer::AckPolicy::Explicit,
-                    ack_wait: Duration::from_secs(30),
+                    // A delivery taken and not settled (the view stopped or
+                    // was killed) comes back this soon; applying twice is harmless.
+                    ack_wait: ACK_WAIT,
                     max_deliver: -1,
                     ..Default::default()
                 },
@@ -186,8 +212,18 @@ impl Engine {
                 },
             }
         };
-        // Finish what was taken; what is not acked comes back after the ack wait.
+        // Finish what was taken, and hand back what was pulled but not
+        // started, so it is delivered again at once rather than after the ack wait.
         while in_flight.next().await.is_some() {}
+        // At most one batch: a handed-back event may be pulled again at once.
+        for _ in 0..max_in_flight {
+            let Ok(Some(Ok(message))) = tokio::time::timeout(Duration::from_millis(20), messages.next()).await else {
+                break;
+            };
+            if let Err(error) = message.ack_with(AckKind::Nak(None)).await {
+                tracing::debug!(error = %error, "Could not hand an event back; it comes back after the ack wait.");
+            }
+        }
         result
     }
 
@@ -243,22 +279,11 @@ impl Engine {
         if !is_order_id(&order) {
             return Err(Unapplied::DeadLetter(format!("{order:?} can be no order's id")));
         }
-        let bucket = read_lock(&self.bucket).clone();
-        let written = bucket
-            .modify(&order, |current: Option<&OrderFacts>| {
-                let mut next = current.cloned().unwrap_or_default();
-                if next.apply(event.clone(), stamp) {
-                    Change::Write(next.clone(), Some(next))
-                } else {
-                    Change::Keep(None)
-                }
-            })
-            .await
-            .map_err(|error| Unapplied::Retry(error.to_string()))?;
-        let mode = self.index_and_mode(&order, written.as_ref()).or(event.mode());
+        let changed = self.write(&order, &event, stamp).await?;
+        let mode = self.mode_of(&order).or(event.mode());
         let lag_us = now_us().saturating_sub(at_us);
         let mut counters = lock(&self.counters);
-        if written.is_none() {
+        if !changed {
             counters.duplicates += 1;
         }
         if self.replaying.load(Ordering::Relaxed) {
@@ -275,23 +300,67 @@ impl Engine {
         Ok(())
     }
 
-    /// Joins what was written into the index; the order's mode as known now.
-    fn index_and_mode(&self, order: &str, written: Option<&OrderFacts>) -> Option<FlowMode> {
-        let mut index = lock(&self.index);
-        let entry = index.entry(order.to_owned()).or_default();
-        if let Some(facts) = written {
-            // A join: writes of one order landing here in any order end alike.
-            entry.merge(facts);
+    /// Adds `event` to the order's facts in the bucket: the index's facts
+    /// plus the event, written at the index's revision (one round trip);
+    /// when someone wrote first, the bucket's value is read, joined in, and
+    /// the write tried again. False when the fact was known already.
+    async fn write(&self, order: &str, event: &Event, stamp: Stamp) -> Result<bool, Unapplied> {
+        let bucket = read_lock(&self.bucket).clone();
+        for _ in 0..MAX_WRITES {
+            let Some((next, expected)) = self.next_facts(order, event, stamp) else {
+                return Ok(false);
+            };
+            let written = bucket
+                .put_if(order, &next, expected)
+                .await
+                .map_err(|error| Unapplied::Retry(error.to_string()))?;
+            if let Some(revision) = written {
+                self.join(order, &next, revision);
+                return Ok(true);
+            }
+            let current = bucket
+                .read::<OrderFacts>(order)
+                .await
+                .map_err(|error| Unapplied::Retry(error.to_string()))?;
+            if let Some((facts, revision)) = current {
+                self.join(order, &facts, revision);
+            }
         }
-        entry.mode()
+        Err(Unapplied::Retry(format!(
+            "the view of order {order} kept changing under {MAX_WRITES} writes"
+        )))
+    }
+
+    /// The order's facts with `event` added and the revision to write them
+    /// at; `None` when the event adds nothing.
+    fn next_facts(&self, order: &str, event: &Event, stamp: Stamp) -> Option<(OrderFacts, Option<u64>)> {
+        let index = lock(&self.index);
+        let (mut next, expected) = index
+            .get(order)
+            .map_or_else(Default::default, |entry| (entry.facts.clone(), entry.revision));
+        next.apply(event.clone(), stamp).then_some((next, expected))
+    }
+
+    /// Joins the bucket's value of `order` at `revision` into the index (a
+    /// join: writes of one order landing in any order end alike).
+    fn join(&self, order: &str, facts: &OrderFacts, revision: u64) {
+        lock(&self.index)
+            .entry(order.to_owned())
+            .or_default()
+            .join(facts, revision);
+    }
+
+    /// The order's mode as the index knows it now.
+    fn mode_of(&self, order: &str) -> Option<FlowMode> {
+        lock(&self.index).get(order).and_then(|entry| entry.facts.mode())
     }
 
     /// The view of one order.
     pub(crate) fn get(&self, order_id: &OrderId) -> Option<OrderView> {
         lock(&self.index)
             .get(&order_id.0)
-            .filter(|facts| **facts != OrderFacts::default())
-            .map(|facts| facts.view(order_id))
+            .filter(|entry| entry.facts != OrderFacts::default())
+            .map(|entry| entry.facts.view(order_id))
     }
 
     /// One page of views, by order id after the cursor.
@@ -306,7 +375,8 @@ impl Engine {
             Some(after) => index.range::<str, _>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded)),
             None => index.range::<str, _>(..),
         };
-        for (key, facts) in range {
+        for (key, entry) in range {
+            let facts = &entry.facts;
             if *facts == OrderFacts::default() {
                 continue;
             }

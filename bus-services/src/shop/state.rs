@@ -166,6 +166,31 @@ impl Bucket {
         }
     }
 
+    /// Stores `value` under `key` if the key is still at `expected` (`None`:
+    /// if it holds no value); the new revision, or `None` when someone else
+    /// wrote first. For a caller that keeps the value and its revision in
+    /// memory and so needs no read before each write.
+    pub(crate) async fn put_if<T: Serialize>(
+        &self,
+        key: &str,
+        value: &T,
+        expected: Option<u64>,
+    ) -> Result<Option<u64>, StoreError> {
+        let bytes = serde_json::to_vec(value).map_err(|error| self.error(format!("encoding {key}"), error))?;
+        match expected {
+            Some(revision) => match self.store.update(key, bytes.into(), revision).await {
+                Ok(written) => Ok(Some(written)),
+                Err(error) if error.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(None),
+                Err(error) => Err(self.error(format!("updating {key}"), error)),
+            },
+            None => match self.store.create(key, bytes.into()).await {
+                Ok(written) => Ok(Some(written)),
+                Err(error) if error.kind() == kv::CreateErrorKind::AlreadyExists => Ok(None),
+                Err(error) => Err(self.error(format!("creating {key}"), error)),
+            },
+        }
+    }
+
     /// Reads `key`, asks `decide` what to do with its value (`None` when
     /// there is none), and writes the answer with compare-and-set: created
     /// when the key was empty, updated at the revision read otherwise. When

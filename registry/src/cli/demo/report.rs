@@ -152,7 +152,7 @@ pub(crate) fn build(
     }
     let outcome_mismatches = mismatches(set, audit);
     let violations = audit.violations();
-    let tradeoffs = tradeoffs(graph, &modes);
+    let tradeoffs = tradeoffs(graph, &modes, &order_view);
     Report {
         run: set.run.clone(),
         orders: set.templates.len(),
@@ -307,7 +307,7 @@ pub(crate) fn mode_graph(graph: &GraphResponse, mode: FlowMode) -> GraphResponse
     }
 }
 
-fn tradeoffs(graph: &GraphResponse, modes: &BTreeMap<String, ModeReport>) -> Tradeoffs {
+fn tradeoffs(graph: &GraphResponse, modes: &BTreeMap<String, ModeReport>, view: &OrderViewReport) -> Tradeoffs {
     let choreographed = mode_edges(graph, FlowMode::Choreographed);
     let producers: BTreeSet<&str> = choreographed.iter().map(|edge| edge.to.as_str()).collect();
     let events_per_order = modes
@@ -324,9 +324,10 @@ fn tradeoffs(graph: &GraphResponse, modes: &BTreeMap<String, ModeReport>) -> Tra
         (
             "choreographed".to_owned(),
             format!(
-                "rebuilt from events: the order's correlation id across the event streams of {} services ({}); {events_per_order:.1} service messages per order on the bus",
+                "rebuilt from events: the order's correlation id across the event streams of {} services ({}); {events_per_order:.1} service messages per order on the bus; or 1 query of the order view (soa order-view get), which reads those events for every order, {:.1} ms behind them at p99",
                 producers.len(),
-                producers.iter().copied().collect::<Vec<_>>().join(", ")
+                producers.iter().copied().collect::<Vec<_>>().join(", "),
+                view.by_mode.get("choreographed").map_or(0.0, |lag| lag.lag_p99_ms)
             ),
         ),
     ]);
@@ -336,6 +337,8 @@ fn tradeoffs(graph: &GraphResponse, modes: &BTreeMap<String, ModeReport>) -> Tra
     let reserved_consumers: BTreeSet<&str> = graph
         .edges
         .iter()
+        // The flow's services only: the read model follows every event anyway.
+        .filter(|edge| is_shop(edge.from.as_str()))
         .filter(|edge| edge.kind == EdgeKind::Consumes && edge.reference == "inventory@1#reserved")
         .map(|edge| edge.from.as_str())
         .collect();
