@@ -102,7 +102,9 @@ impl From<OrderViewError> for ServiceError {
     }
 }
 
-/// The order view service.
+/// The order view service. Run one instance: the index that answers `get`
+/// and `list` holds what this instance applied (and loaded at start), and a
+/// second instance would share the durable consumers.
 #[derive(Debug, Clone, Default)]
 pub struct OrderViewService {
     config: OrderViewConfig,
