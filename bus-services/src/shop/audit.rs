@@ -108,6 +108,18 @@ impl OrderAudit {
         matches!(self.status, Some(OrderStatus::Completed | OrderStatus::Cancelled))
     }
 
+    /// Whether nothing more is to happen to it: it has ended, and if it
+    /// completed, its stock has left the shelves.
+    pub fn is_settled(&self) -> bool {
+        match self.status {
+            Some(OrderStatus::Completed) => {
+                self.reservation == Some(ReservationStatus::Shipped) && self.held_units == 0
+            }
+            Some(OrderStatus::Cancelled) => true,
+            Some(OrderStatus::Placed) | None => false,
+        }
+    }
+
     /// How long it took from placed to its end, in ms.
     pub fn latency_ms(&self) -> Option<u64> {
         Some(self.finished_at_ms?.saturating_sub(self.placed_at_ms?))
@@ -217,15 +229,12 @@ impl StockAudit {
 }
 
 impl Audit {
-    /// Orders that have not ended yet, and completed ones whose stock is
-    /// between the shelves and the shipment (for a moment).
+    /// Orders the orders service knows that are not settled yet: not ended,
+    /// or completed with their stock not yet off the shelves.
     pub fn unsettled(&self) -> Vec<&str> {
         self.orders
             .values()
-            .filter(|order| {
-                order.status == Some(OrderStatus::Placed)
-                    || (order.reservation == Some(ReservationStatus::Shipped) && order.held_units != 0)
-            })
+            .filter(|order| order.status.is_some() && !order.is_settled())
             .map(|order| order.order_id.as_str())
             .collect()
     }
@@ -447,7 +456,28 @@ mod tests {
             ..shipped()
         };
         audit.orders.insert("o-1".to_owned(), shipping);
-        assert_eq!(audit.unsettled(), ["o-1"]);
+        audit.orders.insert(
+            "o-2".to_owned(),
+            OrderAudit {
+                order_id: "o-2".to_owned(),
+                ..completed()
+            },
+        );
+        audit.orders.insert(
+            "o-3".to_owned(),
+            OrderAudit {
+                order_id: "o-3".to_owned(),
+                ..shipped()
+            },
+        );
+        audit.orders.insert(
+            "o-4".to_owned(),
+            OrderAudit {
+                order_id: "o-4".to_owned(),
+                ..cancelled_after_shipping_failed()
+            },
+        );
+        assert_eq!(audit.unsettled(), ["o-1", "o-2"]);
     }
 
     #[test]
