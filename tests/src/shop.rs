@@ -149,8 +149,9 @@ pub async fn load_fulfilment(client: &ServiceClient) -> Result<(), BoxError> {
     Ok(())
 }
 
-/// Polls the books until every one of `orders` has ended and nothing is
-/// wrong; an error naming what is not after `timeout`.
+/// Polls the books until every one of `orders` has settled (ended, and its
+/// stock shipped if it completed) and nothing is wrong; an error naming what
+/// is not after `timeout`.
 pub async fn wait_settled(nats: &async_nats::Client, orders: &[&str], timeout: Duration) -> Result<Audit, BoxError> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
@@ -158,7 +159,7 @@ pub async fn wait_settled(nats: &async_nats::Client, orders: &[&str], timeout: D
         let open: Vec<&str> = orders
             .iter()
             .copied()
-            .filter(|order| !books.orders.get(*order).is_some_and(|audit| audit.is_final()))
+            .filter(|order| !books.orders.get(*order).is_some_and(|audit| audit.is_settled()))
             .collect();
         let wrong = books.violations();
         if open.is_empty() && wrong.is_empty() {

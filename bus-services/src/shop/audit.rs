@@ -54,6 +54,8 @@ pub struct OrderAudit {
     pub reservation: Option<ReservationStatus>,
     /// Units held for it now, all products together.
     pub held_units: u64,
+    /// Units that left the shelves for it (once completed).
+    pub shipped_units: u64,
     /// Its payment.
     pub payment: Option<PaymentStatus>,
     /// Minor units charged (refunded or not).
@@ -74,8 +76,9 @@ pub struct Outcome {
     pub status: Option<OrderStatus>,
     /// Why it was cancelled.
     pub failure: Option<FailureReason>,
-    /// Units still held for it.
-    pub held_units: u64,
+    /// Units held for it or shipped to it: all it ordered once reserved,
+    /// none once released.
+    pub stock_units: u64,
     /// Minor units charged.
     pub charged_cents: u64,
     /// Minor units refunded.
@@ -92,7 +95,7 @@ impl OrderAudit {
         Outcome {
             status: self.status,
             failure: self.failure,
-            held_units: self.held_units,
+            stock_units: self.held_units.saturating_add(self.shipped_units),
             charged_cents: self.charged_cents,
             refunded_cents: self.refunded_cents,
             shipped: self.shipment == Some(ShipmentStatus::Scheduled),
@@ -103,6 +106,18 @@ impl OrderAudit {
     /// Whether the order has ended (completed or cancelled).
     pub fn is_final(&self) -> bool {
         matches!(self.status, Some(OrderStatus::Completed | OrderStatus::Cancelled))
+    }
+
+    /// Whether nothing more is to happen to it: it has ended, and if it
+    /// completed, its stock has left the shelves.
+    pub fn is_settled(&self) -> bool {
+        match self.status {
+            Some(OrderStatus::Completed) => {
+                self.reservation == Some(ReservationStatus::Shipped) && self.held_units == 0
+            }
+            Some(OrderStatus::Cancelled) => true,
+            Some(OrderStatus::Placed) | None => false,
+        }
     }
 
     /// How long it took from placed to its end, in ms.
@@ -120,10 +135,19 @@ impl OrderAudit {
         let count = |kind: NotificationKind| self.notifications.iter().filter(|sent| **sent == kind).count();
         match self.status {
             Some(OrderStatus::Completed) => {
-                if self.reservation != Some(ReservationStatus::Held) || self.held_units != self.ordered_units {
+                // Its units are held until the inventory hears it completed,
+                // then they leave the shelves.
+                let stocked = match self.reservation {
+                    Some(ReservationStatus::Held) => self.held_units == self.ordered_units && self.shipped_units == 0,
+                    Some(ReservationStatus::Shipped) => {
+                        self.held_units == 0 && self.shipped_units == self.ordered_units
+                    }
+                    _ => false,
+                };
+                if !stocked {
                     wrong.push(format!(
-                        "{id} is completed but holds {} of {} units (reservation {:?})",
-                        self.held_units, self.ordered_units, self.reservation
+                        "{id} is completed but holds {} and shipped {} of {} units (reservation {:?})",
+                        self.held_units, self.shipped_units, self.ordered_units, self.reservation
                     ));
                 }
                 if !charged_not_refunded || self.charged_cents != self.total_cents || self.refunded_cents != 0 {
@@ -143,7 +167,12 @@ impl OrderAudit {
                 }
             }
             Some(OrderStatus::Cancelled) => {
-                if self.held_units != 0 || self.reservation == Some(ReservationStatus::Held) {
+                if self.held_units != 0
+                    || matches!(
+                        self.reservation,
+                        Some(ReservationStatus::Held | ReservationStatus::Shipped)
+                    )
+                {
                     wrong.push(format!(
                         "{id} is cancelled but still holds {} units (reservation {:?})",
                         self.held_units, self.reservation
@@ -184,6 +213,8 @@ pub struct StockAudit {
     pub sku: String,
     /// Units on the shelves, held or not.
     pub on_hand: u64,
+    /// Units that left the shelves for completed orders.
+    pub shipped: u64,
     /// Units held for orders.
     pub held: u64,
     /// Units held by order id.
@@ -198,11 +229,12 @@ impl StockAudit {
 }
 
 impl Audit {
-    /// Orders that have not ended yet.
+    /// Orders the orders service knows that are not settled yet: not ended,
+    /// or completed with their stock not yet off the shelves.
     pub fn unsettled(&self) -> Vec<&str> {
         self.orders
             .values()
-            .filter(|order| order.status == Some(OrderStatus::Placed))
+            .filter(|order| order.status.is_some() && !order.is_settled())
             .map(|order| order.order_id.as_str())
             .collect()
     }
@@ -249,20 +281,29 @@ pub async fn audit(nats: async_nats::Client) -> Result<Audit, ShopError> {
         order.instance = record.instance;
     }
     for (_, record) in read::<ReservationRecord>(&js, RESERVATIONS_BUCKET).await? {
-        entry(&mut audit, &record.order_id.0).reservation = Some(record.status);
+        let order = entry(&mut audit, &record.order_id.0);
+        order.reservation = Some(record.status);
+        if record.status == ReservationStatus::Shipped {
+            order.shipped_units = record.units();
+        }
     }
     for (_, record) in read::<StockRecord>(&js, STOCK_BUCKET).await? {
-        for (order, units) in &record.holds {
+        for (order, hold) in &record.holds {
             let held = &mut entry(&mut audit, order).held_units;
-            *held = held.saturating_add(*units);
+            *held = held.saturating_add(hold.units);
         }
         audit.stock.insert(
             record.sku.clone(),
             StockAudit {
                 held: record.held(),
+                shipped: record.shipped,
+                holds: record
+                    .holds
+                    .iter()
+                    .map(|(order, hold)| (order.clone(), hold.units))
+                    .collect(),
                 sku: record.sku,
                 on_hand: record.on_hand,
-                holds: record.holds,
             },
         );
     }
@@ -353,9 +394,19 @@ mod tests {
         }
     }
 
+    fn shipped() -> OrderAudit {
+        OrderAudit {
+            reservation: Some(ReservationStatus::Shipped),
+            held_units: 0,
+            shipped_units: 2,
+            ..completed()
+        }
+    }
+
     #[test]
     fn a_whole_order_has_no_violations() {
         assert_eq!(completed().violations(), Vec::<String>::new());
+        assert_eq!(shipped().violations(), Vec::<String>::new());
         assert_eq!(cancelled_after_shipping_failed().violations(), Vec::<String>::new());
     }
 
@@ -384,6 +435,49 @@ mod tests {
             ..completed()
         };
         assert!(in_flight.violations().is_empty());
+        let shipped_short = OrderAudit {
+            shipped_units: 1,
+            ..shipped()
+        };
+        assert_eq!(shipped_short.violations().len(), 1);
+        let shipped_and_held = OrderAudit {
+            held_units: 2,
+            ..shipped()
+        };
+        assert_eq!(shipped_and_held.violations().len(), 1);
+    }
+
+    #[test]
+    fn an_order_counts_the_same_held_or_shipped() {
+        assert_eq!(completed().outcome(), shipped().outcome());
+        let mut audit = Audit::default();
+        let shipping = OrderAudit {
+            held_units: 2,
+            ..shipped()
+        };
+        audit.orders.insert("o-1".to_owned(), shipping);
+        audit.orders.insert(
+            "o-2".to_owned(),
+            OrderAudit {
+                order_id: "o-2".to_owned(),
+                ..completed()
+            },
+        );
+        audit.orders.insert(
+            "o-3".to_owned(),
+            OrderAudit {
+                order_id: "o-3".to_owned(),
+                ..shipped()
+            },
+        );
+        audit.orders.insert(
+            "o-4".to_owned(),
+            OrderAudit {
+                order_id: "o-4".to_owned(),
+                ..cancelled_after_shipping_failed()
+            },
+        );
+        assert_eq!(audit.unsettled(), ["o-1", "o-2"]);
     }
 
     #[test]
@@ -394,6 +488,7 @@ mod tests {
             StockAudit {
                 sku: "a".to_owned(),
                 on_hand: 1,
+                shipped: 0,
                 held: 2,
                 holds: BTreeMap::new(),
             },

@@ -1,9 +1,9 @@
 //! The inventory service: stock per product and one reservation per order.
 //!
 //! Stock never goes below zero, whatever runs at once: a product's record
-//! holds its units on hand and the units held for each order by order id,
-//! and a hold is added only by a compare-and-set that sees enough free
-//! units. Holding is idempotent per order (an order already holding a
+//! holds its units on hand and the units held for each order in flight by
+//! order id, and a hold is added only by a compare-and-set that sees enough
+//! free units. Holding is idempotent per order (an order already holding a
 //! product is left as it is), so two deliveries of one reservation never
 //! take stock twice.
 //!
@@ -14,6 +14,14 @@
 //! attempt at the same order cannot end `held` with a product missing. An
 //! answer read from a `refused` or `released` record first gives back any
 //! hold still there, which repairs an attempt that died half-way.
+//!
+//! A product's record stays small: when an order completes, its units leave
+//! the shelves (`on_hand` and the hold go down together, `shipped` goes up)
+//! and the reservation ends `shipped`. Each hold names the reservation
+//! attempt that took it, and the settled reservation names the holds that
+//! count, so a late attempt that still believed the reservation pending
+//! cannot have its hold shipped or counted: it finds its hold is not the one
+//! named and gives it back.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,7 +31,7 @@ use contracts::SchemaSet;
 use contracts::shop::inventory::{
     self, GetStock, ReleaseStock, Reservation, ReserveStock, StockLevel, StockReleased, StockReserved, StockShortage,
 };
-use contracts::shop::orders::{self, OrderPlaced};
+use contracts::shop::orders::{self, OrderCompleted, OrderPlaced};
 use contracts::shop::payments::{self, PaymentDeclined};
 use contracts::shop::shipping::{self, ShipmentFailed};
 use contracts::shop::{FlowMode, OrderId, StockLine};
@@ -48,14 +56,48 @@ pub(crate) struct StockRecord {
     pub(crate) sku: String,
     /// Units on the shelves, held or not.
     pub(crate) on_hand: u64,
-    /// Units held, by order id.
-    pub(crate) holds: BTreeMap<String, u64>,
+    /// Units that left the shelves for completed orders.
+    #[serde(default)]
+    pub(crate) shipped: u64,
+    /// Units held for orders in flight, by order id.
+    pub(crate) holds: BTreeMap<String, Hold>,
+}
+
+/// The units one order holds of a product, and the attempt that took them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "StoredHold")]
+pub(crate) struct Hold {
+    /// Units held.
+    pub(crate) units: u64,
+    /// The reservation attempt that took them (empty in records written
+    /// before attempts were named).
+    pub(crate) attempt: String,
+}
+
+/// A hold as stored now, or as a bare unit count by earlier versions.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum StoredHold {
+    Named { units: u64, attempt: String },
+    Units(u64),
+}
+
+impl From<StoredHold> for Hold {
+    fn from(stored: StoredHold) -> Self {
+        match stored {
+            StoredHold::Named { units, attempt } => Self { units, attempt },
+            StoredHold::Units(units) => Self {
+                units,
+                attempt: String::new(),
+            },
+        }
+    }
 }
 
 impl StockRecord {
     /// Units held for orders.
     pub(crate) fn held(&self) -> u64 {
-        self.holds.values().fold(0, |sum, units| sum.saturating_add(*units))
+        self.holds.values().fold(0, |sum, hold| sum.saturating_add(hold.units))
     }
 
     /// Units free to reserve.
@@ -76,6 +118,8 @@ pub enum ReservationStatus {
     Refused,
     /// What was held went back; nothing is held.
     Released,
+    /// The order completed and what was held left the shelves.
+    Shipped,
 }
 
 /// One order's reservation as stored.
@@ -95,20 +139,41 @@ pub(crate) struct ReservationRecord {
     /// Whether the release gave stock back (it was held or being taken).
     #[serde(default)]
     pub(crate) released_held: bool,
+    /// Once held: by SKU, the attempt whose hold is the order's.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) attempts: BTreeMap<String, String>,
     /// When it last changed, ms since the Unix epoch.
     pub(crate) updated_at_ms: u64,
+}
+
+impl ReservationRecord {
+    /// The attempt whose hold on `sku` counts (empty: holds from before attempts were named).
+    fn attempt_for(&self, sku: &str) -> &str {
+        self.attempts.get(sku).map_or("", String::as_str)
+    }
+
+    /// Units of every line together.
+    pub(crate) fn units(&self) -> u64 {
+        self.items
+            .iter()
+            .fold(0, |sum, line| sum.saturating_add(u64::from(line.quantity)))
+    }
 }
 
 /// What reserving came to.
 #[derive(Debug, Clone)]
 pub(crate) enum Reserved {
-    /// Every product is held.
+    /// Every product is held (or was, and has shipped).
     Held(Reservation),
     /// A product ran short; nothing is held.
     Short(StockShortage),
     /// The order's stock was released before; it is not reserved again.
     Released,
 }
+
+/// What one attempt's pass over the products came to: by SKU, the attempt
+/// whose hold is there, or the product that ran short.
+type Taken = Result<BTreeMap<String, String>, StockShortage>;
 
 /// The inventory's state.
 #[derive(Clone)]
@@ -139,6 +204,7 @@ impl Inventory {
             let record = StockRecord {
                 sku: sku.clone(),
                 on_hand: *units,
+                shipped: 0,
                 holds: BTreeMap::new(),
             };
             self.stock.create(&sku_key(sku), &record).await?;
@@ -160,8 +226,11 @@ impl Inventory {
     async fn reserve_to_the_end(&self, order_id: &OrderId, items: &[StockLine]) -> Result<Reserved, StoreError> {
         let key = order_id.0.as_str();
         let wanted = merge_lines(items);
+        let attempt = nuid::next().to_string();
+        // Products this attempt put a hold on.
+        let mut added: Vec<String> = Vec::new();
         for _ in 0..MAX_ROUNDS {
-            let record = match self.reservations.get::<ReservationRecord>(key).await? {
+            let mut record = match self.reservations.get::<ReservationRecord>(key).await? {
                 Some(record) => record,
                 None => {
                     let record = ReservationRecord {
@@ -171,6 +240,7 @@ impl Inventory {
                         status: ReservationStatus::Pending,
                         shortage: None,
                         released_held: false,
+                        attempts: BTreeMap::new(),
                         updated_at_ms: now_ms(),
                     };
                     if !self.reservations.create(key, &record).await? {
@@ -180,8 +250,32 @@ impl Inventory {
                     record
                 }
             };
+            let found_settled = record.status != ReservationStatus::Pending;
+            if !found_settled {
+                // Take what the record says (the first request's items), so
+                // every attempt at this order works towards the same holds.
+                let taken = self.take(order_id, &record.items, &attempt, &mut added).await?;
+                // Answer from the settled record, whoever settled it.
+                match self.settle(key, taken).await? {
+                    Some(settled) => record = settled,
+                    None => continue,
+                }
+            }
             match record.status {
-                ReservationStatus::Held => {
+                ReservationStatus::Held | ReservationStatus::Shipped => {
+                    // A hold the record does not name is a late attempt's
+                    // (this one's, or one that died before giving it back).
+                    let suspects: Vec<&str> = if found_settled {
+                        record.items.iter().map(|line| line.sku.as_str()).collect()
+                    } else {
+                        added.iter().map(String::as_str).collect()
+                    };
+                    for sku in suspects {
+                        if !found_settled && record.attempt_for(sku) == attempt {
+                            continue;
+                        }
+                        self.drop_unnamed(key, sku, record.attempt_for(sku)).await?;
+                    }
                     return Ok(Reserved::Held(Reservation {
                         reservation_id: record.reservation_id,
                         order_id: record.order_id,
@@ -205,13 +299,7 @@ impl Inventory {
                     self.give_back(key, &wanted).await?;
                     return Ok(Reserved::Released);
                 }
-                ReservationStatus::Pending => {
-                    // Take what the record says (the first request's items), so
-                    // every attempt at this order works towards the same holds.
-                    let shortage = self.take(order_id, &record.items).await?;
-                    self.settle(key, shortage).await?;
-                    // Answer from the settled record, whoever settled it.
-                }
+                ReservationStatus::Pending => {}
             }
         }
         Err(StoreError {
@@ -221,56 +309,85 @@ impl Inventory {
         })
     }
 
-    /// Holds each line for `order_id`, product by product; the first
-    /// product short of units stops it and is returned.
-    async fn take(&self, order_id: &OrderId, items: &[StockLine]) -> Result<Option<StockShortage>, StoreError> {
+    /// Holds each line for `order_id` under `attempt`, product by product;
+    /// the first product short of units stops it and is returned. Products
+    /// it put a hold on are added to `added`.
+    async fn take(
+        &self,
+        order_id: &OrderId,
+        items: &[StockLine],
+        attempt: &str,
+        added: &mut Vec<String>,
+    ) -> Result<Taken, StoreError> {
         let order = order_id.0.as_str();
+        let mut attempts = BTreeMap::new();
         for line in items {
             let units = u64::from(line.quantity);
-            let short = self
+            let outcome = self
                 .stock
                 .modify(&sku_key(&line.sku), |current: Option<&StockRecord>| match current {
                     // A product the shop never stocked has nothing free.
-                    None => Change::Keep(Some(0)),
-                    Some(record) if record.holds.contains_key(order) => Change::Keep(None),
-                    Some(record) if record.available() >= units => {
-                        let mut next = record.clone();
-                        next.holds.insert(order.to_owned(), units);
-                        Change::Write(next, None)
-                    }
-                    Some(record) => Change::Keep(Some(record.available())),
+                    None => Change::Keep(Err(0)),
+                    Some(record) => match record.holds.get(order) {
+                        Some(hold) => Change::Keep(Ok((hold.attempt.clone(), false))),
+                        None if record.available() >= units => {
+                            let mut next = record.clone();
+                            next.holds.insert(
+                                order.to_owned(),
+                                Hold {
+                                    units,
+                                    attempt: attempt.to_owned(),
+                                },
+                            );
+                            Change::Write(next, Ok((attempt.to_owned(), true)))
+                        }
+                        None => Change::Keep(Err(record.available())),
+                    },
                 })
                 .await?;
-            if let Some(available) = short {
-                return Ok(Some(StockShortage {
-                    order_id: order_id.clone(),
-                    sku: line.sku.clone(),
-                    requested: units,
-                    available,
-                    mode: None,
-                }));
+            match outcome {
+                Ok((holder, added_here)) => {
+                    if added_here {
+                        added.push(line.sku.clone());
+                    }
+                    attempts.insert(line.sku.clone(), holder);
+                }
+                Err(available) => {
+                    return Ok(Err(StockShortage {
+                        order_id: order_id.clone(),
+                        sku: line.sku.clone(),
+                        requested: units,
+                        available,
+                        mode: None,
+                    }));
+                }
             }
         }
-        Ok(None)
+        Ok(Ok(attempts))
     }
 
-    /// Ends a pending reservation as held (no shortage) or refused; a
-    /// reservation someone else settled first is left as it is.
-    async fn settle(&self, key: &str, shortage: Option<StockShortage>) -> Result<(), StoreError> {
+    /// Ends a pending reservation as held (naming the holds that count) or
+    /// refused; a reservation someone else settled first is left as it is.
+    /// Returns the record as it stands (`None`: it is gone).
+    async fn settle(&self, key: &str, taken: Taken) -> Result<Option<ReservationRecord>, StoreError> {
         self.reservations
             .modify(key, |current: Option<&ReservationRecord>| match current {
                 Some(record) if record.status == ReservationStatus::Pending => {
                     let mut next = record.clone();
-                    next.status = if shortage.is_some() {
-                        ReservationStatus::Refused
-                    } else {
-                        ReservationStatus::Held
-                    };
-                    next.shortage.clone_from(&shortage);
+                    match &taken {
+                        Ok(attempts) => {
+                            next.status = ReservationStatus::Held;
+                            next.attempts.clone_from(attempts);
+                        }
+                        Err(shortage) => {
+                            next.status = ReservationStatus::Refused;
+                            next.shortage = Some(shortage.clone());
+                        }
+                    }
                     next.updated_at_ms = now_ms();
-                    Change::Write(next, ())
+                    Change::Write(next.clone(), Some(next))
                 }
-                _ => Change::Keep(()),
+                other => Change::Keep(other.cloned()),
             })
             .await
     }
@@ -292,10 +409,26 @@ impl Inventory {
         Ok(())
     }
 
+    /// Removes `order`'s hold on `sku` unless the `named` attempt took it
+    /// (idempotent).
+    async fn drop_unnamed(&self, order: &str, sku: &str, named: &str) -> Result<(), StoreError> {
+        self.stock
+            .modify(&sku_key(sku), |current: Option<&StockRecord>| match current {
+                Some(record) if record.holds.get(order).is_some_and(|hold| hold.attempt != named) => {
+                    let mut next = record.clone();
+                    next.holds.remove(order);
+                    Change::Write(next, ())
+                }
+                _ => Change::Keep(()),
+            })
+            .await
+    }
+
     /// Gives back what `order_id` holds, once: the record turns `released`
     /// first (so no attempt still under way can end `held`), then the holds go.
     /// A release before any reservation leaves a `released` record, so a
     /// late reservation is refused rather than taking stock nobody releases.
+    /// A shipped order's stock has left and is not given back.
     pub(crate) async fn release(&self, order_id: &OrderId) -> Result<StockReleased, StoreError> {
         // To the end, like a reservation: a release stopped halfway keeps holds.
         let (inventory, order) = (self.clone(), order_id.clone());
@@ -317,6 +450,7 @@ impl Inventory {
                         status: ReservationStatus::Released,
                         shortage: None,
                         released_held: false,
+                        attempts: BTreeMap::new(),
                         updated_at_ms: now_ms(),
                     };
                     Change::Write(record.clone(), record)
@@ -331,12 +465,68 @@ impl Inventory {
                 Some(record) => Change::Keep(record.clone()),
             })
             .await?;
-        self.give_back(key, &record.items).await?;
+        if record.status == ReservationStatus::Shipped {
+            tracing::warn!(order = %key, "A release of an order whose stock has shipped; nothing goes back.");
+        } else {
+            self.give_back(key, &record.items).await?;
+        }
         Ok(StockReleased {
             order_id: order_id.clone(),
             released: record.released_held,
             mode: None,
         })
+    }
+
+    /// Takes a completed order's units off the shelves, once: the record
+    /// turns `shipped` first, then each product's hold leaves with its units
+    /// (a hold the record does not name is a late attempt's and just goes).
+    /// Returns whether the order had stock held or shipped.
+    pub(crate) async fn ship(&self, order_id: &OrderId) -> Result<bool, StoreError> {
+        // To the end: a shipment stopped halfway keeps holds until redelivered.
+        let (inventory, order) = (self.clone(), order_id.clone());
+        tokio::spawn(async move { inventory.ship_to_the_end(&order).await })
+            .await
+            .map_err(|error| task_failed(&order_id.0, "shipping", &error))?
+    }
+
+    async fn ship_to_the_end(&self, order_id: &OrderId) -> Result<bool, StoreError> {
+        let key = order_id.0.as_str();
+        let record = self
+            .reservations
+            .modify(key, |current: Option<&ReservationRecord>| match current {
+                Some(record) if record.status == ReservationStatus::Held => {
+                    let mut next = record.clone();
+                    next.status = ReservationStatus::Shipped;
+                    next.updated_at_ms = now_ms();
+                    Change::Write(next.clone(), Some(next))
+                }
+                other => Change::Keep(other.cloned()),
+            })
+            .await?;
+        let Some(record) = record.filter(|record| record.status == ReservationStatus::Shipped) else {
+            return Ok(false);
+        };
+        for line in &record.items {
+            let named = record.attempt_for(&line.sku);
+            self.stock
+                .modify(&sku_key(&line.sku), |current: Option<&StockRecord>| {
+                    let Some(stock) = current else {
+                        return Change::Keep(());
+                    };
+                    let Some(hold) = stock.holds.get(key) else {
+                        return Change::Keep(());
+                    };
+                    let mut next = stock.clone();
+                    if hold.attempt == named {
+                        next.on_hand = next.on_hand.saturating_sub(hold.units);
+                        next.shipped = next.shipped.saturating_add(hold.units);
+                    }
+                    next.holds.remove(key);
+                    Change::Write(next, ())
+                })
+                .await?;
+        }
+        Ok(true)
     }
 
     /// A product's free and held units.
@@ -582,6 +772,23 @@ pub(crate) async fn run(
             }
         },
     );
+    // Not a step of the choreography but the end of every order's life,
+    // whichever mode drove it: its stock leaves the shelves.
+    let on_completed = reactions.inventory.clone();
+    spawn_consumer::<orders::Completed, _, _>(
+        &mut tasks,
+        &nats,
+        &config,
+        &orders::contract()?,
+        "inventory-orders-completed",
+        move |_context, completed: OrderCompleted| {
+            let inventory = on_completed.clone();
+            async move {
+                inventory.ship(&completed.order_id).await?;
+                Ok(())
+            }
+        },
+    );
     let on_failed = reactions;
     spawn_consumer::<shipping::Failed, _, _>(
         &mut tasks,
@@ -623,14 +830,49 @@ mod tests {
         assert_eq!(merged, vec![line("a", 2), line("b", 4)]);
     }
 
+    fn hold(units: u64, attempt: &str) -> Hold {
+        Hold {
+            units,
+            attempt: attempt.to_owned(),
+        }
+    }
+
     #[test]
     fn free_units_are_what_no_order_holds() {
         let record = StockRecord {
             sku: "a".to_owned(),
             on_hand: 10,
-            holds: BTreeMap::from([("o-1".to_owned(), 3), ("o-2".to_owned(), 4)]),
+            shipped: 5,
+            holds: BTreeMap::from([("o-1".to_owned(), hold(3, "x")), ("o-2".to_owned(), hold(4, "y"))]),
         };
         assert_eq!(record.held(), 7);
         assert_eq!(record.available(), 3);
+    }
+
+    #[test]
+    fn records_of_earlier_versions_still_read() -> Result<(), serde_json::Error> {
+        let record: StockRecord = serde_json::from_str(r#"{"sku":"a","on_hand":10,"holds":{"o-1":3}}"#)?;
+        assert_eq!(record.shipped, 0);
+        assert_eq!(record.holds.get("o-1"), Some(&hold(3, "")));
+        let reservation: ReservationRecord = serde_json::from_str(
+            r#"{"order_id":"o-1","reservation_id":"res-o-1","items":[{"sku":"a","quantity":3}],"status":"held","updated_at_ms":1}"#,
+        )?;
+        // Holds written before attempts were named are the ones that count.
+        assert_eq!(reservation.attempt_for("a"), "");
+        assert_eq!(reservation.units(), 3);
+        Ok(())
+    }
+
+    #[test]
+    fn holds_are_stored_with_their_attempt() -> Result<(), serde_json::Error> {
+        let record = StockRecord {
+            sku: "a".to_owned(),
+            on_hand: 1,
+            shipped: 0,
+            holds: BTreeMap::from([("o-1".to_owned(), hold(1, "x"))]),
+        };
+        let again: StockRecord = serde_json::from_value(serde_json::to_value(&record)?)?;
+        assert_eq!(again.holds, record.holds);
+        Ok(())
     }
 }

@@ -55,8 +55,9 @@ async fn an_order_is_fulfilled_both_ways_and_every_service_shows_it() {
     for id in ["chor-1", "orch-1"] {
         let audit = &books.orders[id];
         assert_eq!(audit.status, Some(OrderStatus::Completed), "{audit:#?}");
-        assert_eq!(audit.reservation, Some(ReservationStatus::Held));
-        assert_eq!(audit.held_units, 3);
+        // Once completed, its stock left the shelves.
+        assert_eq!(audit.reservation, Some(ReservationStatus::Shipped));
+        assert_eq!((audit.held_units, audit.shipped_units), (0, 3));
         assert_eq!(audit.payment, Some(PaymentStatus::Charged));
         assert_eq!((audit.charged_cents, audit.refunded_cents), (4699, 0));
         assert_eq!(audit.shipment, Some(ShipmentStatus::Scheduled));
@@ -67,8 +68,15 @@ async fn an_order_is_fulfilled_both_ways_and_every_service_shows_it() {
     assert!(books.orders["orch-1"].instance.is_some());
     assert_eq!(books.orders["chor-1"].instance, None);
     assert_eq!(books.orders["chor-1"].outcome(), books.orders["orch-1"].outcome());
-    assert_eq!(books.stock["sku-kettle"].held, 2);
-    assert_eq!(books.stock["sku-mug"].held, 4);
+    for (sku, shipped) in [("sku-kettle", 2), ("sku-mug", 4)] {
+        let stock = &books.stock[sku];
+        assert_eq!(
+            (stock.held, stock.shipped, stock.on_hand),
+            (0, shipped, tests::shop::PLENTY - shipped),
+            "{stock:?}"
+        );
+        assert!(stock.holds.is_empty(), "{stock:?}");
+    }
 
     // Each service answers for its own part.
     let orders = bus
@@ -86,7 +94,8 @@ async fn an_order_is_fulfilled_both_ways_and_every_service_shows_it() {
         })
         .await
         .unwrap();
-    assert_eq!((mugs.available, mugs.reserved), (tests::shop::PLENTY - 4, 4));
+    // The four mugs shipped: off the shelves, no longer reserved.
+    assert_eq!((mugs.available, mugs.reserved), (tests::shop::PLENTY - 4, 0));
     let notifications_client = ServiceClient::new(bus.nats.clone(), notifications::contract().unwrap());
     let sent = notifications_client
         .call::<notifications::List>(&ListNotifications {
@@ -228,8 +237,11 @@ async fn each_failure_is_undone_both_ways() {
             books.orders[&format!("orch-{n}")].outcome()
         );
     }
-    // Only the one completed order per mode holds stock.
-    assert_eq!(books.stock["sku-kettle"].held, 2);
+    // Only the one completed order per mode took stock, and it shipped.
+    assert_eq!(
+        (books.stock["sku-kettle"].held, books.stock["sku-kettle"].shipped),
+        (0, 2)
+    );
     assert_eq!(books.stock[SOLD_OUT].held, 0);
     // The compensation events went out in both modes: a refund and releases.
     let events = shop_events(&bus.nats).await.unwrap();
@@ -575,36 +587,44 @@ async fn stock_never_goes_below_zero_under_concurrent_orders() {
     .await;
     assert!(reservations.iter().all(Result::is_ok), "{reservations:#?}");
 
+    let quantity_of = |n: usize| u32::try_from(1 + n % 3).unwrap();
     let placed = join_all((0..ORDERS).map(|n| {
         let mode = if n % 2 == 0 {
             FlowMode::Choreographed
         } else {
             FlowMode::Orchestrated
         };
-        let quantity = u32::try_from(1 + n % 3).unwrap();
         let order = order(
             &format!("{}{n}", mode_prefix(mode)),
             mode,
-            &[("sku-kettle", 1, 2999), ("sku-scarce", quantity, 500)],
+            &[("sku-kettle", 1, 2999), ("sku-scarce", quantity_of(n), 500)],
         );
         let bus = &bus;
-        async move { bus.place(&order).await.map(|_| order.order_id.0) }
+        async move { bus.place(&order).await.map(|_| (order.order_id.0, quantity_of(n))) }
     }))
     .await;
-    let ids: Vec<String> = placed.into_iter().map(Result::unwrap).collect();
+    let placed: Vec<(String, u32)> = placed.into_iter().map(Result::unwrap).collect();
+    let ids: Vec<String> = placed.iter().map(|(id, _)| id.clone()).collect();
     let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
     let books: Audit = bus.settled(&id_refs, SETTLE).await.unwrap();
 
     let scarce = &books.stock["sku-scarce"];
     assert!(scarce.available() >= 0, "{scarce:?}");
-    assert!(scarce.held <= SCARCE);
+    // Every order has ended: nothing is held, what the completed ones
+    // ordered has left the shelves, and no unit twice.
+    assert_eq!(scarce.held, 0, "{scarce:?}");
+    assert_eq!(scarce.on_hand + scarce.shipped, SCARCE, "{scarce:?}");
     let completed: Vec<_> = ids
         .iter()
         .map(|id| &books.orders[id])
         .filter(|audit| audit.status == Some(OrderStatus::Completed))
         .collect();
-    let sold: u64 = completed.iter().map(|audit| scarce.holds[&audit.order_id]).sum();
-    assert_eq!(sold, scarce.held, "holds of orders that did not complete: {scarce:?}");
+    let sold: u64 = placed
+        .iter()
+        .filter(|(id, _)| books.orders[id].status == Some(OrderStatus::Completed))
+        .map(|(_, quantity)| u64::from(*quantity))
+        .sum();
+    assert_eq!(sold, scarce.shipped, "{scarce:?}");
     assert!(!completed.is_empty() && completed.len() < ORDERS, "{}", completed.len());
     for id in &ids {
         let audit = &books.orders[id];
@@ -612,8 +632,10 @@ async fn stock_never_goes_below_zero_under_concurrent_orders() {
             assert_eq!(audit.failure, Some(FailureReason::OutOfStock), "{audit:#?}");
         }
     }
-    // Kettles held: one per completed order, and the teapots of the direct reservation, once.
-    assert_eq!(books.stock["sku-kettle"].held, completed.len() as u64);
+    // Kettles shipped: one per completed order; the teapots of the direct
+    // reservation (never completed) held, once.
+    assert_eq!(books.stock["sku-kettle"].shipped, completed.len() as u64);
+    assert_eq!(books.stock["sku-kettle"].held, 0);
     assert_eq!(books.stock["sku-teapot"].held, 5);
     assert_eq!(books.orders["direct-res"].held_units, 5);
     bus.stop().await.unwrap();
