@@ -483,7 +483,13 @@ pub fn differences(view: &OrderView, audit: &OrderAudit) -> Vec<String> {
     } else if view.steps.out_of_stock.is_some() {
         Some(ReservationStatus::Refused)
     } else if view.steps.reserved.is_some() {
-        Some(ReservationStatus::Held)
+        // A completed order's stock leaves the shelves when the inventory
+        // hears it completed; the books compared are settled ones.
+        if view.status == ViewStatus::Completed {
+            Some(ReservationStatus::Shipped)
+        } else {
+            Some(ReservationStatus::Held)
+        }
     } else {
         None
     };
