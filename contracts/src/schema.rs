@@ -129,6 +129,9 @@ pub(crate) fn check_references_in(
             message,
         });
     };
+    for (pointer, message) in reference_cycles(root) {
+        problem(pointer, SchemaProblemKind::UnresolvedRef, message);
+    }
     for (pointer, schema) in schema_roots(root) {
         for_each_subschema(schema, &pointer, |pointer, object| {
             for keyword in ["$ref", "$dynamicRef", "$recursiveRef"] {
@@ -170,6 +173,102 @@ pub(crate) fn check_references_in(
         });
     }
     problems
+}
+
+/// Keywords whose subschemas apply to the same value as their parent: a loop
+/// through these and `$ref` never descends into the instance.
+const IN_PLACE_ARRAYS: [&str; 3] = ["allOf", "anyOf", "oneOf"];
+const IN_PLACE_SINGLE: [&str; 4] = ["not", "if", "then", "else"];
+
+/// Every local `$ref` that closes a cycle of schemas applying to the same
+/// value (`A` is `$ref` `B`, `B` is `allOf` [`$ref` `A`]): such a schema
+/// never says anything of its own, and a validator can only go round. A
+/// recursive schema that nests (a tree whose `children` are trees) passes
+/// through `properties` or `items` and is no such cycle.
+///
+/// One iterative depth-first walk over the document's schemas, linear in
+/// their number, whatever a hostile document holds.
+fn reference_cycles(root: &Value) -> Vec<(String, String)> {
+    // Each schema's in-place successors: (successor, the `$ref` pointer when the edge is a reference).
+    let mut edges: HashMap<String, Vec<(String, Option<String>)>> = HashMap::new();
+    for (pointer, schema) in schema_roots(root) {
+        for_each_subschema(schema, &pointer, |pointer, object| {
+            let mut next = Vec::new();
+            if let Some(Value::String(target)) = object.get("$ref")
+                && let Some(target) = target.strip_prefix('#')
+                && target.starts_with('/')
+            {
+                next.push((target.to_owned(), Some(format!("{pointer}/$ref"))));
+            }
+            for keyword in IN_PLACE_ARRAYS {
+                if let Some(Value::Array(items)) = object.get(keyword) {
+                    next.extend((0..items.len()).map(|index| (format!("{pointer}/{keyword}/{index}"), None)));
+                }
+            }
+            for keyword in IN_PLACE_SINGLE {
+                if object.contains_key(keyword) {
+                    next.push((format!("{pointer}/{keyword}"), None));
+                }
+            }
+            edges.insert(pointer.to_owned(), next);
+        });
+    }
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        OnPath,
+        Done,
+    }
+    let mut marks: HashMap<&str, Mark> = HashMap::new();
+    let mut cycles = Vec::new();
+    let mut starts: Vec<&String> = edges.keys().collect();
+    starts.sort();
+    for start in starts {
+        if marks.contains_key(start.as_str()) {
+            continue;
+        }
+        // The path from `start`, each node with the index of its next edge to follow.
+        let mut path: Vec<(&str, usize)> = vec![(start.as_str(), 0)];
+        marks.insert(start.as_str(), Mark::OnPath);
+        while let Some(&(node, next_edge)) = path.last() {
+            let successors = edges.get(node).map_or(&[][..], Vec::as_slice);
+            let Some((successor, via)) = successors.get(next_edge) else {
+                marks.insert(node, Mark::Done);
+                path.pop();
+                continue;
+            };
+            if let Some(last) = path.last_mut() {
+                last.1 += 1;
+            }
+            // A `$ref` to something that is not a schema is reported elsewhere.
+            let Some((successor, _)) = edges.get_key_value(successor.as_str()) else {
+                continue;
+            };
+            match marks.get(successor.as_str()) {
+                None => {
+                    marks.insert(successor.as_str(), Mark::OnPath);
+                    path.push((successor.as_str(), 0));
+                }
+                Some(Mark::OnPath) => {
+                    let from = path
+                        .iter()
+                        .position(|(step, _)| *step == successor.as_str())
+                        .unwrap_or(0);
+                    let mut loop_text: Vec<&str> = path[from..].iter().map(|(step, _)| *step).collect();
+                    loop_text.push(successor.as_str());
+                    let at = via.clone().unwrap_or_else(|| successor.clone());
+                    cycles.push((
+                        at,
+                        format!(
+                            "$ref cycle: {} applies to the same value round and round and never reaches a schema of its own; a recursive schema must nest (refer back from inside properties or items), or remove the loop",
+                            shorten(loop_text.join(" -> "))
+                        ),
+                    ));
+                }
+                Some(Mark::Done) => {}
+            }
+        }
+    }
+    cycles
 }
 
 /// The pointer and value of every schema root in the document: message
@@ -494,6 +593,27 @@ pub fn compile_contract(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reference_cycles_that_never_nest_are_found_and_recursion_that_nests_is_not() {
+        let document = json!({
+            "operations": {"op": {"request": {"$ref": "#/$defs/A"}, "response": {"$ref": "#/$defs/Tree"}}},
+            "$defs": {
+                "A": {"allOf": [{"$ref": "#/$defs/B"}]},
+                "B": {"anyOf": [{"type": "string"}, {"$ref": "#/$defs/A"}]},
+                "Tree": {"type": "object", "properties": {"children": {"type": "array", "items": {"$ref": "#/$defs/Tree"}}}},
+                "Self": {"$ref": "#/$defs/Self"}
+            }
+        });
+        let cycles = reference_cycles(&document);
+        let pointers: Vec<&str> = cycles.iter().map(|(pointer, _)| pointer.as_str()).collect();
+        assert_eq!(pointers, ["/$defs/B/anyOf/1/$ref", "/$defs/Self/$ref"], "{cycles:?}");
+        assert!(
+            cycles[0].1.contains("/$defs/A -> /$defs/A/allOf/0 -> /$defs/B"),
+            "{}",
+            cycles[0].1
+        );
+    }
 
     #[test]
     fn soa_references_name_a_service_and_a_major() {
