@@ -12,8 +12,8 @@ use async_nats::Message;
 use contracts::envelope::headers;
 use contracts::subjects::{self, DiscoveryVerb};
 use contracts::{
-    CompiledContract, ContractDocument, ErrorBody, ErrorCode, MemberName, MessageKey, MessageValidator, OperationType,
-    SchemaProblem, SchemaSet, compile_contract,
+    CompiledContract, ContractDocument, ContractId, ErrorBody, ErrorCode, ErrorDetail, MemberName, MessageKey,
+    MessageValidator, OperationType, SchemaProblem, SchemaSet, compile_contract,
 };
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
@@ -580,6 +580,15 @@ impl Service {
             correlation_id: wire::correlation_id(inbound),
             trace,
         };
+        if propagation.correlation_id.is_none()
+            && let Some(malformed) = wire::header(inbound, headers::CORRELATION_ID)
+        {
+            tracing::warn!(
+                subject = %message.subject,
+                bytes = malformed.len(),
+                "Ignored a malformed Soa-Correlation-Id header; the request is served outside any flow."
+            );
+        }
         let idempotency_key = wire::header(inbound, headers::IDEMPOTENCY_KEY).map(str::to_owned);
         let span = tracing::info_span!(
             "soa.request",
@@ -594,18 +603,27 @@ impl Service {
         );
         // Validation and encoding run outside the handler's own guard: a panic
         // anywhere here still gets the caller a reply.
-        let outcome =
-            std::panic::AssertUnwindSafe(self.respond(endpoint, &message.payload, &propagation, idempotency_key))
-                .catch_unwind()
-                .instrument(span.clone())
-                .await
-                .unwrap_or_else(|panic| {
-                    tracing::error!(parent: &span, panic = %panic_text(panic.as_ref()), "Handling a request panicked.");
-                    Err(ErrorBody::new(
-                        ErrorCode::Internal,
-                        "the service failed to handle the request",
-                    ))
-                });
+        let refusal = self.check_envelope(endpoint, inbound);
+        let respond = async {
+            match refusal {
+                Some(body) => Err(body),
+                None => {
+                    self.respond(endpoint, &message.payload, &propagation, idempotency_key)
+                        .await
+                }
+            }
+        };
+        let outcome = std::panic::AssertUnwindSafe(respond)
+            .catch_unwind()
+            .instrument(span.clone())
+            .await
+            .unwrap_or_else(|panic| {
+                tracing::error!(parent: &span, panic = %panic_text(panic.as_ref()), "Handling a request panicked.");
+                Err(ErrorBody::new(
+                    ErrorCode::Internal,
+                    "the service failed to handle the request",
+                ))
+            });
         let mut headers = Envelope::operation(self.inner.document.id(), endpoint.name.clone())
             .with_correlation_id(propagation.correlation_id.clone())
             .to_headers();
@@ -643,6 +661,58 @@ impl Service {
                 }
             }
         }
+    }
+
+    /// Refuses a request whose soabus headers say it is meant for another
+    /// contract or operation: a misrouted or spoofed request is the caller's
+    /// error, answered clearly, and never reaches the handler. Any version of
+    /// the served major is accepted (compatibility keeps them
+    /// interchangeable); a request without the headers is judged on its
+    /// payload alone.
+    fn check_envelope(&self, endpoint: &Endpoint, inbound: Option<&async_nats::HeaderMap>) -> Option<ErrorBody> {
+        let served = self.inner.document.id();
+        let refuse = |header: &str, named: &str, expected: String| {
+            let named: String = named.chars().take(MAX_QUOTED_HEADER_CHARS).collect();
+            let message = format!(
+                "the request's {header} header names {named:?}, but {} is {expected}; send it to the subject of what it names",
+                endpoint.info.subject
+            );
+            tracing::warn!(header, subject = %endpoint.info.subject, "Refused a request whose headers name another contract or operation.");
+            Some(ErrorBody {
+                code: ErrorCode::ValidationFailed,
+                details: vec![ErrorDetail {
+                    pointer: String::new(),
+                    schema_path: None,
+                    message: message.clone(),
+                }],
+                message,
+            })
+        };
+        if let Some(named) = wire::header(inbound, headers::CONTRACT) {
+            let same_major =
+                ContractId::parse(named).is_ok_and(|id| id.service == served.service && id.major() == served.major());
+            if !same_major {
+                return refuse(
+                    headers::CONTRACT,
+                    named,
+                    format!(
+                        "served by {served} (any {}@{}.x.y is accepted)",
+                        served.service,
+                        served.major()
+                    ),
+                );
+            }
+        }
+        if let Some(named) = wire::header(inbound, headers::OPERATION)
+            && named != endpoint.name.as_str()
+        {
+            return refuse(
+                headers::OPERATION,
+                named,
+                format!("operation {:?} of {served}", endpoint.name.as_str()),
+            );
+        }
+        None
     }
 
     async fn respond(
@@ -722,6 +792,10 @@ impl Service {
         error.to_body()
     }
 }
+
+/// The most characters of a refused header's value quoted back in the error:
+/// a hostile value must not make the reply huge.
+const MAX_QUOTED_HEADER_CHARS: usize = 80;
 
 /// The text of a panic's payload, for the log.
 fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
