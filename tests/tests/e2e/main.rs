@@ -12,6 +12,7 @@ mod discover;
 mod events;
 mod export;
 mod harness;
+mod hostile;
 mod http;
 mod orchestrator;
 mod order_view;
