@@ -5,6 +5,7 @@ use serde_json::Value;
 
 use crate::document::MessageKey;
 use crate::envelope::{ErrorBody, ErrorCode, ErrorDetail};
+use crate::locate::depth_beyond;
 use crate::names::ContractId;
 use crate::parse::shorten;
 
@@ -57,6 +58,11 @@ impl From<ValidationFailure> for ErrorBody {
     }
 }
 
+/// The deepest nesting of arrays and objects a message may have: serde_json's
+/// own recursion limit, which keeps a hostile payload from exhausting the
+/// stack.
+pub const MAX_PAYLOAD_DEPTH: usize = 127;
+
 /// The most failing values listed for one message; a hostile message cannot
 /// make the error reply huge.
 const MAX_DETAILS: usize = 100;
@@ -104,14 +110,26 @@ impl MessageValidator {
         Err(self.failure(details))
     }
 
-    /// Parses `payload` as JSON and checks it; a payload that is not JSON is
-    /// reported as one failing value at the root.
+    /// Parses `payload` as JSON and checks it; a payload that is not JSON, or
+    /// nests deeper than [`MAX_PAYLOAD_DEPTH`], is reported as one failing
+    /// value at the root.
     pub fn validate_bytes(&self, payload: &[u8]) -> Result<Value, ValidationFailure> {
         let instance: Value = serde_json::from_slice(payload).map_err(|err| {
+            // serde_json stops at its recursion limit and calls the payload
+            // invalid; say what is actually wrong with it.
+            let too_deep = std::str::from_utf8(payload)
+                .ok()
+                .and_then(|text| depth_beyond(text, MAX_PAYLOAD_DEPTH));
+            let message = match too_deep {
+                Some(position) => format!(
+                    "the payload nests arrays and objects deeper than {MAX_PAYLOAD_DEPTH} levels (from {position})"
+                ),
+                None => format!("the payload is not valid JSON: {err}"),
+            };
             self.failure(vec![ErrorDetail {
                 pointer: String::new(),
                 schema_path: None,
-                message: format!("the payload is not valid JSON: {err}"),
+                message,
             }])
         })?;
         self.validate(&instance)?;
