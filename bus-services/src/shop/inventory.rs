@@ -43,7 +43,7 @@ use super::config::ShopConfig;
 use super::flow::{
     Tasks, driven_by_workflow, event_message_id, order_flow, publish_failed, service_config, spawn_consumer,
 };
-use super::state::{Bucket, Change, RESERVATIONS_BUCKET, STOCK_BUCKET, StoreError, now_ms, sku_key};
+use super::state::{Bucket, Change, HotKeys, RESERVATIONS_BUCKET, STOCK_BUCKET, StoreError, now_ms, sku_key};
 use crate::runtime::{EventContext, EventPublisher, Propagation, Service, ServiceError};
 
 /// Rounds of reading and settling a reservation before giving up as `UNAVAILABLE`.
@@ -178,7 +178,9 @@ type Taken = Result<BTreeMap<String, String>, StockShortage>;
 /// The inventory's state.
 #[derive(Clone)]
 pub(crate) struct Inventory {
-    stock: Bucket,
+    /// Many orders change one product's record at once: the changes waiting
+    /// for a product are written together, by compare-and-set.
+    stock: Arc<HotKeys<StockRecord>>,
     reservations: Bucket,
 }
 
@@ -186,7 +188,7 @@ impl Inventory {
     /// Opens (creating when missing) the inventory's buckets.
     pub(crate) async fn open(js: &jetstream::Context, replicas: usize) -> Result<Self, StoreError> {
         Ok(Self {
-            stock: Bucket::open(js, STOCK_BUCKET, "soabus shop: stock per product", replicas).await?,
+            stock: HotKeys::new(Bucket::open(js, STOCK_BUCKET, "soabus shop: stock per product", replicas).await?),
             reservations: Bucket::open(
                 js,
                 RESERVATIONS_BUCKET,
@@ -207,7 +209,7 @@ impl Inventory {
                 shipped: 0,
                 holds: BTreeMap::new(),
             };
-            self.stock.create(&sku_key(sku), &record).await?;
+            self.stock.bucket().create(&sku_key(sku), &record).await?;
         }
         Ok(())
     }
@@ -323,27 +325,31 @@ impl Inventory {
         let mut attempts = BTreeMap::new();
         for line in items {
             let units = u64::from(line.quantity);
+            let (order, attempt) = (order.to_owned(), attempt.to_owned());
             let outcome = self
                 .stock
-                .modify(&sku_key(&line.sku), |current: Option<&StockRecord>| match current {
-                    // A product the shop never stocked has nothing free.
-                    None => Change::Keep(Err(0)),
-                    Some(record) => match record.holds.get(order) {
-                        Some(hold) => Change::Keep(Ok((hold.attempt.clone(), false))),
-                        None if record.available() >= units => {
-                            let mut next = record.clone();
-                            next.holds.insert(
-                                order.to_owned(),
-                                Hold {
-                                    units,
-                                    attempt: attempt.to_owned(),
-                                },
-                            );
-                            Change::Write(next, Ok((attempt.to_owned(), true)))
-                        }
-                        None => Change::Keep(Err(record.available())),
+                .modify(
+                    &sku_key(&line.sku),
+                    move |current: Option<&StockRecord>| match current {
+                        // A product the shop never stocked has nothing free.
+                        None => Change::Keep(Err(0)),
+                        Some(record) => match record.holds.get(&order) {
+                            Some(hold) => Change::Keep(Ok((hold.attempt.clone(), false))),
+                            None if record.available() >= units => {
+                                let mut next = record.clone();
+                                next.holds.insert(
+                                    order.clone(),
+                                    Hold {
+                                        units,
+                                        attempt: attempt.clone(),
+                                    },
+                                );
+                                Change::Write(next, Ok((attempt.clone(), true)))
+                            }
+                            None => Change::Keep(Err(record.available())),
+                        },
                     },
-                })
+                )
                 .await?;
             match outcome {
                 Ok((holder, added_here)) => {
@@ -395,15 +401,19 @@ impl Inventory {
     /// Removes `order`'s holds on the products of `items` (idempotent).
     async fn give_back(&self, order: &str, items: &[StockLine]) -> Result<(), StoreError> {
         for line in items {
+            let order = order.to_owned();
             self.stock
-                .modify(&sku_key(&line.sku), |current: Option<&StockRecord>| match current {
-                    Some(record) if record.holds.contains_key(order) => {
-                        let mut next = record.clone();
-                        next.holds.remove(order);
-                        Change::Write(next, ())
-                    }
-                    _ => Change::Keep(()),
-                })
+                .modify(
+                    &sku_key(&line.sku),
+                    move |current: Option<&StockRecord>| match current {
+                        Some(record) if record.holds.contains_key(&order) => {
+                            let mut next = record.clone();
+                            next.holds.remove(&order);
+                            Change::Write(next, ())
+                        }
+                        _ => Change::Keep(()),
+                    },
+                )
                 .await?;
         }
         Ok(())
@@ -412,11 +422,12 @@ impl Inventory {
     /// Removes `order`'s hold on `sku` unless the `named` attempt took it
     /// (idempotent).
     async fn drop_unnamed(&self, order: &str, sku: &str, named: &str) -> Result<(), StoreError> {
+        let (order, named) = (order.to_owned(), named.to_owned());
         self.stock
-            .modify(&sku_key(sku), |current: Option<&StockRecord>| match current {
-                Some(record) if record.holds.get(order).is_some_and(|hold| hold.attempt != named) => {
+            .modify(&sku_key(sku), move |current: Option<&StockRecord>| match current {
+                Some(record) if record.holds.get(&order).is_some_and(|hold| hold.attempt != named) => {
                     let mut next = record.clone();
-                    next.holds.remove(order);
+                    next.holds.remove(&order);
                     Change::Write(next, ())
                 }
                 _ => Change::Keep(()),
@@ -507,13 +518,13 @@ impl Inventory {
             return Ok(false);
         };
         for line in &record.items {
-            let named = record.attempt_for(&line.sku);
+            let (named, order) = (record.attempt_for(&line.sku).to_owned(), key.to_owned());
             self.stock
-                .modify(&sku_key(&line.sku), |current: Option<&StockRecord>| {
+                .modify(&sku_key(&line.sku), move |current: Option<&StockRecord>| {
                     let Some(stock) = current else {
                         return Change::Keep(());
                     };
-                    let Some(hold) = stock.holds.get(key) else {
+                    let Some(hold) = stock.holds.get(&order) else {
                         return Change::Keep(());
                     };
                     let mut next = stock.clone();
@@ -521,7 +532,7 @@ impl Inventory {
                         next.on_hand = next.on_hand.saturating_sub(hold.units);
                         next.shipped = next.shipped.saturating_add(hold.units);
                     }
-                    next.holds.remove(key);
+                    next.holds.remove(&order);
                     Change::Write(next, ())
                 })
                 .await?;
@@ -533,6 +544,7 @@ impl Inventory {
     pub(crate) async fn level(&self, sku: &str) -> Result<Option<StockLevel>, StoreError> {
         Ok(self
             .stock
+            .bucket()
             .get::<StockRecord>(&sku_key(sku))
             .await?
             .map(|record| StockLevel {

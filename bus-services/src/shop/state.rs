@@ -3,6 +3,8 @@
 //! key's revision. Nothing is held in memory between messages, so any
 //! instance of a service can handle any message and a restart loses nothing.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::jetstream::{self, kv};
@@ -270,6 +272,249 @@ impl Bucket {
         }
         Ok(out)
     }
+}
+
+/// A few keys that many changes of one instance go to at once (the stock
+/// of each product). The changes of one key waiting together are made in one
+/// write: each is decided on the value the ones before it leave, and the
+/// last value is written by compare-and-set on the revision the first one
+/// saw, so the write stands for all of them in that order or for none. The
+/// value and revision this instance last wrote or read are remembered, so a
+/// write needs no read first; another instance's write makes the
+/// compare-and-set fail and the key is read again, so every decision still
+/// sees the value it replaces. Changes that all keep the value are answered
+/// from a value read afresh only, since a remembered one may be stale.
+pub(crate) struct HotKeys<T> {
+    bucket: Bucket,
+    slots: std::sync::Mutex<HashMap<String, Arc<std::sync::Mutex<Slot<T>>>>>,
+}
+
+/// One key's waiting changes and what is known of it.
+struct Slot<T> {
+    /// Changes not yet taken by the writer.
+    waiting: Vec<Box<dyn Pending<T>>>,
+    /// Whether a writer is draining `waiting`.
+    writing: bool,
+    /// The key's value and revision as last written or read here.
+    known: Option<Known<T>>,
+}
+
+impl<T> Default for Slot<T> {
+    fn default() -> Self {
+        Self {
+            waiting: Vec::new(),
+            writing: false,
+            known: None,
+        }
+    }
+}
+
+/// A key's value (`None`: it holds none) at a revision (`None`: create it).
+#[derive(Clone)]
+struct Known<T> {
+    value: Option<T>,
+    revision: Option<u64>,
+}
+
+/// One change waiting for the write that makes it, with its caller's answer.
+trait Pending<T>: Send {
+    /// Decides on `current`; the value to write, or `None` to keep it.
+    fn decide(&mut self, current: Option<&T>) -> Option<T>;
+    /// The write stood (or nothing needed writing): answers the caller.
+    fn done(self: Box<Self>);
+    /// Answers the caller with `error`.
+    fn fail(self: Box<Self>, error: StoreError);
+}
+
+/// A [`Pending`] change made of a caller's `decide` step.
+struct Step<F, R> {
+    decide: F,
+    result: Option<R>,
+    answer: tokio::sync::oneshot::Sender<Result<R, StoreError>>,
+}
+
+impl<T, R, F> Pending<T> for Step<F, R>
+where
+    F: FnMut(Option<&T>) -> Change<T, R> + Send,
+    R: Send,
+{
+    fn decide(&mut self, current: Option<&T>) -> Option<T> {
+        match (self.decide)(current) {
+            Change::Keep(result) => {
+                self.result = Some(result);
+                None
+            }
+            Change::Write(next, result) => {
+                self.result = Some(result);
+                Some(next)
+            }
+        }
+    }
+
+    fn done(self: Box<Self>) {
+        if let Some(result) = self.result {
+            // A caller that stopped waiting needs no answer.
+            let _ = self.answer.send(Ok(result));
+        }
+    }
+
+    fn fail(self: Box<Self>, error: StoreError) {
+        let _ = self.answer.send(Err(error));
+    }
+}
+
+impl<T> HotKeys<T>
+where
+    T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    /// Changes to the keys of `bucket`.
+    pub(crate) fn new(bucket: Bucket) -> Arc<Self> {
+        Arc::new(Self {
+            bucket,
+            slots: std::sync::Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The bucket.
+    pub(crate) fn bucket(&self) -> &Bucket {
+        &self.bucket
+    }
+
+    fn slot(&self, key: &str) -> Arc<std::sync::Mutex<Slot<T>>> {
+        Arc::clone(lock(&self.slots).entry(key.to_owned()).or_default())
+    }
+
+    /// Like [`Bucket::modify`]: `decide` is asked what to do with the key's
+    /// value (as the changes written with it before leave it) and its answer
+    /// is written by compare-and-set. The write is made by a task of its own,
+    /// so a caller that stops waiting stops no one else's change.
+    pub(crate) async fn modify<R, F>(self: &Arc<Self>, key: &str, decide: F) -> Result<R, StoreError>
+    where
+        F: FnMut(Option<&T>) -> Change<T, R> + Send + 'static,
+        R: Send + 'static,
+    {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let slot = self.slot(key);
+        let start_writer = {
+            let mut slot = lock(&slot);
+            slot.waiting.push(Box::new(Step {
+                decide,
+                result: None,
+                answer,
+            }));
+            !std::mem::replace(&mut slot.writing, true)
+        };
+        if start_writer {
+            let (keys, key) = (Arc::clone(self), key.to_owned());
+            tokio::spawn(async move { keys.write_waiting(&key, &slot).await });
+        }
+        answered.await.map_err(|_| {
+            self.bucket
+                .error(format!("changing {key}"), "the writer stopped before answering")
+        })?
+    }
+
+    /// Writes the key's waiting changes, batch after batch, until none wait.
+    async fn write_waiting(&self, key: &str, slot: &std::sync::Mutex<Slot<T>>) {
+        // Should a decision panic, the next change starts a writer again.
+        let _writing = Writing(slot);
+        loop {
+            let (mut batch, known) = {
+                let mut slot = lock(slot);
+                if slot.waiting.is_empty() {
+                    slot.writing = false;
+                    return;
+                }
+                (std::mem::take(&mut slot.waiting), slot.known.take())
+            };
+            let outcome = self.write_batch(key, &mut batch, known).await;
+            let mut slot = lock(slot);
+            match outcome {
+                Ok(known) => {
+                    slot.known = Some(known);
+                    drop(slot);
+                    batch.into_iter().for_each(Pending::done);
+                }
+                Err(error) => {
+                    slot.known = None;
+                    drop(slot);
+                    batch.into_iter().for_each(|change| change.fail(error.clone()));
+                }
+            }
+        }
+    }
+
+    /// Decides every change of `batch` in turn and writes the last value;
+    /// the key as it then stands.
+    async fn write_batch(
+        &self,
+        key: &str,
+        batch: &mut [Box<dyn Pending<T>>],
+        mut known: Option<Known<T>>,
+    ) -> Result<Known<T>, StoreError> {
+        for attempt in 0..MAX_ATTEMPTS {
+            let fresh = known.is_none();
+            let current = match known.take() {
+                Some(current) => current,
+                None => match self.bucket.read::<T>(key).await? {
+                    Some((value, revision)) => Known {
+                        value: Some(value),
+                        revision: Some(revision),
+                    },
+                    // Created, not updated: creating also replaces a deleted value.
+                    None => Known {
+                        value: None,
+                        revision: None,
+                    },
+                },
+            };
+            let mut value = current.value.clone();
+            let mut changed = false;
+            for change in batch.iter_mut() {
+                if let Some(next) = change.decide(value.as_ref()) {
+                    value = Some(next);
+                    changed = true;
+                }
+            }
+            let Some(next) = value.filter(|_| changed) else {
+                if fresh {
+                    return Ok(current);
+                }
+                // Remembered, perhaps stale: decide again on the value read afresh.
+                continue;
+            };
+            if let Some(revision) = self.bucket.put_if(key, &next, current.revision).await? {
+                return Ok(Known {
+                    value: Some(next),
+                    revision: Some(revision),
+                });
+            }
+            tokio::time::sleep(contention_pause(attempt)).await;
+        }
+        Err(self.bucket.error(
+            format!("changing {key}"),
+            format!("still contended after {MAX_ATTEMPTS} attempts"),
+        ))
+    }
+}
+
+/// Marks a key's writer gone when it ends, however it ends.
+struct Writing<'a, T>(&'a std::sync::Mutex<Slot<T>>);
+
+impl<T> Drop for Writing<'_, T> {
+    fn drop(&mut self) {
+        let mut slot = lock(self.0);
+        if slot.writing && std::thread::panicking() {
+            slot.writing = false;
+            slot.known = None;
+        }
+    }
+}
+
+/// The value behind `mutex`; a poisoned one only means a panic elsewhere
+/// held it, and what it holds is still whole.
+fn lock<V>(mutex: &std::sync::Mutex<V>) -> std::sync::MutexGuard<'_, V> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// A short pause after losing a compare-and-set, longer with each loss and
