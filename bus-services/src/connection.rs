@@ -40,6 +40,10 @@ pub struct ConnectConfig {
     pub token: Option<String>,
     /// An nkey seed (`SU...`) for nkey authentication.
     pub nkey_seed: Option<String>,
+    /// A file holding an nkey seed (`SU...`), read when connecting; the
+    /// alternative to [`Self::nkey_seed`] that keeps the seed out of the
+    /// process's arguments and environment.
+    pub nkey_seed_file: Option<PathBuf>,
     /// The user for user-and-password authentication; needs [`Self::password`].
     pub user: Option<String>,
     /// The password for user-and-password authentication; needs [`Self::user`].
@@ -64,6 +68,7 @@ impl Default for ConnectConfig {
             credentials_file: None,
             token: None,
             nkey_seed: None,
+            nkey_seed_file: None,
             user: None,
             password: None,
             tls_required: false,
@@ -95,6 +100,7 @@ impl fmt::Debug for ConnectConfig {
             .field("credentials_file", &self.credentials_file)
             .field("token", &redacted(&self.token))
             .field("nkey_seed", &redacted(&self.nkey_seed))
+            .field("nkey_seed_file", &self.nkey_seed_file)
             .field("user", &self.user)
             .field("password", &redacted(&self.password))
             .field("tls_required", &self.tls_required)
@@ -166,6 +172,20 @@ pub enum ConnectError {
         source: std::io::Error,
     },
 
+    /// The nkey seed file could not be read or holds no seed.
+    #[error("could not read an nkey seed from {}", path.display())]
+    NkeySeedFile {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong reading it.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// Both an nkey seed and an nkey seed file were given.
+    #[error("give an nkey seed or an nkey seed file, not both")]
+    ConflictingNkeySeeds,
+
     /// The URL is not a NATS server address.
     #[error("{url:?} is not a NATS server URL; write it like nats://127.0.0.1:4222")]
     InvalidUrl {
@@ -191,8 +211,8 @@ pub enum ConnectError {
 
     /// The server refused the credentials.
     #[error(
-        "the NATS server at {url} refused the connection's credentials; check the credentials \
-         file, token or user and password"
+        "the NATS server at {url} refused the connection's credentials (authorization violation); \
+         check the credentials file, nkey seed, token or user and password"
     )]
     NotAuthorized {
         /// The URL.
@@ -204,8 +224,9 @@ pub enum ConnectError {
 
     /// TLS could not be set up or negotiated.
     #[error(
-        "could not set up TLS with the NATS server at {url}; check the certificate files and \
-         whether the server speaks TLS"
+        "the TLS handshake with the NATS server at {url} failed; check the root certificates \
+         (is the server's certificate signed by them?), the client certificate and key (does \
+         the server ask for one, and trust its issuer?) and whether the server speaks TLS"
     )]
     Tls {
         /// The URL.
@@ -342,8 +363,11 @@ async fn connect_options(config: &ConnectConfig) -> Result<async_nats::ConnectOp
     if let Some(token) = &config.token {
         options = options.token(token.clone());
     }
-    if let Some(seed) = &config.nkey_seed {
-        options = options.nkey(seed.clone());
+    match (&config.nkey_seed, &config.nkey_seed_file) {
+        (Some(seed), None) => options = options.nkey(seed.clone()),
+        (None, Some(path)) => options = options.nkey(read_nkey_seed(path).await?),
+        (Some(_), Some(_)) => return Err(ConnectError::ConflictingNkeySeeds),
+        (None, None) => {}
     }
     match (&config.user, &config.password) {
         (Some(user), Some(password)) => {
@@ -372,6 +396,28 @@ async fn connect_options(config: &ConnectConfig) -> Result<async_nats::ConnectOp
     Ok(options)
 }
 
+/// Reads the nkey seed in `path`: its first line that is not blank, trimmed.
+///
+/// A file `nk -gen user` wrote holds the seed alone; one with a trailing
+/// newline or a public key after it works too.
+async fn read_nkey_seed(path: &std::path::Path) -> Result<String, ConnectError> {
+    let error = |source| ConnectError::NkeySeedFile {
+        path: path.to_owned(),
+        source,
+    };
+    let text = tokio::fs::read_to_string(path).await.map_err(error)?;
+    text.lines()
+        .map(str::trim)
+        .find(|line| !line.is_empty())
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            error(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "the file is empty",
+            ))
+        })
+}
+
 /// Sorts an async-nats connect error by what the user should do about it.
 fn classify_connect_error(url: &str, source: async_nats::ConnectError) -> ConnectError {
     use async_nats::ConnectErrorKind;
@@ -379,6 +425,9 @@ fn classify_connect_error(url: &str, source: async_nats::ConnectError) -> Connec
     let url = url.to_owned();
     match source.kind() {
         ConnectErrorKind::ServerParse => ConnectError::InvalidUrl { url, source },
+        // A refused certificate reaches async-nats as an I/O error of the
+        // TLS stream; it is no sign of an unreachable server.
+        ConnectErrorKind::Io if is_tls_failure(&source) => ConnectError::Tls { url, source },
         ConnectErrorKind::Dns | ConnectErrorKind::TimedOut | ConnectErrorKind::Io => {
             ConnectError::Unreachable { url, source }
         }
@@ -388,6 +437,29 @@ fn classify_connect_error(url: &str, source: async_nats::ConnectError) -> Connec
         ConnectErrorKind::Tls => ConnectError::Tls { url, source },
         ConnectErrorKind::MaxReconnects => ConnectError::Other { url, source },
     }
+}
+
+/// Whether a rustls error (a certificate refused on either side, an alert
+/// from the server) is among the causes of `error`.
+///
+/// `std::io::Error::source` skips the error it wraps, so an I/O error's own
+/// payload is looked at too.
+fn is_tls_failure(error: &async_nats::ConnectError) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(error);
+    while let Some(current) = cause {
+        if current.is::<async_nats::rustls::Error>() {
+            return true;
+        }
+        if let Some(io) = current.downcast_ref::<std::io::Error>()
+            && io
+                .get_ref()
+                .is_some_and(|inner| inner.is::<async_nats::rustls::Error>())
+        {
+            return true;
+        }
+        cause = current.source();
+    }
+    false
 }
 
 #[cfg(test)]

@@ -55,10 +55,15 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Drains the connection and waits until it is closed: `drain` itself only
 /// starts the drain, and a process that exits right after would lose the
 /// last acks and publishes.
+///
+/// The connection's state cannot tell: async-nats 0.51 leaves it at
+/// `Connected` after a drain closes the connection. What does tell is its
+/// connection task: once that has ended, a command such as `server_pool`
+/// (answered by that task, without a round trip to the server) fails.
 async fn drain(nats: &async_nats::Client) -> Result<(), ServeError> {
     nats.drain().await.map_err(|err| ServeError::Drain(err.to_string()))?;
     let closed = async {
-        while nats.connection_state() == async_nats::connection::State::Connected {
+        while nats.server_pool().await.is_ok() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     };

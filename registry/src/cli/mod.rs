@@ -252,6 +252,9 @@ pub struct NatsOptions {
         value_name = "TOKEN"
     )]
     pub token: Option<String>,
+    /// A file holding an nkey seed (`SU...`) for nkey authentication.
+    #[arg(long, global = true, env = "NATS_NKEY", value_name = "FILE")]
+    pub nkey: Option<PathBuf>,
     /// The user for user-and-password authentication.
     #[arg(long, global = true, env = "NATS_USER", value_name = "USER")]
     pub user: Option<String>,
@@ -288,6 +291,7 @@ impl NatsOptions {
             name: Some(name.to_owned()),
             credentials_file: self.creds.clone(),
             token: self.token.clone(),
+            nkey_seed_file: self.nkey.clone(),
             user: self.user.clone(),
             password: self.password.clone(),
             tls_required,

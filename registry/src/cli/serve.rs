@@ -107,7 +107,10 @@ pub(super) async fn run(
     }
     let client = connection::connect(&nats.connect_config("soa-registry"))
         .await
-        .map_err(|err| UsageError(format!("could not connect to NATS at {}: {err}", nats.nats_url)))?;
+        .map_err(|err| {
+            // The chain keeps async-nats' own words (the TLS or authorization failure) after ours.
+            anyhow::Error::new(err).context(UsageError(format!("could not connect to NATS at {}", nats.nats_url)))
+        })?;
     let store: Arc<dyn Store> = match args.store {
         StoreKind::Embedded => {
             let path = args.data_dir.join("registry.redb");

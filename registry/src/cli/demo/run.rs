@@ -71,13 +71,14 @@ pub(crate) async fn run_mode(
     faults: &Faults,
     progress: bool,
 ) -> anyhow::Result<ModeRun> {
-    let (nats, url) = {
+    let (nats, counter_config) = {
         let system = system.lock().await;
-        (system.nats.clone(), system.url.clone())
+        (system.nats.clone(), system.connect_config("soa-demo-counter"))
     };
     let count = set.templates.len();
-    // Every message on the bus, counted by kind on a connection of its own.
-    let watcher = async_nats::connect(&url)
+    // Every message on the bus, counted by kind on a connection of its own,
+    // made with the same credentials and TLS options as every part.
+    let watcher = bus_services::connection::connect(&counter_config)
         .await
         .context("connecting the message counter")?;
     let mut everything = watcher.subscribe(">").await?;

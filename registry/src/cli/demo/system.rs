@@ -318,11 +318,17 @@ impl System {
 
     /// A new connection for a part, with the options everything uses.
     async fn connect(&self, name: &str) -> anyhow::Result<Client> {
-        let config = ConnectConfig {
+        Ok(connection::connect(&self.connect_config(name)).await?)
+    }
+
+    /// The options every part connects with (URL, credentials, TLS), under
+    /// the connection name `name`: a connection of its own made with
+    /// anything less would be refused by a server that asks for credentials.
+    pub(crate) fn connect_config(&self, name: &str) -> ConnectConfig {
+        ConnectConfig {
             name: Some(name.to_owned()),
             ..self.config.clone()
-        };
-        Ok(connection::connect(&config).await?)
+        }
     }
 
     /// Stops everything in order: the orchestrator, the services, the order
