@@ -13,6 +13,12 @@
 //! holds a synchronous child so that `Drop` can kill it, and restarts it on
 //! the same port.
 //!
+//! A server can be given a configuration file (`-c`), such as one that asks
+//! for user/password, nkey, JWT or TLS authentication, and the credentials
+//! its clients present ([`NatsServerBuilder::config`],
+//! [`NatsServerBuilder::client_auth`]); [`NatsServer::client`] and
+//! [`NatsServer::connect_config`] then connect with them.
+//!
 //! The server's log goes to a file in its temporary directory. It is thrown
 //! away with the directory unless `SOA_TEST_LOG` is set; then the log is echoed
 //! to the test's output when the server is dropped and the directory is kept.
@@ -41,6 +47,9 @@ pub const BINARY_ENV_VAR: &str = server_binary::BINARY_ENV_VAR;
 ///
 /// Generous because the machine may be busy compiling or running other tests.
 const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The name of the configuration file in the server's directory.
+const CONFIG_FILE_NAME: &str = "server.conf";
 
 /// How long [`NatsServer::restart`] keeps trying while the old port is still held.
 const PORT_REUSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -128,6 +137,8 @@ pub struct NatsServerBuilder {
     binary: Option<PathBuf>,
     name: Option<String>,
     startup_timeout: Option<Duration>,
+    config: Option<String>,
+    client_auth: Option<ConnectConfig>,
 }
 
 impl NatsServerBuilder {
@@ -149,6 +160,22 @@ impl NatsServerBuilder {
         self
     }
 
+    /// Starts the server with this configuration file (`-c`), written to
+    /// `server.conf` in its directory. The harness's own flags (address,
+    /// port, JetStream store, name, ports file) win over the file's.
+    pub fn config(mut self, text: impl Into<String>) -> Self {
+        self.config = Some(text.into());
+        self
+    }
+
+    /// How clients of this server authenticate: the credential and TLS
+    /// fields of `template` (its URL and name are replaced) are what
+    /// [`NatsServer::connect_config`] and [`NatsServer::client`] use.
+    pub fn client_auth(mut self, template: ConnectConfig) -> Self {
+        self.client_auth = Some(template);
+        self
+    }
+
     /// Checks the binary's version, then starts the server and waits until it listens.
     pub async fn start(self) -> Result<NatsServer, HarnessError> {
         let binary = match self.binary {
@@ -165,7 +192,20 @@ impl NatsServerBuilder {
                 source,
             })?;
         let name = self.name.unwrap_or_else(unique_server_name);
+        let config_file = match self.config {
+            Some(text) => {
+                let path = temp_dir.path().join(CONFIG_FILE_NAME);
+                fs::write(&path, text).map_err(|source| HarnessError::Io {
+                    action: format!("write the server configuration {}", path.display()),
+                    source,
+                })?;
+                Some(path)
+            }
+            None => None,
+        };
         let mut server = NatsServer {
+            config_file,
+            client_auth: self.client_auth.unwrap_or_default(),
             binary,
             name,
             startup_timeout: self.startup_timeout.unwrap_or(DEFAULT_STARTUP_TIMEOUT),
@@ -185,6 +225,10 @@ impl NatsServerBuilder {
 #[derive(Debug)]
 pub struct NatsServer {
     binary: PathBuf,
+    /// The configuration file passed with `-c`, if any.
+    config_file: Option<PathBuf>,
+    /// The credential and TLS fields clients connect with.
+    client_auth: ConnectConfig,
     name: String,
     startup_timeout: Duration,
     /// The temporary directory holding the store, the log and the ports files.
@@ -244,11 +288,23 @@ impl NatsServer {
         if self.child.is_none() {
             return Err(HarnessError::Stopped { port: self.port });
         }
-        let config = ConnectConfig {
+        Ok(connection::connect(&self.connect_config()).await?)
+    }
+
+    /// How a client connects to this server: its URL, the credentials and
+    /// TLS options given to [`NatsServerBuilder::client_auth`], and a
+    /// connection name made from the server's.
+    pub fn connect_config(&self) -> ConnectConfig {
+        ConnectConfig {
+            url: self.url(),
             name: Some(format!("{}-client", self.name)),
-            ..ConnectConfig::for_url(self.url())
-        };
-        Ok(connection::connect(&config).await?)
+            ..self.client_auth.clone()
+        }
+    }
+
+    /// The configuration file the server was started with, if any.
+    pub fn config_file(&self) -> Option<&Path> {
+        self.config_file.as_deref()
     }
 
     /// Kills the server and waits for it to exit, keeping its store for [`NatsServer::restart`].
@@ -305,7 +361,11 @@ impl NatsServer {
             store_dir: self.store_dir(),
             ports_file_dir: self.dir.clone(),
         };
-        let child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        if let Some(config_file) = &self.config_file {
+            command.arg("-c").arg(config_file);
+        }
+        let child = command
             .args(launch.arguments())
             .stdin(Stdio::null())
             .stdout(log_for_stdout)

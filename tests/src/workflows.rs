@@ -126,14 +126,20 @@ impl Ledger {
     /// The ledger as a service on the runtime (unregistered: the tests
     /// register its contract themselves).
     pub fn service(&self) -> Result<Service, BoxError> {
+        self.service_with(ServiceConfig {
+            registration: None,
+            handler_timeout: Duration::from_secs(30),
+            ..ServiceConfig::default()
+        })
+    }
+
+    /// The ledger as a service on the runtime with `config` (to register
+    /// itself, for one).
+    pub fn service_with(&self, config: ServiceConfig) -> Result<Service, BoxError> {
         let apply = self.clone();
         let undo = self.clone();
         Ok(Service::builder(ledger_contract()?)
-            .config(ServiceConfig {
-                registration: None,
-                handler_timeout: Duration::from_secs(30),
-                ..ServiceConfig::default()
-            })
+            .config(config)
             .handle_json("apply", move |context, request| {
                 let ledger = apply.clone();
                 async move {

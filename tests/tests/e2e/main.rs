@@ -6,6 +6,7 @@
 // tests, a failed set-up stops at the line that failed.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod auth;
 mod cli;
 mod contract_gate;
 mod discover;
