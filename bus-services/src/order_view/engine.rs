@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use super::facts::{Event, OrderFacts, Stamp};
 use super::lag::LagHistogram;
 use super::{OrderViewConfig, OrderViewError, VIEW_BUCKET};
-use crate::runtime::{dead_letter, ensure_event_stream};
+use crate::runtime::{PULL_EXPIRY, dead_letter, ensure_event_stream};
 use crate::shop::state::{Bucket, is_order_id};
 
 /// The page size of `list` when the request names none.
@@ -194,6 +194,8 @@ impl Engine {
         let mut messages = consumer
             .stream()
             .max_messages_per_batch(max_in_flight)
+            // A stalled pull stream recovers only after its request expires.
+            .expires(PULL_EXPIRY)
             .messages()
             .await
             .map_err(jetstream_error)?;

@@ -30,6 +30,14 @@ use crate::wire::{self, Envelope};
 /// How many messages a consumer pulls at a time.
 const PREFETCH: usize = 8;
 
+/// How long one pull request waits at the server. Short, because it also
+/// bounds a stall: async-nats' pull stream can count messages of a request
+/// that arrive before it learns the request was sent as still to come
+/// (observed: a durable with hundreds of messages pending and no pull
+/// request waiting), and asks again only once the request has expired
+/// (plus 5 s); with its default 30 s expiry one puller then idled for 35 s.
+pub const PULL_EXPIRY: Duration = Duration::from_secs(5);
+
 /// The longest dead-letter reason kept in its header.
 const MAX_REASON_CHARS: usize = 512;
 
@@ -413,6 +421,7 @@ where
     let mut messages = consumer
         .stream()
         .max_messages_per_batch(max_in_flight.max(PREFETCH))
+        .expires(PULL_EXPIRY)
         .messages()
         .await
         .map_err(jetstream_error)?;

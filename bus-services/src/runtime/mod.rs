@@ -16,8 +16,8 @@ pub use client::{CallError, CallOptions, ServiceClient};
 pub use context::{Context, Propagation};
 pub use error::ServiceError;
 pub use events::{
-    ConsumerConfig, EventContext, EventError, EventPublisher, ProcessedKeys, consume, consume_json, dead_letter,
-    ensure_event_stream,
+    ConsumerConfig, EventContext, EventError, EventPublisher, PULL_EXPIRY, ProcessedKeys, consume, consume_json,
+    dead_letter, ensure_event_stream,
 };
 pub use registration::RegistrationConfig;
 pub use serve::{ServeError, serve};
