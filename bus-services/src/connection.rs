@@ -565,6 +565,44 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_nkey_seed_and_a_seed_file_together_are_refused_before_connecting() {
+        let config = ConnectConfig {
+            nkey_seed: Some("SUAIBDPBAUTWCWBKIO6XHQNINK5FWJW4OHLXC3HQ2KFE4PEJUA44CNHTC4".to_owned()),
+            nkey_seed_file: Some(PathBuf::from("user.nk")),
+            ..ConnectConfig::default()
+        };
+        let error = connect(&config).await.unwrap_err();
+        assert!(matches!(error, ConnectError::ConflictingNkeySeeds), "{error:?}");
+    }
+
+    #[tokio::test]
+    async fn a_missing_or_empty_nkey_seed_file_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.nk");
+        std::fs::write(&empty, "\n  \n").unwrap();
+        for path in [dir.path().join("missing.nk"), empty] {
+            let config = ConnectConfig {
+                nkey_seed_file: Some(path.clone()),
+                ..ConnectConfig::default()
+            };
+            let error = connect(&config).await.unwrap_err();
+            assert!(
+                matches!(&error, ConnectError::NkeySeedFile { path: named, .. } if *named == path),
+                "{error:?}"
+            );
+            assert!(error.to_string().contains(&path.display().to_string()), "{error}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_seed_is_the_first_line_that_is_not_blank() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("user.nk");
+        std::fs::write(&path, "\n  SUAEXAMPLE  \nUAEXAMPLE\n").unwrap();
+        assert_eq!(read_nkey_seed(&path).await.unwrap(), "SUAEXAMPLE");
+    }
+
+    #[tokio::test]
     async fn an_unreachable_server_names_the_url() {
         // Port 1 on loopback is privileged and has nothing listening in a test environment.
         let config = ConnectConfig {

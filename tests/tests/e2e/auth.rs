@@ -1,5 +1,5 @@
 //! NATS authentication passes through every component: for a server that
-//! asks for a user and password, for an nkey, for a credentials file (an
+//! asks for a user and password, for a token, for an nkey, for a credentials file (an
 //! operator, account and user made and signed here, the server in JWT mode)
 //! and for TLS with client certificates (a CA made here), a runtime service,
 //! `soa registry serve`, `soa orchestrator serve` and the `soa` commands
@@ -32,8 +32,8 @@ use crate::cli::{Run, assert_exit, soa, soa_until};
 /// How long anything that should fail may take to fail: a hang is a failure.
 const FAIL_WITHIN: Duration = Duration::from_secs(10);
 
-/// How long a component may take to come up.
-const READY_WITHIN: Duration = Duration::from_secs(15);
+/// How long a component (or all of `soa up`) may take to come up, and an order to end.
+const READY_WITHIN: Duration = Duration::from_secs(30);
 
 /// One way to get the credentials wrong, and what the error must say.
 struct Wrong {
@@ -113,6 +113,43 @@ async fn user_and_password() -> Secured {
     ];
     Secured {
         flags: with_url(&url, strings(&["--user", "orders-team", "--password", "s3cret-pw"])),
+        server,
+        wrong,
+        _dir: dir,
+    }
+}
+
+async fn token() -> Secured {
+    let dir = tempfile::tempdir().unwrap();
+    let server = NatsServer::builder()
+        .config(r#"authorization { token: "s3cret-token" }"#)
+        .client_auth(ConnectConfig {
+            token: Some("s3cret-token".to_owned()),
+            ..ConnectConfig::default()
+        })
+        .start()
+        .await
+        .unwrap();
+    let url = server.url();
+    let wrong = vec![
+        Wrong {
+            what: "a wrong token",
+            flags: with_url(&url, strings(&["--token", "guess"])),
+            config: quick(ConnectConfig {
+                token: Some("guess".to_owned()),
+                ..ConnectConfig::for_url(&url)
+            }),
+            expect: "authorization violation",
+        },
+        Wrong {
+            what: "no token",
+            flags: with_url(&url, Vec::new()),
+            config: quick(ConnectConfig::for_url(&url)),
+            expect: "authorization violation",
+        },
+    ];
+    Secured {
+        flags: with_url(&url, strings(&["--token", "s3cret-token"])),
         server,
         wrong,
         _dir: dir,
@@ -538,7 +575,10 @@ fn assert_refused(run: &Run, wrong: &Wrong, component: &str) {
 async fn check(secured: Secured) {
     tests::init_tracing();
     let Secured {
-        server, flags, wrong, ..
+        server,
+        flags,
+        wrong,
+        _dir,
     } = secured;
 
     // (b) The registry connects with the flags (and registers itself).
@@ -651,10 +691,16 @@ async fn check(secured: Secured) {
             let registry = soa_with(&wrong.flags, &["registry", "serve", "--store", "memory"]).await;
             let orchestrator = soa_with(&wrong.flags, &["orchestrator", "serve"]).await;
             let cli = soa_with(&wrong.flags, &["services"]).await;
-            (served, registry, orchestrator, cli)
+            let data_dir = tempfile::tempdir().unwrap();
+            let up = soa_with(
+                &wrong.flags,
+                &["up", "--http", "127.0.0.1:0", "--data-dir", &path_arg(data_dir.path())],
+            )
+            .await;
+            (served, registry, orchestrator, cli, up)
         })
         .await;
-        let (served, registry, orchestrator, cli) =
+        let (served, registry, orchestrator, cli, up) =
             refused.unwrap_or_else(|_| panic!("with {} something hung for {FAIL_WITHIN:?}", wrong.what));
         match served {
             Err(ServeError::Connect(error)) => {
@@ -681,6 +727,9 @@ async fn check(secured: Secured) {
         assert_refused(&registry, wrong, "soa registry serve");
         assert_refused(&orchestrator, wrong, "soa orchestrator serve");
         assert_refused(&cli, wrong, "soa services");
+        // Not "no server answered, so soa up started its own": the server answered and said no.
+        assert_refused(&up, wrong, "soa up");
+        assert!(!up.stdout.contains("started nats-server"), "{}", up.stdout);
     }
 
     orchestrator.stop("soa orchestrator serve").await;
@@ -711,6 +760,11 @@ async fn a_user_and_password_pass_through_every_component() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_passes_through_every_component() {
+    check(token().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_nkey_passes_through_every_component() {
     check(nkey().await).await;
 }
@@ -723,4 +777,93 @@ async fn a_credentials_file_passes_through_every_component() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_with_client_certificates_passes_through_every_component() {
     check(tls().await).await;
+}
+
+/// `soa up` connects every part it runs (registry, the five shop services,
+/// the order view, the orchestrator) with the credentials file it was
+/// given: they all register, and an orchestrated order runs to its end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soa_up_passes_a_credentials_file_to_every_part() {
+    tests::init_tracing();
+    let Secured {
+        server, flags, _dir, ..
+    } = credentials_file().await;
+    let data_dir = tempfile::tempdir().unwrap();
+    let up = Running::spawn(
+        &flags,
+        &["up", "--http", "127.0.0.1:0", "--data-dir", &path_arg(data_dir.path())],
+    );
+    let flags_ref = &flags;
+    wait_until("every part of soa up registers", move || async move {
+        let run = soa_with(flags_ref, &["services"]).await;
+        run.exit == Exit::Success
+            && [
+                "orders",
+                "inventory",
+                "payments",
+                "shipping",
+                "notifications",
+                "order-view",
+                "fulfilment",
+            ]
+            .iter()
+            .all(|name| run.stdout.contains(name))
+    })
+    .await;
+    let order = json!({
+        "order_id": "orch-auth-1",
+        "customer_id": "cust-42",
+        "items": [{"sku": "sku-kettle", "quantity": 1, "unit_price": {"amount_cents": 3499, "currency": "EUR"}}],
+        "mode": "orchestrated"
+    });
+    let placed = soa_with(&flags, &["request", "shop.orders.v1.place", &order.to_string()]).await;
+    assert_exit(&placed, Exit::Success);
+    let get = json!({"order_id": "orch-auth-1"}).to_string();
+    wait_until("the orchestrated order ends", move || {
+        let get = get.clone();
+        async move {
+            let run = soa_with(flags_ref, &["request", "shop.orders.v1.get", &get]).await;
+            run.exit == Exit::Success
+                && serde_json::from_str::<Value>(&run.stdout).is_ok_and(|order| order["status"] != "placed")
+        }
+    })
+    .await;
+    up.stop("soa up").await;
+    drop(server);
+}
+
+/// `soa demo` connects every part, and its message counter, with the user
+/// and password it was given, and both flows run to their end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soa_demo_passes_a_user_and_password_to_every_part() {
+    tests::init_tracing();
+    let Secured {
+        server, flags, _dir, ..
+    } = user_and_password().await;
+    let data_dir = tempfile::tempdir().unwrap();
+    let demo = soa_with(
+        &flags,
+        &[
+            "demo",
+            "--orders",
+            "10",
+            "--data-dir",
+            &path_arg(data_dir.path()),
+            "--out",
+            &path_arg(&data_dir.path().join("report")),
+        ],
+    )
+    .await;
+    assert_exit(&demo, Exit::Success);
+    for expected in [
+        format!("at {}.", server.url()),
+        "10 of 10 orders ended in ".to_owned(),
+        "messages on the bus per order".to_owned(),
+    ] {
+        assert!(
+            demo.stdout.contains(&expected),
+            "{expected:?} missing from:\n{}",
+            demo.stdout
+        );
+    }
 }
