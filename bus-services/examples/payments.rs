@@ -61,6 +61,12 @@ async fn main() -> anyhow::Result<()> {
         }
     });
     println!("payments {} serving; Ctrl-C stops it", service.instance_id());
-    serve(&ConnectConfig::for_url(url), vec![service], shutdown).await?;
+    // The same environment variables as `soa`'s: a credentials file for a
+    // server that asks for one.
+    let config = ConnectConfig {
+        credentials_file: std::env::var_os("NATS_CREDS").map(Into::into),
+        ..ConnectConfig::for_url(url)
+    };
+    serve(&config, vec![service], shutdown).await?;
     Ok(())
 }
