@@ -108,7 +108,7 @@ pub(super) async fn run(
     };
     let http = system.http.unwrap_or(args.http);
     let examples = Examples::new(&shop, &run_id());
-    write_ready(out, &system.url, http, args, &examples)?;
+    write_ready(out, &system.url, &connection_hints(nats), http, args, &examples)?;
     out.flush()?;
 
     shutdown.cancelled().await;
@@ -181,10 +181,41 @@ impl Examples {
     }
 }
 
+/// The lines that give another terminal's `soa` the same credentials and
+/// TLS files as this one (secrets named, never printed).
+fn connection_hints(nats: &NatsOptions) -> Vec<String> {
+    let mut hints = Vec::new();
+    if let Some(creds) = &nats.creds {
+        hints.push(format!("export NATS_CREDS={}", creds.display()));
+    }
+    if let Some(nkey) = &nats.nkey {
+        hints.push(format!("export NATS_NKEY={}", nkey.display()));
+    }
+    if let Some(user) = &nats.user {
+        hints.push(format!("export NATS_USER={user} NATS_PASSWORD=<the password given to soa up>"));
+    }
+    if nats.token.is_some() {
+        hints.push("export NATS_TOKEN=<the token given to soa up>".to_owned());
+    }
+    let tls: Vec<String> = [
+        ("--tls-ca", &nats.tls_ca),
+        ("--tls-cert", &nats.tls_cert),
+        ("--tls-key", &nats.tls_key),
+    ]
+    .into_iter()
+    .filter_map(|(flag, file)| file.as_ref().map(|file| format!("{flag} {}", file.display())))
+    .collect();
+    if !tls.is_empty() {
+        hints.push(format!("alias soa='soa {}'", tls.join(" ")));
+    }
+    hints
+}
+
 /// Prints where everything is and what to try.
 fn write_ready(
     out: &mut dyn Write,
     url: &str,
+    connection: &[String],
     http: SocketAddr,
     args: &UpArgs,
     examples: &Examples,
@@ -219,8 +250,9 @@ fn write_ready(
         order_id: examples.orchestrated.order_id.clone(),
     })?;
     writeln!(out, "\nTry, from another terminal:")?;
-    for command in [
-        format!("export NATS_URL={url}"),
+    for command in std::iter::once(format!("export NATS_URL={url}"))
+        .chain(connection.iter().cloned())
+        .chain([
         "soa services".to_owned(),
         "soa describe orders".to_owned(),
         format!("soa request shop.orders.v1.place '{}'", place(&examples.orchestrated)?),
@@ -233,7 +265,7 @@ fn write_ready(
         "soa order-view list --status completed".to_owned(),
         "soa order-view stats".to_owned(),
         "soa order-view rebuild".to_owned(),
-    ] {
+    ]) {
         writeln!(out, "   {command}")?;
     }
     writeln!(
@@ -287,5 +319,45 @@ mod tests {
         }
         assert!(examples.orchestrated.order_id.0.starts_with("orch-abc-"));
         assert!(examples.choreographed.order_id.0.starts_with("chor-abc-"));
+    }
+
+    fn options() -> NatsOptions {
+        NatsOptions {
+            nats_url: "nats://127.0.0.1:4222".to_owned(),
+            creds: None,
+            token: None,
+            nkey: None,
+            user: None,
+            password: None,
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
+        }
+    }
+
+    #[test]
+    fn another_terminal_is_told_the_same_credentials_without_the_secrets() {
+        assert!(connection_hints(&options()).is_empty());
+        let given = NatsOptions {
+            creds: Some(PathBuf::from("/keys/app.creds")),
+            user: Some("shop".to_owned()),
+            password: Some("s3cret".to_owned()),
+            token: Some("t0ken".to_owned()),
+            tls_ca: Some(PathBuf::from("/tls/ca.pem")),
+            tls_cert: Some(PathBuf::from("/tls/client.pem")),
+            tls_key: Some(PathBuf::from("/tls/client.key")),
+            ..options()
+        };
+        let hints = connection_hints(&given);
+        assert_eq!(
+            hints,
+            [
+                "export NATS_CREDS=/keys/app.creds",
+                "export NATS_USER=shop NATS_PASSWORD=<the password given to soa up>",
+                "export NATS_TOKEN=<the token given to soa up>",
+                "alias soa='soa --tls-ca /tls/ca.pem --tls-cert /tls/client.pem --tls-key /tls/client.key'",
+            ]
+        );
+        assert!(!hints.concat().contains("s3cret") && !hints.concat().contains("t0ken"));
     }
 }
