@@ -192,7 +192,9 @@ fn connection_hints(nats: &NatsOptions) -> Vec<String> {
         hints.push(format!("export NATS_NKEY={}", nkey.display()));
     }
     if let Some(user) = &nats.user {
-        hints.push(format!("export NATS_USER={user} NATS_PASSWORD=<the password given to soa up>"));
+        hints.push(format!(
+            "export NATS_USER={user} NATS_PASSWORD=<the password given to soa up>"
+        ));
     }
     if nats.token.is_some() {
         hints.push("export NATS_TOKEN=<the token given to soa up>".to_owned());
@@ -253,19 +255,20 @@ fn write_ready(
     for command in std::iter::once(format!("export NATS_URL={url}"))
         .chain(connection.iter().cloned())
         .chain([
-        "soa services".to_owned(),
-        "soa describe orders".to_owned(),
-        format!("soa request shop.orders.v1.place '{}'", place(&examples.orchestrated)?),
-        format!("soa request shop.orders.v1.place '{}'", place(&examples.choreographed)?),
-        format!("soa request shop.orders.v1.get '{get}'"),
-        "soa workflow list".to_owned(),
-        format!("soa order timeline {orchestrated}"),
-        format!("soa order timeline {choreographed}"),
-        format!("soa order-view get {orchestrated}"),
-        "soa order-view list --status completed".to_owned(),
-        "soa order-view stats".to_owned(),
-        "soa order-view rebuild".to_owned(),
-    ]) {
+            "soa services".to_owned(),
+            "soa describe orders".to_owned(),
+            format!("soa request shop.orders.v1.place '{}'", place(&examples.orchestrated)?),
+            format!("soa request shop.orders.v1.place '{}'", place(&examples.choreographed)?),
+            format!("soa request shop.orders.v1.get '{get}'"),
+            "soa workflow list".to_owned(),
+            format!("soa order timeline {orchestrated}"),
+            format!("soa order timeline {choreographed}"),
+            format!("soa order-view get {orchestrated}"),
+            "soa order-view list --status completed".to_owned(),
+            "soa order-view stats".to_owned(),
+            "soa order-view rebuild".to_owned(),
+        ])
+    {
         writeln!(out, "   {command}")?;
     }
     writeln!(
