@@ -20,6 +20,7 @@ mod contract;
 mod demo;
 mod describe;
 mod discover;
+mod dlq;
 mod graph;
 mod orchestrator;
 mod order;
@@ -41,6 +42,7 @@ pub use contract::{
 pub use demo::DemoArgs;
 pub use describe::DescribeArgs;
 pub use discover::{DiscoverArgs, DiscoverFormat};
+pub use dlq::{DlqCommand, DlqListArgs, DlqReplayArgs, DlqShowArgs};
 pub use graph::{GraphArgs, GraphFormat};
 pub use orchestrator::{OrchestratorCommand, OrchestratorServeArgs};
 pub use order::{OrderCommand, TimelineArgs};
@@ -225,6 +227,9 @@ pub enum Command {
     /// Ask the shop's read model: every order as the events tell it, rebuilt from the streams on request.
     #[command(subcommand)]
     OrderView(OrderViewCommand),
+    /// Inspect the dead letters of durable consumers, and replay them to where they came from.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
 }
 
 /// How to reach and authenticate with the NATS server.
@@ -365,6 +370,7 @@ where
         Command::Up(args) => up::run(&cli.nats, args, stdout, shutdown).await,
         Command::Order(command) => order::run(&cli.nats, command, stdout, stderr, shutdown).await,
         Command::OrderView(command) => order_view::run(&cli.nats, command, stdout, stderr, shutdown).await,
+        Command::Dlq(command) => dlq::run(&cli.nats, command, stdout, stderr, shutdown).await,
     };
     // Whatever was written must reach the terminal before the error does.
     let _ = stdout.flush();

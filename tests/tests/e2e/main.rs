@@ -10,6 +10,7 @@ mod auth;
 mod cli;
 mod contract_gate;
 mod discover;
+mod dlq;
 mod events;
 mod export;
 mod harness;
