@@ -183,6 +183,11 @@ impl EventPublisher {
         }
     }
 
+    /// The contract whose events this publisher sends.
+    pub fn contract(&self) -> &ContractDocument {
+        &self.contract
+    }
+
     /// Validates and publishes event `E` with a fresh message id, and waits
     /// until JetStream has stored it.
     pub async fn publish<E: EventType>(&self, payload: &E::Payload) -> Result<(), EventError> {

@@ -14,7 +14,8 @@ use tokio_util::sync::CancellationToken;
 use super::ShopError;
 use super::config::ShopConfig;
 use crate::runtime::{
-    ConsumerConfig, EventContext, EventError, Propagation, Service, ServiceConfig, ServiceError, consume,
+    ConsumerConfig, EventContext, EventError, EventPublisher, Propagation, Service, ServiceConfig, ServiceError,
+    consume,
 };
 use crate::wire::CorrelationId;
 
@@ -45,6 +46,30 @@ pub(crate) fn event_message_id(order_id: &str, service: &str, event: &str, mode:
     match mode {
         FlowMode::Choreographed => format!("{order_id}/{service}/{event}"),
         FlowMode::Orchestrated => format!("{order_id}/{service}/{event}/orchestrated"),
+    }
+}
+
+/// Publishing an order's events under [`event_message_id`].
+pub(crate) trait Announce {
+    /// Publishes event `E` of `order`, driven in `mode`, under the order's
+    /// message id for it; a failure is retried by whoever sent the message.
+    async fn announce<E: EventType>(
+        &self,
+        order: &str,
+        mode: FlowMode,
+        payload: &E::Payload,
+    ) -> Result<(), ServiceError>;
+}
+
+impl Announce for EventPublisher {
+    async fn announce<E: EventType>(
+        &self,
+        order: &str,
+        mode: FlowMode,
+        payload: &E::Payload,
+    ) -> Result<(), ServiceError> {
+        let id = event_message_id(order, self.contract().service.as_str(), E::NAME, mode);
+        self.publish_with_id::<E>(&id, payload).await.map_err(publish_failed)
     }
 }
 

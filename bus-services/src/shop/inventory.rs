@@ -40,9 +40,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::ShopError;
 use super::config::ShopConfig;
-use super::flow::{
-    Tasks, driven_by_workflow, event_message_id, order_flow, publish_failed, service_config, spawn_consumer,
-};
+use super::flow::{Announce, Tasks, driven_by_workflow, order_flow, service_config, spawn_consumer};
 use super::state::{Bucket, Change, HotKeys, RESERVATIONS_BUCKET, STOCK_BUCKET, StoreError, now_ms, sku_key};
 use crate::runtime::{EventContext, EventPublisher, Propagation, Service, ServiceError};
 
@@ -686,28 +684,32 @@ impl Reactions {
         let order = order_id.0.as_str();
         let publisher = self.publisher.in_flow(&order_flow(cause, order));
         match reserved {
-            Reserved::Held(reservation) => publisher
-                .publish_with_id::<inventory::Reserved>(
-                    &event_message_id(order, "inventory", "reserved", mode),
-                    &StockReserved {
-                        order_id: reservation.order_id.clone(),
-                        reservation_id: reservation.reservation_id.clone(),
-                        items: reservation.items.clone(),
-                        mode: Some(mode),
-                    },
-                )
-                .await
-                .map_err(publish_failed),
-            Reserved::Short(shortage) => publisher
-                .publish_with_id::<inventory::OutOfStock>(
-                    &event_message_id(order, "inventory", "out-of-stock", mode),
-                    &StockShortage {
-                        mode: Some(mode),
-                        ..shortage.clone()
-                    },
-                )
-                .await
-                .map_err(publish_failed),
+            Reserved::Held(reservation) => {
+                publisher
+                    .announce::<inventory::Reserved>(
+                        order,
+                        mode,
+                        &StockReserved {
+                            order_id: reservation.order_id.clone(),
+                            reservation_id: reservation.reservation_id.clone(),
+                            items: reservation.items.clone(),
+                            mode: Some(mode),
+                        },
+                    )
+                    .await
+            }
+            Reserved::Short(shortage) => {
+                publisher
+                    .announce::<inventory::OutOfStock>(
+                        order,
+                        mode,
+                        &StockShortage {
+                            mode: Some(mode),
+                            ..shortage.clone()
+                        },
+                    )
+                    .await
+            }
             Reserved::Released => {
                 tracing::warn!(order = %order, "The order was placed after its stock was released; nothing is reserved.");
                 Ok(())
@@ -728,12 +730,8 @@ impl Reactions {
         };
         self.publisher
             .in_flow(&order_flow(cause, &order_id.0))
-            .publish_with_id::<inventory::Released>(
-                &event_message_id(&order_id.0, "inventory", "released", mode),
-                &released,
-            )
-            .await
-            .map_err(publish_failed)?;
+            .announce::<inventory::Released>(&order_id.0, mode, &released)
+            .await?;
         Ok(StockReleased { mode: None, ..released })
     }
 }

@@ -38,9 +38,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::ShopError;
 use super::config::ShopConfig;
-use super::flow::{
-    Tasks, driven_by_workflow, event_message_id, order_flow, publish_failed, service_config, spawn_consumer,
-};
+use super::flow::{Announce, Tasks, driven_by_workflow, order_flow, service_config, spawn_consumer};
 use super::notifications::cancelled_message;
 use super::state::{Bucket, Change, ORDERS_BUCKET, StoreError, is_order_id, now_ms};
 use crate::runtime::{
@@ -142,8 +140,9 @@ impl Orders {
     async fn announce_placed(&self, flow: &Propagation, order: &Order) -> Result<(), ServiceError> {
         self.publisher
             .in_flow(flow)
-            .publish_with_id::<orders::Placed>(
-                &event_message_id(&order.order_id.0, "orders", "placed", order.mode),
+            .announce::<orders::Placed>(
+                &order.order_id.0,
+                order.mode,
                 &OrderPlaced {
                     order_id: order.order_id.clone(),
                     customer_id: order.customer_id.clone(),
@@ -153,7 +152,6 @@ impl Orders {
                 },
             )
             .await
-            .map_err(publish_failed)
     }
 
     async fn start_fulfilment(&self, flow: &Propagation, order: &Order) -> Result<(), ServiceError> {
@@ -239,30 +237,34 @@ impl Orders {
         let mode = record.order.mode;
         let customer_id = Some(record.order.customer_id.clone());
         match (record.order.status, record.order.failure) {
-            (OrderStatus::Completed, _) => publisher
-                .publish_with_id::<orders::Completed>(
-                    &event_message_id(order, "orders", "completed", mode),
-                    &OrderCompleted {
-                        order_id: record.order.order_id.clone(),
-                        shipment_id: record.shipment_id.clone().unwrap_or_default(),
-                        customer_id,
-                        mode: Some(mode),
-                    },
-                )
-                .await
-                .map_err(publish_failed),
-            (OrderStatus::Cancelled, Some(reason)) => publisher
-                .publish_with_id::<orders::Cancelled>(
-                    &event_message_id(order, "orders", "cancelled", mode),
-                    &OrderCancelled {
-                        order_id: record.order.order_id.clone(),
-                        reason,
-                        customer_id,
-                        mode: Some(mode),
-                    },
-                )
-                .await
-                .map_err(publish_failed),
+            (OrderStatus::Completed, _) => {
+                publisher
+                    .announce::<orders::Completed>(
+                        order,
+                        mode,
+                        &OrderCompleted {
+                            order_id: record.order.order_id.clone(),
+                            shipment_id: record.shipment_id.clone().unwrap_or_default(),
+                            customer_id,
+                            mode: Some(mode),
+                        },
+                    )
+                    .await
+            }
+            (OrderStatus::Cancelled, Some(reason)) => {
+                publisher
+                    .announce::<orders::Cancelled>(
+                        order,
+                        mode,
+                        &OrderCancelled {
+                            order_id: record.order.order_id.clone(),
+                            reason,
+                            customer_id,
+                            mode: Some(mode),
+                        },
+                    )
+                    .await
+            }
             _ => Ok(()),
         }
     }

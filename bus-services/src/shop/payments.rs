@@ -26,9 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::ShopError;
 use super::config::ShopConfig;
-use super::flow::{
-    Tasks, driven_by_workflow, event_message_id, order_flow, publish_failed, service_config, spawn_consumer,
-};
+use super::flow::{Announce, Tasks, driven_by_workflow, order_flow, service_config, spawn_consumer};
 use super::state::{Bucket, Change, PAYMENTS_BUCKET, StoreError, now_ms};
 use crate::runtime::{EventContext, EventPublisher, Propagation, Service, ServiceError};
 
@@ -367,30 +365,34 @@ impl Reactions {
         let order = order_id.0.as_str();
         let publisher = self.publisher.in_flow(&order_flow(cause, order));
         match charged {
-            Charged::Paid(record) => publisher
-                .publish_with_id::<payments::Charged>(
-                    &event_message_id(order, "payments", "charged", mode),
-                    &PaymentCharged {
-                        order_id: record.order_id.clone(),
-                        customer_id: record.customer_id.clone(),
-                        payment_id: record.payment_id.clone(),
-                        amount: record.amount.clone(),
-                        mode: Some(mode),
-                    },
-                )
-                .await
-                .map_err(publish_failed),
-            Charged::Declined(reason) => publisher
-                .publish_with_id::<payments::Declined>(
-                    &event_message_id(order, "payments", "declined", mode),
-                    &PaymentDeclined {
-                        order_id: order_id.clone(),
-                        reason: reason.clone(),
-                        mode: Some(mode),
-                    },
-                )
-                .await
-                .map_err(publish_failed),
+            Charged::Paid(record) => {
+                publisher
+                    .announce::<payments::Charged>(
+                        order,
+                        mode,
+                        &PaymentCharged {
+                            order_id: record.order_id.clone(),
+                            customer_id: record.customer_id.clone(),
+                            payment_id: record.payment_id.clone(),
+                            amount: record.amount.clone(),
+                            mode: Some(mode),
+                        },
+                    )
+                    .await
+            }
+            Charged::Declined(reason) => {
+                publisher
+                    .announce::<payments::Declined>(
+                        order,
+                        mode,
+                        &PaymentDeclined {
+                            order_id: order_id.clone(),
+                            reason: reason.clone(),
+                            mode: Some(mode),
+                        },
+                    )
+                    .await
+            }
             Charged::Conflict(_) => Ok(()),
         }
     }
@@ -409,8 +411,9 @@ impl Reactions {
         let receipt = refund_receipt(&record);
         self.publisher
             .in_flow(&order_flow(cause, &order_id.0))
-            .publish_with_id::<payments::Refunded>(
-                &event_message_id(&order_id.0, "payments", "refunded", mode),
+            .announce::<payments::Refunded>(
+                &order_id.0,
+                mode,
                 &PaymentRefunded {
                     order_id: receipt.order_id,
                     customer_id: record.customer_id.clone(),
@@ -419,8 +422,7 @@ impl Reactions {
                     mode: Some(mode),
                 },
             )
-            .await
-            .map_err(publish_failed)?;
+            .await?;
         Ok(record)
     }
 

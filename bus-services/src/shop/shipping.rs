@@ -19,9 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::ShopError;
 use super::config::ShopConfig;
-use super::flow::{
-    Tasks, driven_by_workflow, event_message_id, order_flow, publish_failed, service_config, spawn_consumer,
-};
+use super::flow::{Announce, Tasks, driven_by_workflow, order_flow, service_config, spawn_consumer};
 use super::state::{Bucket, Change, SHIPMENTS_BUCKET, StoreError, now_ms};
 use crate::runtime::{EventContext, EventPublisher, Propagation, Service, ServiceError};
 
@@ -276,29 +274,33 @@ impl Reactions {
         let order = order_id.0.as_str();
         let publisher = self.publisher.in_flow(&order_flow(cause, order));
         match scheduled {
-            Scheduled::Shipped(record) => publisher
-                .publish_with_id::<shipping::Scheduled>(
-                    &event_message_id(order, "shipping", "scheduled", mode),
-                    &ShipmentScheduled {
-                        order_id: record.order_id.clone(),
-                        shipment_id: record.shipment_id.clone(),
-                        carrier: record.carrier.clone(),
-                        mode: Some(mode),
-                    },
-                )
-                .await
-                .map_err(publish_failed),
-            Scheduled::Unavailable(reason) => publisher
-                .publish_with_id::<shipping::Failed>(
-                    &event_message_id(order, "shipping", "failed", mode),
-                    &ShipmentFailed {
-                        order_id: order_id.clone(),
-                        reason: reason.clone(),
-                        mode: Some(mode),
-                    },
-                )
-                .await
-                .map_err(publish_failed),
+            Scheduled::Shipped(record) => {
+                publisher
+                    .announce::<shipping::Scheduled>(
+                        order,
+                        mode,
+                        &ShipmentScheduled {
+                            order_id: record.order_id.clone(),
+                            shipment_id: record.shipment_id.clone(),
+                            carrier: record.carrier.clone(),
+                            mode: Some(mode),
+                        },
+                    )
+                    .await
+            }
+            Scheduled::Unavailable(reason) => {
+                publisher
+                    .announce::<shipping::Failed>(
+                        order,
+                        mode,
+                        &ShipmentFailed {
+                            order_id: order_id.clone(),
+                            reason: reason.clone(),
+                            mode: Some(mode),
+                        },
+                    )
+                    .await
+            }
             Scheduled::Cancelled => {
                 tracing::warn!(order = %order, "The order was paid for after its shipment was cancelled; nothing ships.");
                 Ok(())
