@@ -38,6 +38,12 @@ pub mod headers {
     pub const DEAD_LETTER_DELIVERIES: &str = "Soa-Dead-Letter-Deliveries";
     /// On a dead letter: its sequence in the original stream.
     pub const DEAD_LETTER_SEQUENCE: &str = "Soa-Dead-Letter-Sequence";
+    /// On a dead letter: the `Nats-Msg-Id` the message was published with
+    /// (the dead letter has an id of its own).
+    pub const DEAD_LETTER_MESSAGE_ID: &str = "Soa-Dead-Letter-Message-Id";
+    /// On a replayed dead letter: the `Nats-Msg-Id` the event was first
+    /// published with, so a consumer counts the replay as the same event.
+    pub const REPLAY_OF: &str = "Soa-Replay-Of";
 }
 
 /// The code of an error reply: one of the common codes or an operation's

@@ -324,7 +324,9 @@ impl EventContext {
         self.delivery
     }
 
-    /// The event's `Nats-Msg-Id`, the natural key for [`ProcessedKeys`].
+    /// The event's `Nats-Msg-Id`, the natural key for [`ProcessedKeys`]; for
+    /// a replayed dead letter, the id the event was first published with
+    /// (`Soa-Replay-Of`), so a replay counts as the same event.
     pub fn message_id(&self) -> Option<&str> {
         self.message_id.as_deref()
     }
@@ -495,7 +497,11 @@ pub async fn dead_letter(
             &info.stream_sequence.to_string(),
         );
     }
-    // A dead letter is a new message: a fresh id, so it is not dropped as a duplicate.
+    // A dead letter is a new message: a fresh id, so it is not dropped as a
+    // duplicate; the original id is kept for a replay.
+    if let Some(original) = wire::header(message.headers.as_ref(), headers::MESSAGE_ID) {
+        wire::insert_header(&mut map, headers::DEAD_LETTER_MESSAGE_ID, original);
+    }
     wire::insert_header(&mut map, headers::MESSAGE_ID, &wire::new_message_id());
     js.publish_with_headers(subjects::dead_letter(stream, consumer), map, message.payload.clone())
         .await
@@ -552,7 +558,9 @@ where
                 trace,
             },
             delivery,
-            message_id: wire::header(inbound, headers::MESSAGE_ID).map(str::to_owned),
+            message_id: wire::header(inbound, headers::REPLAY_OF)
+                .or_else(|| wire::header(inbound, headers::MESSAGE_ID))
+                .map(str::to_owned),
         };
         let span = tracing::info_span!(
             "soa.event",
@@ -565,9 +573,15 @@ where
             soa.correlation_id = context.propagation.correlation_id.as_ref().map_or("", |id| id.as_str()),
             trace_id = %context.propagation.trace.trace_id(),
         );
-        let disposition = handle_event(self.handler, self.validator, self.config, context, &message.payload)
-            .instrument(span.clone())
-            .await;
+        let disposition = match envelope_mismatch(&self.producer, self.event, &message.subject, inbound) {
+            // Spoofed or misrouted: the caller's error, the same on every delivery.
+            Some(reason) => Disposition::DeadLetter(reason),
+            None => {
+                handle_event(self.handler, self.validator, self.config, context, &message.payload)
+                    .instrument(span.clone())
+                    .await
+            }
+        };
         let outcome = match disposition {
             Disposition::Ack => message.ack().await,
             Disposition::Retry(delay) => message.ack_with(AckKind::Nak(Some(delay))).await,
@@ -587,6 +601,50 @@ where
             tracing::warn!(parent: &span, error = %error, "Could not acknowledge the event; it will be redelivered.");
         }
     }
+}
+
+/// The longest header value quoted back in a dead letter's reason.
+const MAX_QUOTED_HEADER_CHARS: usize = 80;
+
+/// Why a delivery's headers contradict what it was consumed as, if they do:
+/// a `Soa-Event` naming another event, or a `Soa-Contract` naming another
+/// service or major than the stream's producer (any version of the major is
+/// accepted). A message without the headers is judged on its payload alone.
+fn envelope_mismatch(
+    producer: &ContractId,
+    event: &MemberName,
+    subject: &str,
+    inbound: Option<&HeaderMap>,
+) -> Option<String> {
+    let quote = |named: &str| -> String { named.chars().take(MAX_QUOTED_HEADER_CHARS).collect() };
+    if let Some(named) = wire::header(inbound, headers::CONTRACT) {
+        let same_major =
+            ContractId::parse(named).is_ok_and(|id| id.service == producer.service && id.major() == producer.major());
+        if !same_major {
+            return Some(format!(
+                "{}: the event's {} header names {:?}, but {subject} carries events of {}@{}; \
+                 publish it with the producer's own contract",
+                ErrorCode::ValidationFailed,
+                headers::CONTRACT,
+                quote(named),
+                producer.service,
+                producer.major()
+            ));
+        }
+    }
+    if let Some(named) = wire::header(inbound, headers::EVENT)
+        && named != event.as_str()
+    {
+        return Some(format!(
+            "{}: the event's {} header names {:?}, but {subject} carries {producer}'s event {:?}; \
+             publish each event on its own subject",
+            ErrorCode::ValidationFailed,
+            headers::EVENT,
+            quote(named),
+            event.as_str()
+        ));
+    }
+    None
 }
 
 async fn handle_event<F, Fut>(
@@ -715,4 +773,50 @@ fn sanitize(text: &str) -> String {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, *value);
+        }
+        map
+    }
+
+    fn mismatch(pairs: &[(&str, &str)]) -> Option<String> {
+        let producer = ContractId::parse("inventory@1.3.0").unwrap();
+        let event = MemberName::parse("reserved").unwrap();
+        envelope_mismatch(&producer, &event, "shop.inventory.v1.reserved", Some(&headers(pairs)))
+    }
+
+    #[test]
+    fn an_event_is_judged_on_its_payload_when_its_headers_agree_or_are_absent() {
+        assert_eq!(mismatch(&[]), None);
+        assert_eq!(
+            mismatch(&[(headers::CONTRACT, "inventory@1.0.0"), (headers::EVENT, "reserved")]),
+            None
+        );
+        assert_eq!(mismatch(&[(headers::CONTRACT, "inventory@1.9.2")]), None);
+    }
+
+    #[test]
+    fn another_service_major_or_event_in_the_headers_is_refused_and_named() {
+        let other_service = mismatch(&[(headers::CONTRACT, "payments@1.0.0")]).unwrap();
+        assert!(other_service.starts_with("VALIDATION_FAILED"), "{other_service}");
+        assert!(other_service.contains("\"payments@1.0.0\""), "{other_service}");
+        assert!(other_service.contains("inventory@1"), "{other_service}");
+        let other_major = mismatch(&[(headers::CONTRACT, "inventory@2.0.0")]).unwrap();
+        assert!(other_major.contains("\"inventory@2.0.0\""), "{other_major}");
+        assert!(mismatch(&[(headers::CONTRACT, "garbage")]).is_some());
+        let other_event = mismatch(&[(headers::EVENT, "released")]).unwrap();
+        assert!(other_event.contains("\"released\""), "{other_event}");
+        assert!(other_event.contains("\"reserved\""), "{other_event}");
+        let long = "x".repeat(10_000);
+        let quoted = mismatch(&[(headers::EVENT, long.as_str())]).unwrap();
+        assert!(quoted.len() < 400, "{}", quoted.len());
+    }
 }

@@ -5,10 +5,12 @@
 //!
 //! A replay republishes a dead letter's payload with its original headers
 //! (without the `Soa-Dead-Letter-*` ones) to its original subject, under a
-//! fresh `Nats-Msg-Id` derived from the dead letter
-//! (`<dead letter's id>/replay/<sequence>`), so JetStream drops a second
-//! replay of the same dead letter within its duplicate window; the dead
-//! letter is deleted only once the publish is acknowledged.
+//! fresh `Nats-Msg-Id` derived from the one it was first published with
+//! (`<original id>/replay/<sequence>`), so JetStream drops a second replay of
+//! the same dead letter within its duplicate window, and with `Soa-Replay-Of:
+//! <original id>`, so the consumer's handler sees the original id as the
+//! event's id (a replay of an effect already done is then recognised); the
+//! dead letter is deleted only once the publish is acknowledged.
 //!
 //! Exits 0 when done, 1 when a dead letter is missing or a replay failed,
 //! 2 on bad arguments or when no NATS connection can be made.
@@ -388,10 +390,18 @@ fn is_dead_letter_header(name: &str) -> bool {
     lower.starts_with("soa-dead-letter-") || lower.starts_with("nats-")
 }
 
-/// The `Nats-Msg-Id` of the replay of `message`: the dead letter's own id
-/// (unique to it) or, without one, the stream's name, then `/replay/<sequence>`.
+/// The `Nats-Msg-Id` the dead-lettered message was published with, when the
+/// runtime kept it.
+fn original_id(message: &StreamMessage) -> Option<&str> {
+    wire::header(Some(&message.headers), headers::DEAD_LETTER_MESSAGE_ID)
+}
+
+/// The `Nats-Msg-Id` of the replay of `message`: the original message's id
+/// or, without one, the dead letter's own id (unique to it) or the stream's
+/// name, then `/replay/<sequence>`.
 fn replay_id(message: &StreamMessage) -> String {
-    let base = wire::header(Some(&message.headers), headers::MESSAGE_ID)
+    let base = original_id(message)
+        .or_else(|| wire::header(Some(&message.headers), headers::MESSAGE_ID))
         .map_or_else(|| subjects::DEAD_LETTER_STREAM.to_owned(), str::to_owned);
     format!("{base}/replay/{}", message.sequence)
 }
@@ -470,6 +480,12 @@ async fn replay_one(
         }
     }
     wire::insert_header(&mut map, headers::MESSAGE_ID, &id);
+    // A replay of a replay keeps the first original id.
+    if let Some(original) = original_id(&message)
+        && wire::header(Some(&map), headers::REPLAY_OF).is_none()
+    {
+        wire::insert_header(&mut map, headers::REPLAY_OF, original);
+    }
     let ack = js
         .publish_with_headers(subject.clone(), map, message.payload.clone())
         .await

@@ -32,8 +32,9 @@ fn reserved(order: &str) -> StockReserved {
     }
 }
 
-/// What the handler processed (succeeded on), by order id.
-type Processed = Arc<Mutex<Vec<String>>>;
+/// What the handler processed (succeeded on): order id and the event's id
+/// as the handler saw it.
+type Processed = Arc<Mutex<Vec<(String, Option<String>)>>>;
 
 /// Starts the durable consumer `shipping` of `inventory#reserved`; while
 /// `broken` is set its handler refuses `ord-poison` with a business error
@@ -59,12 +60,15 @@ async fn consumer(
                 nats,
                 inventory::contract().unwrap(),
                 config,
-                move |_ctx: EventContext, event: StockReserved| {
+                move |ctx: EventContext, event: StockReserved| {
                     let order = event.order_id.0;
                     let result = if order == "ord-poison" && broken.load(Ordering::SeqCst) {
                         Err(ServiceError::conflict("the carrier refuses this parcel"))
                     } else {
-                        processed.lock().unwrap().push(order);
+                        processed
+                            .lock()
+                            .unwrap()
+                            .push((order, ctx.message_id().map(str::to_owned)));
                         Ok(())
                     };
                     async move { result }
@@ -110,7 +114,7 @@ fn poison_count(processed: &Processed) -> usize {
         .lock()
         .unwrap()
         .iter()
-        .filter(|order| *order == "ord-poison")
+        .filter(|(order, _)| *order == "ord-poison")
         .count()
 }
 
@@ -134,14 +138,21 @@ async fn dead_letters_are_listed_shown_and_replayed_once() {
     .await
     .unwrap();
     publisher
-        .publish::<inventory::Reserved>(&reserved("ord-poison"))
+        .publish_with_id::<inventory::Reserved>("poison-1", &reserved("ord-poison"))
         .await
         .unwrap();
     publisher
         .publish::<inventory::Reserved>(&reserved("ord-healthy"))
         .await
         .unwrap();
-    wait_for(|| processed.lock().unwrap().iter().any(|order| order == "ord-healthy")).await;
+    wait_for(|| {
+        processed
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(order, _)| order == "ord-healthy")
+    })
+    .await;
     for _ in 0..200 {
         if dead_letter_count(&server).await == 1 {
             break;
@@ -202,6 +213,8 @@ async fn dead_letters_are_listed_shown_and_replayed_once() {
     assert_eq!(shown["original_subject"], "shop.inventory.v1.reserved");
     assert_eq!(shown["headers"]["Soa-Event"][0], "reserved");
     assert_eq!(shown["payload"]["order_id"], "ord-poison");
+    // The id it was published with is kept beside the dead letter's own.
+    assert_eq!(shown["headers"]["Soa-Dead-Letter-Message-Id"][0], "poison-1");
 
     // A dry run changes nothing.
     let run = soa_at(&url, &["dlq", "replay", "--all", "--dry-run"]).await;
@@ -221,7 +234,12 @@ async fn dead_letters_are_listed_shown_and_replayed_once() {
     );
     wait_for(|| poison_count(&processed) == 1).await;
     assert_eq!(dead_letter_count(&server).await, 0);
-    // The original stream stored it again, under an id derived from the dead letter.
+    // The handler sees the replay under the event's original id, so a
+    // processed-key record counts it as the same event.
+    let seen = processed.lock().unwrap().clone();
+    let replayed = seen.iter().find(|(order, _)| order == "ord-poison").unwrap();
+    assert_eq!(replayed.1.as_deref(), Some("poison-1"));
+    // The original stream stored it again, under an id derived from the original.
     let js = jetstream::new(server.client().await.unwrap());
     let events = js
         .get_stream(subjects::event_stream(&"inventory".parse().unwrap(), 1))
@@ -229,7 +247,11 @@ async fn dead_letters_are_listed_shown_and_replayed_once() {
         .unwrap();
     let stored = events.get_raw_message(3).await.unwrap();
     let id = bus_services::wire::header(Some(&stored.headers), "Nats-Msg-Id").unwrap();
-    assert!(id.ends_with(&format!("/replay/{sequence}")), "{id}");
+    assert_eq!(id, format!("poison-1/replay/{sequence}"));
+    assert_eq!(
+        bus_services::wire::header(Some(&stored.headers), "Soa-Replay-Of"),
+        Some("poison-1")
+    );
     assert_eq!(
         bus_services::wire::header(Some(&stored.headers), "Soa-Event"),
         Some("reserved")

@@ -69,6 +69,9 @@ struct Case {
     /// For `registry`: the verb the payload is sent to.
     #[serde(default)]
     verb: Option<String>,
+    /// For `events`: headers the event is published with.
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
 }
 
 /// Tells a field given as `null` (`Some(None)`) from one left out (`None`).
@@ -689,8 +692,12 @@ async fn the_bus_refuses_the_corpus_clearly_and_keeps_its_state() {
     // Each event's sequence in the stream, which its dead letter names.
     let mut sequences = BTreeMap::new();
     for case in &events {
+        let mut headers = HeaderMap::new();
+        for (name, value) in &case.headers {
+            headers.insert(name.as_str(), value.as_str());
+        }
         let ack = js
-            .publish("corpus.hostile.v1.noted", case.bytes().into())
+            .publish_with_headers("corpus.hostile.v1.noted", headers, case.bytes().into())
             .await
             .unwrap();
         sequences.insert(case.id.clone(), ack.await.unwrap().sequence.to_string());
