@@ -23,6 +23,7 @@ mod registry;
 mod registry_cli;
 mod runtime;
 mod shop;
+mod slow_poison;
 mod stores;
 mod up_timeline;
 mod web;
