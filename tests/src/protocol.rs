@@ -100,6 +100,16 @@ pub fn header_rows() -> Vec<(&'static str, &'static str, &'static str)> {
             "dead letters",
             "its sequence in the event stream",
         ),
+        (
+            headers::DEAD_LETTER_MESSAGE_ID,
+            "dead letters",
+            "the `Nats-Msg-Id` the event was published with",
+        ),
+        (
+            headers::REPLAY_OF,
+            "replayed dead letters",
+            "the event's original `Nats-Msg-Id`; a consumer treats it as the event's id",
+        ),
     ]
 }
 
