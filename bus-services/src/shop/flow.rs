@@ -171,6 +171,7 @@ fn consumer_config(config: &ShopConfig, durable: &str) -> ConsumerConfig {
         // A delivery an instance took but did not settle (it stopped, or was
         // killed) comes back to another instance this soon.
         ack_wait: Duration::from_secs(5),
+        replicas: config.replicas,
         ..ConsumerConfig::new(durable)
     }
 }
