@@ -16,6 +16,7 @@ use bus_services::runtime::{
     RegistrationConfig, ServiceClient, ServiceConfig, ensure_event_stream, ensure_event_stream_with_replicas,
 };
 use bus_services::shop::{Audit, Shop, ShopConfig, ShopService, audit};
+use contracts::orchestrator_api::{ShowRequest, ops as orchestrator_ops};
 use contracts::registry_api::{GetRequest, InstancesRequest, RegisterRequest, ops as registry_ops};
 use contracts::shop::orders::{self, PlaceOrder};
 use contracts::shop::{FlowMode, OrderStatus};
@@ -78,13 +79,12 @@ impl Part {
         }
     }
 
-    /// Fails the test when the part stopped on its own.
-    fn assert_running(&self) {
-        assert!(
-            !self.task.is_finished(),
-            "{} stopped on its own during the run",
-            self.name
-        );
+    /// Fails the test, with the part's own error, when it stopped on its own.
+    async fn assert_running(&mut self) {
+        if self.task.is_finished() {
+            let outcome = (&mut self.task).await;
+            panic!("{} stopped on its own during the run: {outcome:?}", self.name);
+        }
     }
 
     async fn stop(self) {
@@ -226,7 +226,8 @@ async fn streams(js: &jetstream::Context) -> Vec<(String, usize, Option<String>)
 }
 
 /// Polls the books until every order in `placed` is settled and nothing is
-/// wrong; on timeout, fails naming each stuck order with its books.
+/// wrong; on timeout, fails naming each stuck or wrong order with its books
+/// and, when orchestrated, its workflow instance's history.
 async fn settled(nats: &async_nats::Client, placed: &[PlaceOrder]) -> Audit {
     let deadline = tokio::time::Instant::now() + SETTLE;
     loop {
@@ -240,10 +241,23 @@ async fn settled(nats: &async_nats::Client, placed: &[PlaceOrder]) -> Audit {
                 return books.clone();
             }
             if tokio::time::Instant::now() > deadline {
-                let rows: Vec<String> = stuck
-                    .iter()
-                    .map(|order| format!("{}: {:?}", order.order_id.0, books.orders.get(&order.order_id.0)))
-                    .collect();
+                let mut rows = Vec::new();
+                let orchestrator = ServiceClient::new(nats.clone(), contracts::orchestrator_api::contract().unwrap());
+                for row in books.orders.values() {
+                    let stuck_here = stuck.iter().any(|order| order.order_id.0 == row.order_id);
+                    if !stuck_here && row.violations().is_empty() {
+                        continue;
+                    }
+                    rows.push(format!("{row:?}"));
+                    if let Some(instance) = &row.instance {
+                        let shown = orchestrator
+                            .call::<orchestrator_ops::Show>(&ShowRequest {
+                                instance: instance.clone(),
+                            })
+                            .await;
+                        rows.push(format!("  its instance: {shown:#?}"));
+                    }
+                }
                 panic!(
                     "not settled within {SETTLE:?}: {} of {} orders stuck:\n{}\nunsettled in the books: {:?}\n\
                      violations: {:#?}",
@@ -294,7 +308,7 @@ async fn a_node_killed_and_restarted_while_orders_flow_loses_nothing() {
     let mut cluster = NatsCluster::start().await.unwrap();
 
     // Each part has its own connection through the seed list, as its own process would.
-    let (registry_a, catalog_a) =
+    let (mut registry_a, catalog_a) =
         start_registry("registry replica a", cluster.client("registry-a").await.unwrap()).await;
     let registry = ServiceClient::new(
         cluster.client("test-registry-client").await.unwrap(),
@@ -325,13 +339,18 @@ async fn a_node_killed_and_restarted_while_orders_flow_loses_nothing() {
     }
     let shop_nats = cluster.client("shop").await.unwrap();
     let shop = Shop::new(cluster_shop_config());
-    let shop_part = Part::spawn("the shop", shop_nats.clone(), |shutdown| {
+    let mut shop_part = Part::spawn("the shop", shop_nats.clone(), |shutdown| {
         let nats = shop_nats.clone();
         async move { shop.run(nats, shutdown).await }
     });
-    Shop::wait_until_serving(&shop_nats, &ShopService::ALL, Duration::from_secs(20))
-        .await
-        .unwrap();
+    if let Err(error) = Shop::wait_until_serving(&shop_nats, &ShopService::ALL, Duration::from_secs(20)).await {
+        let task = if shop_part.task.is_finished() {
+            format!("{:?}", (&mut shop_part.task).await)
+        } else {
+            "still running".to_owned()
+        };
+        panic!("the shop is not serving: {error}; its task: {task}");
+    }
 
     // Orders flow; the probe contract is registered version after version.
     let nats = cluster.client("test-client").await.unwrap();
@@ -381,6 +400,10 @@ async fn a_node_killed_and_restarted_while_orders_flow_loses_nothing() {
     eprintln!("node {victim} is back");
     tokio::time::sleep(AFTER_RESTART).await;
     stop_placing.cancel();
+    // A part that gave up during the outage is the first thing to report.
+    for part in orchestrators.iter_mut().chain([&mut shop_part, &mut registry_a]) {
+        part.assert_running().await;
+    }
 
     // Every order placed before, during and after the outage was acknowledged...
     let mut placed = Vec::new();
@@ -457,7 +480,7 @@ async fn a_node_killed_and_restarted_while_orders_flow_loses_nothing() {
     // Every acknowledged registration is still there, on the replica that
     // ran through the outage and on a new one that loads the bucket through
     // the restarted node.
-    let (registry_b, catalog_b) = start_registry(
+    let (mut registry_b, catalog_b) = start_registry(
         "registry replica b",
         tests::NatsServer::client(cluster.node(victim).unwrap()).await.unwrap(),
     )
@@ -491,8 +514,11 @@ async fn a_node_killed_and_restarted_while_orders_flow_loses_nothing() {
             .all(|(_, replicas, leader)| *replicas == REPLICAS && leader.is_some()),
         "every stream has {REPLICAS} replicas and a leader after the restart: {after:?}"
     );
-    for part in orchestrators.iter().chain([&shop_part, &registry_a, &registry_b]) {
-        part.assert_running();
+    for part in orchestrators
+        .iter_mut()
+        .chain([&mut shop_part, &mut registry_a, &mut registry_b])
+    {
+        part.assert_running().await;
     }
     shop_part.stop().await;
     for part in orchestrators {
@@ -595,4 +621,24 @@ async fn an_event_stream_is_raised_to_three_replicas_and_survives_its_leaders_ki
         .state
         .messages;
     assert_eq!(messages, 20);
+}
+
+/// One server keeps one copy: asking for three is refused, and raising an
+/// existing stream says what to do.
+#[tokio::test]
+async fn one_server_refuses_three_replicas_and_says_what_to_do() {
+    let server = tests::NatsServer::start().await.unwrap();
+    let js = jetstream::new(server.client().await.unwrap());
+    let contract = contracts::shop::inventory::contract().unwrap();
+    let created = ensure_event_stream_with_replicas(&js, &contract, REPLICAS).await;
+    assert!(created.is_err(), "{created:?}");
+    ensure_event_stream(&js, &contract).await.unwrap();
+    let raised = ensure_event_stream_with_replicas(&js, &contract, REPLICAS)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        raised.contains("has 1 replica(s) and could not be raised to 3") && raised.contains("use --replicas 1"),
+        "{raised}"
+    );
 }
