@@ -319,7 +319,7 @@ pub fn check_server_version(reported: &str) -> Result<Version, ConnectError> {
 pub async fn connect(config: &ConnectConfig) -> Result<async_nats::Client, ConnectError> {
     let options = connect_options(config).await?;
     let client = options
-        .connect(config.url.as_str())
+        .connect(server_urls(&config.url))
         .await
         .map_err(|source| classify_connect_error(&config.url, source))?;
     let info = client.try_server_info().ok_or_else(|| ConnectError::NoServerInfo {
@@ -343,6 +343,22 @@ pub async fn connect(config: &ConnectConfig) -> Result<async_nats::Client, Conne
             Err(error.at(&config.url))
         }
     }
+}
+
+/// The URLs of a seed list such as `nats://a:4222,nats://b:4222`, one URL
+/// alone being a list of one.
+///
+/// async-nats reads a `&str` as a single URL (the comma then fails to parse
+/// as a port), so the list is split here; async-nats picks among them and
+/// fails over between them, and learns the cluster's other members from the
+/// servers it reaches.
+fn server_urls(url: &str) -> Vec<&str> {
+    let urls: Vec<&str> = url.split(',').map(str::trim).filter(|url| !url.is_empty()).collect();
+    if urls.is_empty() {
+        // Nothing but commas and blanks: let async-nats call the text itself invalid.
+        return vec![url];
+    }
+    urls
 }
 
 /// Turns the configuration into async-nats options, checking that paired fields come in pairs.
@@ -615,5 +631,37 @@ mod tests {
             "{error:?}"
         );
         assert!(error.to_string().contains("nats://127.0.0.1:1"));
+    }
+
+    #[test]
+    fn a_seed_list_is_split_at_its_commas() {
+        assert_eq!(server_urls("nats://127.0.0.1:4222"), ["nats://127.0.0.1:4222"]);
+        assert_eq!(
+            server_urls("nats://a:4222, nats://b:4223,,nats://c:4224 "),
+            ["nats://a:4222", "nats://b:4223", "nats://c:4224"]
+        );
+        assert_eq!(server_urls(" , "), [" , "]);
+    }
+
+    #[tokio::test]
+    async fn a_seed_list_of_unreachable_servers_names_the_list() {
+        let list = "nats://127.0.0.1:1,nats://127.0.0.1:2";
+        let config = ConnectConfig {
+            connect_timeout: Duration::from_secs(2),
+            ..ConnectConfig::for_url(list)
+        };
+        let error = connect(&config).await.unwrap_err();
+        // Before the list was split, async-nats read it as one URL and refused it as unparsable.
+        assert!(
+            matches!(&error, ConnectError::Unreachable { url, .. } if url == list),
+            "{error:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_bad_url_in_a_seed_list_is_refused_as_invalid() {
+        let config = ConnectConfig::for_url("nats://127.0.0.1:4222,nats://127.0.0.1:notaport");
+        let error = connect(&config).await.unwrap_err();
+        assert!(matches!(&error, ConnectError::InvalidUrl { .. }), "{error:?}");
     }
 }

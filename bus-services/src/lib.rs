@@ -11,11 +11,14 @@
 //! - [`orchestrator`] runs durable workflows that call those services.
 //! - [`shop`] is the demo domain's five services, orchestrated and choreographed.
 //! - [`order_view`] is the shop's read model, built from the shop's events.
+//! - [`replicas`] raises an existing stream or bucket to the replicas a
+//!   component is configured for (a cluster's copies).
 
 pub mod connection;
 pub mod local_server;
 pub mod orchestrator;
 pub mod order_view;
+pub mod replicas;
 pub mod runtime;
 pub mod server_binary;
 pub mod shop;

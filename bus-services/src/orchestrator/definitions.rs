@@ -66,8 +66,13 @@ impl RunningWorkflow {
 }
 
 impl Loaded {
-    /// Builds the runtime pieces of a stored definition.
-    pub(crate) async fn build(nats: &async_nats::Client, stored: &StoredDefinition) -> Result<Self, OrchestratorError> {
+    /// Builds the runtime pieces of a stored definition; the stream of its
+    /// `finished` events gets `replicas` copies.
+    pub(crate) async fn build(
+        nats: &async_nats::Client,
+        stored: &StoredDefinition,
+        replicas: usize,
+    ) -> Result<Self, OrchestratorError> {
         let definition =
             WorkflowDefinition::from_json_value("stored definition", &stored.definition, None).map_err(|error| {
                 OrchestratorError::Corrupt {
@@ -101,7 +106,14 @@ impl Loaded {
             let key = (document.service.clone(), document.version.major());
             clients.insert(key, ServiceClient::new(nats.clone(), document));
         }
-        let events = match EventPublisher::new(nats.clone(), contract.clone(), &SchemaSet::default()).await {
+        let events = match EventPublisher::with_replicas(
+            nats.clone(),
+            contract.clone(),
+            &SchemaSet::default(),
+            replicas,
+        )
+        .await
+        {
             Ok(publisher) => Some(publisher),
             Err(error) => {
                 tracing::warn!(workflow = %id, error = %error, "The workflow's finished events cannot be published.");
@@ -137,7 +149,7 @@ pub(crate) async fn activate(
     if let Some(loaded) = id.as_deref().and_then(|id| shared.definition(id)) {
         return Ok(loaded);
     }
-    let loaded = Arc::new(Loaded::build(&shared.nats, stored).await?);
+    let loaded = Arc::new(Loaded::build(&shared.nats, stored, shared.config.replicas).await?);
     let loaded = Arc::clone(
         shared
             .definitions
@@ -221,6 +233,7 @@ fn trigger_task(
     let workflow = loaded.id.clone();
     let nats = shared.nats.clone();
     let token = stop.clone();
+    let replicas = shared.config.replicas;
     let event = trigger.event.member.to_string();
     Some(tokio::spawn(async move {
         let handler = move |context: EventContext, payload: Value| {
@@ -251,7 +264,10 @@ fn trigger_task(
                 Ok(())
             }
         };
-        let config = ConsumerConfig::new(durable);
+        let config = ConsumerConfig {
+            replicas,
+            ..ConsumerConfig::new(durable)
+        };
         if let Err(error) = consume_json(nats, producer, &event, config, handler, token).await {
             tracing::error!(error = %error, "The workflow's trigger stopped.");
         }

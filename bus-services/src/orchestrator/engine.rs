@@ -205,7 +205,14 @@ pub(crate) async fn drive(
                 if next == Next::Finished {
                     shared.stats.finished.fetch_add(1, Ordering::Relaxed);
                 }
-                announce(&loaded, &state).await;
+                if !announce(&loaded, &state).await {
+                    // The end is committed but JetStream did not store its
+                    // event (a stream without a leader for a moment): the item
+                    // comes back, finds the instance ended and announces
+                    // again under the same message id. Acking it would leave
+                    // whoever waits for the event (the shop's orders) waiting for ever.
+                    return Ok(Disposition::Later(ANNOUNCE_RETRY));
+                }
                 return Ok(Disposition::Ack);
             }
             Next::Wait(at) => return Ok(Disposition::Later(Duration::from_millis(at.saturating_sub(now)))),
@@ -264,13 +271,19 @@ async fn reload(shared: &Shared, id: &str) -> Result<(InstanceState, u64), Orche
         .ok_or_else(|| OrchestratorError::NotFound(format!("instance {id} disappeared while being driven")))
 }
 
+/// How soon a work item whose instance ended comes back when its `finished`
+/// event could not be stored.
+const ANNOUNCE_RETRY: Duration = Duration::from_secs(1);
+
 /// Publishes the workflow's `finished` event; its message id is the
-/// instance's, so announcing again (after a crash) stores it once.
-async fn announce(loaded: &Loaded, state: &InstanceState) {
+/// instance's, so announcing again (after a crash, or after a failed
+/// publish) stores it once. False when JetStream did not store it, and
+/// announcing again may succeed.
+async fn announce(loaded: &Loaded, state: &InstanceState) -> bool {
     if !state.status.is_final() {
-        return;
+        return true;
     }
-    let Some(publisher) = &loaded.events else { return };
+    let Some(publisher) = &loaded.events else { return true };
     let finished = WorkflowFinished {
         instance: state.id.clone(),
         workflow: state.workflow.clone(),
@@ -287,13 +300,17 @@ async fn announce(loaded: &Loaded, state: &InstanceState) {
         Ok(payload) => payload,
         Err(error) => {
             tracing::error!(error = %error, "Could not encode the finished event.");
-            return;
+            return true;
         }
     };
     let message_id = format!("{}/finished", state.id);
     let publisher = publisher.in_flow(&propagation(state));
-    if let Err(error) = publisher.publish_json("finished", Some(&message_id), &payload).await {
-        tracing::warn!(instance = %state.id, error = %error, "Could not publish the finished event.");
+    match publisher.publish_json("finished", Some(&message_id), &payload).await {
+        Ok(()) => true,
+        Err(error) => {
+            tracing::warn!(instance = %state.id, error = %error, "Could not publish the finished event; it will be announced again.");
+            false
+        }
     }
 }
 

@@ -45,7 +45,9 @@ use definitions::{Loaded, RunningWorkflow};
 /// How an orchestrator replica runs.
 #[derive(Debug, Clone)]
 pub struct OrchestratorConfig {
-    /// Copies of the buckets and streams on a cluster (1 on one server).
+    /// Copies of the buckets and streams on a cluster (1 on one server, 3
+    /// on a three-node cluster), the workflows' `finished` event streams
+    /// included; existing ones with fewer are raised ([`crate::replicas`]).
     pub replicas: usize,
     /// How long the server waits before handing a silent replica's work
     /// item to another: recovery after a kill takes about this long.

@@ -451,10 +451,15 @@ fn next_compensation_timeout(definition: &WorkflowDefinition, remaining: &[Strin
 }
 
 fn begin_compensation(definition: &WorkflowDefinition, state: &mut InstanceState, reason: String, now: u64) {
-    // A step that failed by timing out may still have taken effect (its
-    // reply was lost, not its request): it is undone first, as the newest.
-    // Compensations are idempotent, so undoing what never happened is safe.
-    // Its compensation must not need its output, which it never had.
+    // A step that failed on the service's side (a timeout, UNAVAILABLE,
+    // INTERNAL) may still have taken effect: its reply was lost, not its
+    // request, or the service did part of the work before failing (such as
+    // holding stock and then not getting its event stored while JetStream
+    // elected a leader). It is undone first, as the newest. Only a refusal of
+    // the caller's input (a declared error, VALIDATION_FAILED, ...) promises
+    // that nothing happened. Compensations are idempotent, so undoing what
+    // never happened is safe. Its compensation must not need its output,
+    // which it never had.
     let outputs = outputs(state);
     let scope = Scope {
         input: &state.input,
@@ -465,11 +470,7 @@ fn begin_compensation(definition: &WorkflowDefinition, state: &mut InstanceState
         .steps
         .iter()
         .filter(|(_, step)| {
-            step.status == StepStatus::Failed
-                && step
-                    .error
-                    .as_ref()
-                    .is_some_and(|error| error.code == ErrorCode::Timeout)
+            step.status == StepStatus::Failed && step.error.as_ref().is_some_and(|error| !error.code.is_caller_error())
         })
         .filter_map(|(id, _)| {
             let compensation = definition.call_step(id)?.compensate.as_ref()?;

@@ -92,17 +92,21 @@ impl Stores {
                 stream::RetentionPolicy::WorkQueue,
             ),
         ] {
-            js.get_or_create_stream(stream::Config {
-                name: name.to_owned(),
-                subjects: vec![subject.to_owned()],
-                retention,
-                storage: stream::StorageType::File,
-                num_replicas: replicas,
-                duplicate_window: DUPLICATE_WINDOW,
-                ..Default::default()
-            })
-            .await
-            .map_err(|error| OrchestratorError::jetstream(format!("creating the stream {name}"), error))?;
+            let created = js
+                .get_or_create_stream(stream::Config {
+                    name: name.to_owned(),
+                    subjects: vec![subject.to_owned()],
+                    retention,
+                    storage: stream::StorageType::File,
+                    num_replicas: replicas,
+                    duplicate_window: DUPLICATE_WINDOW,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|error| OrchestratorError::jetstream(format!("creating the stream {name}"), error))?;
+            crate::replicas::raise_replicas(&js, &created.cached_info().config, replicas)
+                .await
+                .map_err(|error| OrchestratorError::jetstream(format!("opening the stream {name}"), error))?;
         }
         Ok(Self {
             js,
@@ -369,6 +373,9 @@ async fn bucket(
     replicas: usize,
 ) -> Result<kv::Store, OrchestratorError> {
     if let Ok(store) = js.get_key_value(name).await {
+        crate::replicas::raise_replicas(js, &store.stream.cached_info().config, replicas)
+            .await
+            .map_err(|error| OrchestratorError::jetstream(format!("opening the bucket {name}"), error))?;
         return Ok(store);
     }
     let config = kv::Config {

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use super::facts::{Event, OrderFacts, Stamp};
 use super::lag::LagHistogram;
 use super::{OrderViewConfig, OrderViewError, VIEW_BUCKET};
-use crate::runtime::{PULL_EXPIRY, dead_letter, ensure_event_stream};
+use crate::runtime::{PULL_EXPIRY, dead_letter, ensure_event_stream_with_replicas};
 use crate::shop::state::{Bucket, is_order_id};
 
 /// The page size of `list` when the request names none.
@@ -102,7 +102,7 @@ impl Engine {
         let js = jetstream::new(nats);
         let mut sources = Vec::new();
         for contract in contracts::shop::contracts()? {
-            let stream = ensure_event_stream(&js, &contract).await?;
+            let stream = ensure_event_stream_with_replicas(&js, &contract, config.replicas).await?;
             sources.push(Source {
                 service: contract.service.as_str().to_owned(),
                 durable: format!("order-view-{}", contract.service.as_str()),

@@ -45,7 +45,8 @@ pub struct OrderViewConfig {
     /// Events applied at once per stream (events of one order may be among
     /// them: the writes are compare-and-set and the facts a join).
     pub max_in_flight: usize,
-    /// Replicas of the bucket (3 on a cluster).
+    /// Replicas of the bucket, and of the shop's event streams when the view
+    /// creates them (3 on a three-node cluster).
     pub replicas: usize,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_timeout: Duration,

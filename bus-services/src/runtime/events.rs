@@ -100,6 +100,16 @@ fn event_validators(
 /// Creates the stream of a contract's events, or adds subjects the contract
 /// declares that an existing stream lacks (a new minor version's events).
 pub async fn ensure_event_stream(js: &jetstream::Context, contract: &ContractDocument) -> Result<String, EventError> {
+    ensure_event_stream_with_replicas(js, contract, 1).await
+}
+
+/// [`ensure_event_stream`] with `replicas` copies of the stream on a
+/// cluster; an existing stream with fewer is raised ([`crate::replicas`]).
+pub async fn ensure_event_stream_with_replicas(
+    js: &jetstream::Context,
+    contract: &ContractDocument,
+    replicas: usize,
+) -> Result<String, EventError> {
     let name = subjects::event_stream(&contract.service, contract.version.major());
     let wanted: Vec<String> = contract
         .events
@@ -112,8 +122,12 @@ pub async fn ensure_event_stream(js: &jetstream::Context, contract: &ContractDoc
             subjects: wanted.clone(),
             storage: stream::StorageType::File,
             duplicate_window: DUPLICATE_WINDOW,
+            num_replicas: replicas,
             ..Default::default()
         })
+        .await
+        .map_err(jetstream_error)?;
+    crate::replicas::raise_replicas(js, &stream.cached_info().config, replicas)
         .await
         .map_err(jetstream_error)?;
     // Read-modify-write races with instances of other minor versions
@@ -164,8 +178,18 @@ impl EventPublisher {
         contract: ContractDocument,
         external: &SchemaSet,
     ) -> Result<Self, EventError> {
+        Self::with_replicas(nats, contract, external, 1).await
+    }
+
+    /// [`new`](Self::new) with `replicas` copies of the stream on a cluster.
+    pub async fn with_replicas(
+        nats: async_nats::Client,
+        contract: ContractDocument,
+        external: &SchemaSet,
+        replicas: usize,
+    ) -> Result<Self, EventError> {
         let js = jetstream::new(nats);
-        ensure_event_stream(&js, &contract).await?;
+        ensure_event_stream_with_replicas(&js, &contract, replicas).await?;
         Ok(Self {
             validators: Arc::new(event_validators(&contract, external)?),
             js,
@@ -270,6 +294,10 @@ pub struct ConsumerConfig {
     pub handler_timeout: Duration,
     /// Deliveries handled at once (events of different flows are independent).
     pub max_in_flight: usize,
+    /// Copies of the producer's stream and of the dead-letter stream when
+    /// this consumer creates them, or raises them ([`crate::replicas`]); the
+    /// durable consumer follows its stream's.
+    pub replicas: usize,
 }
 
 impl ConsumerConfig {
@@ -287,6 +315,7 @@ impl ConsumerConfig {
             ],
             handler_timeout: Duration::from_secs(25),
             max_in_flight: 64,
+            replicas: 1,
         }
     }
 }
@@ -395,8 +424,8 @@ where
     Fut: Future<Output = Result<(), ServiceError>> + Send + 'static,
 {
     let js = jetstream::new(nats);
-    let stream_name = ensure_event_stream(&js, &producer).await?;
-    ensure_dead_letter_stream(&js).await?;
+    let stream_name = ensure_event_stream_with_replicas(&js, &producer, config.replicas).await?;
+    ensure_dead_letter_stream(&js, config.replicas).await?;
     let unknown = || EventError::UnknownEvent {
         contract: producer.id().to_string(),
         event: event_name.to_owned(),
@@ -473,7 +502,7 @@ pub async fn dead_letter(
     consumer: &str,
     reason: &str,
 ) -> Result<(), EventError> {
-    ensure_dead_letter_stream(js).await?;
+    ensure_dead_letter_stream(js, 1).await?;
     // Keep the message's own headers, but none of JetStream's publish
     // expectations (`Nats-Expected-*`, `Nats-Rollup`, ...), which would make
     // the dead letter itself refused.
@@ -511,16 +540,22 @@ pub async fn dead_letter(
     Ok(())
 }
 
-/// Creates the dead-letter stream when it is missing.
-async fn ensure_dead_letter_stream(js: &jetstream::Context) -> Result<(), EventError> {
-    js.get_or_create_stream(stream::Config {
-        name: subjects::DEAD_LETTER_STREAM.to_owned(),
-        subjects: vec![subjects::DEAD_LETTER_SUBJECTS.to_owned()],
-        storage: stream::StorageType::File,
-        ..Default::default()
-    })
-    .await
-    .map_err(jetstream_error)?;
+/// Creates the dead-letter stream when it is missing, with `replicas`
+/// copies, or raises an existing one with fewer.
+async fn ensure_dead_letter_stream(js: &jetstream::Context, replicas: usize) -> Result<(), EventError> {
+    let stream = js
+        .get_or_create_stream(stream::Config {
+            name: subjects::DEAD_LETTER_STREAM.to_owned(),
+            subjects: vec![subjects::DEAD_LETTER_SUBJECTS.to_owned()],
+            storage: stream::StorageType::File,
+            num_replicas: replicas,
+            ..Default::default()
+        })
+        .await
+        .map_err(jetstream_error)?;
+    crate::replicas::raise_replicas(js, &stream.cached_info().config, replicas)
+        .await
+        .map_err(jetstream_error)?;
     Ok(())
 }
 

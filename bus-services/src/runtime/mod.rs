@@ -17,7 +17,7 @@ pub use context::{Context, Propagation};
 pub use error::ServiceError;
 pub use events::{
     ConsumerConfig, EventContext, EventError, EventPublisher, PULL_EXPIRY, ProcessedKeys, consume, consume_json,
-    dead_letter, ensure_event_stream,
+    dead_letter, ensure_event_stream, ensure_event_stream_with_replicas,
 };
 pub use registration::RegistrationConfig;
 pub use serve::{ServeError, serve};

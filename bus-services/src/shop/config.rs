@@ -33,7 +33,9 @@ pub struct ShopConfig {
     /// Stock put on the shelves when a product has no stock record yet
     /// (`(sku, units)`); a restarted inventory keeps what it has.
     pub initial_stock: Vec<(String, u64)>,
-    /// Copies of each KV bucket on a cluster (1 on one server).
+    /// Copies of each KV bucket and event stream on a cluster (1 on one
+    /// server, 3 on a three-node cluster); existing ones with fewer are
+    /// raised ([`crate::replicas`]).
     pub replicas: usize,
     /// Registration with the registry; `None` to run unregistered.
     pub registration: Option<RegistrationConfig>,

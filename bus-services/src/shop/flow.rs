@@ -171,13 +171,25 @@ fn consumer_config(config: &ShopConfig, durable: &str) -> ConsumerConfig {
         // A delivery an instance took but did not settle (it stopped, or was
         // killed) comes back to another instance this soon.
         ack_wait: Duration::from_secs(5),
+        replicas: config.replicas,
         ..ConsumerConfig::new(durable)
     }
 }
 
+/// How long a consumer keeps trying to set itself up (its stream, the
+/// dead-letter stream, the durable consumer) before its service gives up.
+///
+/// On a cluster JetStream answers those requests only once the stream's and
+/// the consumer's RAFT groups have leaders, which takes seconds while many
+/// are created at once or a node is down, and the pullers of one durable
+/// consumer create it concurrently; a request can then time out although a
+/// second one, moments later, finds everything in place.
+const CONSUMER_SETUP_PATIENCE: Duration = Duration::from_secs(60);
+
 /// Consumes `producer`'s event `E` with the durable consumer `durable`,
 /// with [`ShopConfig::consumers_per_event`] pullers so one slow message does
-/// not hold up the others.
+/// not hold up the others. A puller whose set-up fails tries again (for
+/// [`CONSUMER_SETUP_PATIENCE`]) instead of stopping the shop.
 pub(crate) fn spawn_consumer<E, F, Fut>(
     tasks: &mut Tasks,
     nats: &async_nats::Client,
@@ -193,15 +205,45 @@ pub(crate) fn spawn_consumer<E, F, Fut>(
     let handler = Arc::new(handler);
     for _ in 0..config.consumers_per_event.max(1) {
         let handler = Arc::clone(&handler);
-        let run = consume::<E, _, _>(
+        let (nats, producer, settings, stop) = (
             nats.clone(),
             producer.clone(),
             consumer_config(config, durable),
-            move |context, payload| handler(context, payload),
             tasks.stop(),
         );
         tasks.spawn(format!("the consumer {durable}"), async move {
-            run.await.map_err(ShopError::from)
+            let started = tokio::time::Instant::now();
+            let mut delay = Duration::from_millis(250);
+            loop {
+                let handler = Arc::clone(&handler);
+                let run = consume::<E, _, _>(
+                    nats.clone(),
+                    producer.clone(),
+                    settings.clone(),
+                    move |context, payload| handler(context, payload),
+                    stop.clone(),
+                );
+                // `consume` returns an error only while setting up.
+                match run.await {
+                    Ok(()) => return Ok(()),
+                    // Told to stop while still setting up: nothing was taken, nothing is lost.
+                    Err(_) if stop.is_cancelled() => return Ok(()),
+                    Err(error) if started.elapsed() < CONSUMER_SETUP_PATIENCE => {
+                        tracing::warn!(
+                            consumer = %settings.durable_name,
+                            error = %error,
+                            retry_in = ?delay,
+                            "The consumer could not be set up; trying again."
+                        );
+                        tokio::select! {
+                            () = stop.cancelled() => return Ok(()),
+                            () = tokio::time::sleep(delay) => {}
+                        }
+                        delay = (delay * 2).min(Duration::from_secs(2));
+                    }
+                    Err(error) => return Err(ShopError::from(error)),
+                }
+            }
         });
     }
 }

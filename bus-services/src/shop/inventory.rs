@@ -745,7 +745,13 @@ pub(crate) async fn run(
     let js = jetstream::new(nats.clone());
     let inventory = Inventory::open(&js, config.replicas).await?;
     inventory.seed(&config.initial_stock).await?;
-    let publisher = EventPublisher::new(nats.clone(), inventory::contract()?, &SchemaSet::default()).await?;
+    let publisher = EventPublisher::with_replicas(
+        nats.clone(),
+        inventory::contract()?,
+        &SchemaSet::default(),
+        config.replicas,
+    )
+    .await?;
     let reactions = Arc::new(Reactions { inventory, publisher });
     let service = service(&reactions, &config)?;
     let mut tasks = Tasks::new(&shutdown);

@@ -218,7 +218,13 @@ pub(crate) async fn run(
 ) -> Result<(), ShopError> {
     let js = jetstream::new(nats.clone());
     let notifications = Notifications::open(&js, config.replicas).await?;
-    let publisher = EventPublisher::new(nats.clone(), notifications::contract()?, &SchemaSet::default()).await?;
+    let publisher = EventPublisher::with_replicas(
+        nats.clone(),
+        notifications::contract()?,
+        &SchemaSet::default(),
+        config.replicas,
+    )
+    .await?;
     let reactions = Arc::new(Reactions {
         notifications,
         publisher,

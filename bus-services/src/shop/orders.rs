@@ -496,7 +496,13 @@ pub(crate) async fn run(
     let workflow: ContractDocument = fulfilment::contract()?;
     let orders = Arc::new(Orders {
         orders: bucket,
-        publisher: EventPublisher::new(nats.clone(), orders::contract()?, &SchemaSet::default()).await?,
+        publisher: EventPublisher::with_replicas(
+            nats.clone(),
+            orders::contract()?,
+            &SchemaSet::default(),
+            config.replicas,
+        )
+        .await?,
         fulfilment: ServiceClient::new(nats.clone(), workflow.clone()).with_options(call_options()),
         notifications: ServiceClient::new(nats.clone(), notifications_api::contract()?).with_options(call_options()),
     });

@@ -444,7 +444,13 @@ pub(crate) async fn run(
 ) -> Result<(), ShopError> {
     let js = jetstream::new(nats.clone());
     let payments = Payments::open(&js, Arc::clone(&config)).await?;
-    let publisher = EventPublisher::new(nats.clone(), payments::contract()?, &SchemaSet::default()).await?;
+    let publisher = EventPublisher::with_replicas(
+        nats.clone(),
+        payments::contract()?,
+        &SchemaSet::default(),
+        config.replicas,
+    )
+    .await?;
     let reactions = Arc::new(Reactions { payments, publisher });
     let service = service(&reactions, &config)?;
     let mut tasks = Tasks::new(&shutdown);

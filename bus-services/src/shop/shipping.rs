@@ -317,7 +317,13 @@ pub(crate) async fn run(
 ) -> Result<(), ShopError> {
     let js = jetstream::new(nats.clone());
     let shipping = Shipping::open(&js, Arc::clone(&config)).await?;
-    let publisher = EventPublisher::new(nats.clone(), shipping::contract()?, &SchemaSet::default()).await?;
+    let publisher = EventPublisher::with_replicas(
+        nats.clone(),
+        shipping::contract()?,
+        &SchemaSet::default(),
+        config.replicas,
+    )
+    .await?;
     let reactions = Arc::new(Reactions { shipping, publisher });
     let service = service(&reactions, &config)?;
     let mut tasks = Tasks::new(&shutdown);

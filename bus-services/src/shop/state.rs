@@ -88,6 +88,9 @@ impl Bucket {
             store,
         };
         if let Ok(store) = js.get_key_value(name).await {
+            crate::replicas::raise_replicas(js, &store.stream.cached_info().config, replicas.max(1))
+                .await
+                .map_err(|error| fail(&error))?;
             return Ok(bucket(store));
         }
         let config = kv::Config {

@@ -236,7 +236,8 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "NATS connection")]
 pub struct NatsOptions {
-    /// The NATS server URL.
+    /// The NATS server URL, or a cluster's seed list separated by commas
+    /// (`nats://a:4222,nats://b:4222,nats://c:4222`).
     #[arg(
         long,
         global = true,

@@ -46,8 +46,9 @@ pub struct OrchestratorServeArgs {
     /// to another: recovery after a kill takes about this long (`250ms`, `2s`, `1m`).
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_positive_duration)]
     pub ack_wait: Duration,
-    /// Copies of the orchestrator's JetStream buckets and streams when they
-    /// are created (3 on a three-node cluster).
+    /// Copies of the orchestrator's JetStream buckets and streams (3 on a
+    /// three-node cluster): they are created with them, or raised to them
+    /// when they have fewer; never lowered.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=5))]
     pub replicas: u64,
     /// Instances this replica drives at once.

@@ -54,7 +54,8 @@ pub struct ServeArgs {
     /// The KV bucket of `--store kv`.
     #[arg(long, value_name = "NAME", default_value = "soa_registry")]
     pub bucket: String,
-    /// Replicas of the KV bucket when it is created (3 on a three-node cluster).
+    /// Replicas of the KV bucket (3 on a three-node cluster): it is created
+    /// with them, or raised to them when it has fewer; never lowered.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=5))]
     pub replicas: u64,
     /// Refuse registrations with changes the checker cannot decide, instead

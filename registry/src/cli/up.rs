@@ -57,6 +57,11 @@ pub struct UpArgs {
     /// Seconds before a silent orchestrator's work is taken over by another replica.
     #[arg(long, value_name = "SECS", default_value_t = 5)]
     pub ack_wait: u64,
+    /// Copies of the shop's, the order view's and the orchestrator's
+    /// JetStream streams and buckets (3 with `--nats-url` naming a
+    /// three-node cluster); existing ones with fewer are raised.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=5))]
+    pub replicas: u64,
 }
 
 /// Runs `soa up` until `shutdown`.
@@ -85,6 +90,7 @@ pub(super) async fn run(
             .iter()
             .map(|(sku, _)| (sku.to_string(), if *sku == SOLD_OUT { 0 } else { PLENTY }))
             .collect(),
+        replicas: usize::try_from(args.replicas).unwrap_or(1),
         ..ShopConfig::default()
     };
     let options = SystemOptions {
@@ -94,6 +100,7 @@ pub(super) async fn run(
         shop: shop.clone(),
         orchestrator: OrchestratorConfig {
             ack_wait: Duration::from_secs(args.ack_wait),
+            replicas: shop.replicas,
             ..OrchestratorConfig::default()
         },
     };

@@ -24,6 +24,7 @@ use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
 use serde::de::DeserializeOwned;
 
+use bus_services::replicas::raise_replicas;
 use contracts::{ContractId, ServiceName};
 
 use super::{ContractRecord, Inserted, RawRecord, Store, StoreError, StoredDigest, check_insert, error_chain};
@@ -58,10 +59,16 @@ pub struct KvStore {
 
 impl KvStore {
     /// Binds to the bucket `bucket`, creating it (one value per key,
-    /// `replicas` copies in a cluster) when it does not exist.
+    /// `replicas` copies in a cluster) when it does not exist, or raising an
+    /// existing bucket with fewer copies ([`bus_services::replicas`]).
     pub async fn open(js: async_nats::jetstream::Context, bucket: &str, replicas: usize) -> Result<Self, StoreError> {
         let kv = match js.get_key_value(bucket).await {
-            Ok(kv) => kv,
+            Ok(kv) => {
+                raise_replicas(&js, &kv.stream.cached_info().config, replicas)
+                    .await
+                    .map_err(|error| unavailable(error.to_string()))?;
+                kv
+            }
             Err(_) => {
                 let config = kv::Config {
                     bucket: bucket.to_owned(),

@@ -8,6 +8,7 @@
 
 mod auth;
 mod cli;
+mod cluster;
 mod contract_gate;
 mod discover;
 mod dlq;

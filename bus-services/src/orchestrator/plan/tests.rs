@@ -288,6 +288,33 @@ fn a_step_that_timed_out_for_good_is_undone_too() {
     assert_eq!(state.compensation.as_ref().unwrap().remaining, ["b"]);
 }
 
+#[test]
+fn a_step_that_failed_for_good_on_the_service_side_is_undone_too_a_refused_one_is_not() {
+    for (code, undone) in [
+        (ErrorCode::Unavailable, vec!["b".to_owned()]),
+        (ErrorCode::Internal, vec!["b".to_owned()]),
+        (ErrorCode::Declared("REFUSED".into()), Vec::new()),
+        (ErrorCode::ValidationFailed, Vec::new()),
+    ] {
+        let definition = definition_with_undo_by_order();
+        let mut state = instance();
+        plan(&definition, &mut state, 0);
+        for attempt in 1..=3 {
+            apply_call(
+                &definition,
+                &mut state,
+                "b",
+                attempt,
+                fail(code.clone()),
+                10_000 * u64::from(attempt),
+            );
+            plan(&definition, &mut state, 10_000 * u64::from(attempt) + 5_000);
+        }
+        // UNAVAILABLE after part of the work (stock held, its event not stored) leaves an effect.
+        assert_eq!(state.compensation.as_ref().unwrap().remaining, undone, "{code}");
+    }
+}
+
 fn definition_with_undo_by_order() -> WorkflowDefinition {
     let mut step = call("b");
     step["compensate"]["input"] = json!({"step": "b", "order": "$input/order", "effect": 0});
