@@ -7,7 +7,8 @@
 //! `calls` and to the registry's register, heartbeat and deregister verbs,
 //! and the JetStream API requests for its own event stream, for durable
 //! consumers on the streams of the events it `consumes` and for the
-//! dead-letter stream (plus the key-value buckets it is given). Replies to
+//! dead-letter stream (plus the key-value buckets it is given), and its own
+//! inbox (the runtime's round trip that proves its subscriptions). Replies to
 //! requests it received are allowed by `allow_responses`. Everything else is
 //! refused by the server.
 //!
@@ -134,6 +135,8 @@ pub fn service_permissions(
         subscribe.insert(subjects::discovery(verb, Some(service.as_str()), Some("*")));
     }
     subscribe.insert(format!("{inbox_prefix}.>"));
+    // The runtime proves its subscriptions live with a message to its own inbox.
+    publish.insert(format!("{inbox_prefix}.>"));
 
     // Registration.
     for verb in ["register", "heartbeat", "deregister"] {

@@ -150,7 +150,7 @@ impl Refusals {
             subject = %refusal.subject,
             refused = %action,
             advice,
-            "The NATS server refused a message for lack of permission."
+            "The NATS server refused a publish or a subscription for lack of permission."
         );
         if let Ok(mut recent) = self.recent.lock() {
             let now = Instant::now();

@@ -37,7 +37,8 @@ mod workflow;
 
 pub use asyncapi::AsyncApiArgs;
 pub use contract::{
-    CheckArgs, ContractCommand, DiffArgs, ExportArgs, ModeArg, OutputArgs, Report, ReportFormat, Source, check_sources,
+    CheckArgs, ContractCommand, DiffArgs, ExportArgs, ModeArg, OutputArgs, PermissionsArgs, PermissionsFormat, Report,
+    ReportFormat, Source, check_sources,
 };
 pub use demo::DemoArgs;
 pub use describe::DescribeArgs;

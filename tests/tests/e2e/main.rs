@@ -18,6 +18,7 @@ mod hostile;
 mod http;
 mod orchestrator;
 mod order_view;
+mod permissions;
 mod polyglot;
 mod registry;
 mod registry_cli;
