@@ -23,7 +23,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::document::ContractDocument;
-use crate::names::{ContractId, ContractRef, ServiceName};
+use crate::names::{ContractId, ContractRef};
 use crate::subjects::{self, DiscoveryVerb};
 
 /// What the contract does not say and a service may still need.
@@ -58,36 +58,30 @@ pub struct ServicePermissions {
 pub enum PermissionError {
     /// A called or consumed service's document was not given.
     #[error(
-        "{contract} {verb} {reference}, but no contract document of {service} major {major} was given; \
-         add it (the subject comes from the {role}'s document)"
+        "{contract} {verb} {reference}, but no contract document of {service} was given; add it \
+         (the subject comes from the {role}'s document)"
     )]
     MissingDocument {
-        /// The contract whose permissions were asked for.
-        contract: ContractId,
+        /// The contract whose permissions were asked for (`service@version`).
+        contract: String,
         /// `calls` or `consumes`.
         verb: &'static str,
-        /// The reference.
-        reference: ContractRef,
-        /// The referenced service.
-        service: ServiceName,
-        /// Its major.
-        major: u64,
+        /// The reference (`service@major#member`).
+        reference: String,
+        /// The referenced service major, as `<service> major <major>`.
+        service: String,
         /// `callee` or `producer`.
         role: &'static str,
     },
     /// The referenced document has no such operation or event.
-    #[error("{contract} {verb} {reference}, but no given version of {service}@{major} declares {kind} {member:?}")]
+    #[error("{contract} {verb} {reference}, but no given version of that service major declares {kind} {member:?}")]
     UnknownMember {
-        /// The contract whose permissions were asked for.
-        contract: ContractId,
+        /// The contract whose permissions were asked for (`service@version`).
+        contract: String,
         /// `calls` or `consumes`.
         verb: &'static str,
-        /// The reference.
-        reference: ContractRef,
-        /// The referenced service.
-        service: ServiceName,
-        /// Its major.
-        major: u64,
+        /// The reference (`service@major#member`).
+        reference: String,
         /// `operation` or `event`.
         kind: &'static str,
         /// The member's name.
@@ -248,11 +242,10 @@ fn referenced<'a>(
         .collect();
     if found.is_empty() {
         return Err(PermissionError::MissingDocument {
-            contract: contract.clone(),
+            contract: contract.to_string(),
             verb,
-            reference: reference.clone(),
-            service: reference.service.clone(),
-            major: reference.major,
+            reference: reference.to_string(),
+            service: format!("{} major {}", reference.service, reference.major),
             role,
         });
     }
@@ -267,11 +260,9 @@ fn unknown_member(
     kind: &'static str,
 ) -> PermissionError {
     PermissionError::UnknownMember {
-        contract: contract.clone(),
+        contract: contract.to_string(),
         verb,
-        reference: reference.clone(),
-        service: reference.service.clone(),
-        major: reference.major,
+        reference: reference.to_string(),
         kind,
         member: reference.member.to_string(),
     }
@@ -408,9 +399,14 @@ mod tests {
         ] {
             assert!(!publish.contains(subject), "{subject} should not be allowed");
         }
-        assert!(permissions.publish.iter().all(|subject| !subject.contains('>')
-            || subject.starts_with("$JS.ACK.")
-            || subject.starts_with("$JS.API.CONSUMER.CREATE.")));
+        // Full wildcards only where a consumer's acks, a filter or its own inbox need them.
+        let wildcards: Vec<&String> = permissions
+            .publish
+            .iter()
+            .filter(|subject| subject.contains('>'))
+            .filter(|subject| !subject.starts_with("$JS.ACK.") && !subject.starts_with("$JS.API.CONSUMER.CREATE."))
+            .collect();
+        assert_eq!(wildcards, ["_INBOX_orders.>"]);
         let subscribe: BTreeSet<&str> = permissions.subscribe.iter().map(String::as_str).collect();
         for subject in [
             "shop.orders.v1.place",

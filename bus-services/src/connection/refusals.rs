@@ -233,6 +233,22 @@ pub fn recent(
         .map(|(_, refusal)| refusal.clone())
 }
 
+/// Every refusal on `client`'s connection since `since`, oldest first: what
+/// a component was refused lately, whatever the subject.
+pub fn since(client: &async_nats::Client, since: Instant) -> Vec<PermissionRefusal> {
+    let Some(refusals) = of(client) else {
+        return Vec::new();
+    };
+    let Ok(recent) = refusals.recent.lock() else {
+        return Vec::new();
+    };
+    recent
+        .iter()
+        .filter(|(at, _)| *at >= since)
+        .map(|(_, refusal)| refusal.clone())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,10 @@
 //! another service's operation or replies) the server refuses and the
 //! runtime reports it with the subject named: a call fails at once with
 //! `UNAUTHORIZED` instead of timing out, and every refusal is kept on the
-//! connection that made it.
+//! connection that made it. The shop's five services, each as its own
+//! user with the permissions the catalog's contracts give (plus its state
+//! buckets), run a choreographed order to completion and one to
+//! cancellation without a single refusal.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -95,34 +98,23 @@ fn document(value: &Value) -> ContractDocument {
     ContractDocument::from_json_value("test", value, None).unwrap()
 }
 
-/// The server configuration: what `soa contract permissions` prints for the
-/// two documents in `dir`, with the passwords it reads from the
-/// environment defined in the file instead, and an administrator (no
-/// permissions set: everything) for the registry and the test.
-async fn server_config(dir: &Path) -> String {
-    let files: Vec<String> = [("greeter", greeter()), ("caller", caller())]
-        .into_iter()
-        .map(|(name, value)| {
-            let path = dir.join(format!("{name}.v1.json"));
-            std::fs::write(&path, serde_json::to_string_pretty(&value).unwrap()).unwrap();
-            path.display().to_string()
-        })
-        .collect();
-    let mut args = vec!["contract".to_owned(), "permissions".to_owned()];
-    args.extend(files);
-    let run = soa(&args).await;
+/// The server configuration: what `soa contract permissions <args>`
+/// prints, with each password it reads from the environment defined in the
+/// file instead ([`password`]), and an administrator (no permissions set:
+/// everything) for the registry, the audit and the test.
+async fn server_config(args: &[String]) -> String {
+    let mut argv = vec!["contract".to_owned(), "permissions".to_owned()];
+    argv.extend_from_slice(args);
+    let run = soa(&argv).await;
     assert_exit(&run, Exit::Success);
     let generated = run.stdout;
-    for expected in [
-        "GREETER_V1_PERMISSIONS = {",
-        "CALLER_V1_PERMISSIONS = {",
-        "password: $CALLER_V1_PASSWORD",
-        "\"acl.greeter.v1.hello\"",
-    ] {
-        assert!(generated.contains(expected), "{expected} missing from:\n{generated}");
-    }
     // Variables must be defined before they are used.
-    let passwords = "GREETER_V1_PASSWORD: \"greeter-pw\"\nCALLER_V1_PASSWORD: \"caller-pw\"\n";
+    let passwords: String = generated
+        .lines()
+        .filter_map(|line| line.split("password: $").nth(1))
+        .filter_map(|rest| rest.split(',').next())
+        .map(|variable| format!("{variable}: \"pw-{variable}\"\n"))
+        .collect();
     let with_admin = generated.replacen(
         "  users = [\n",
         &format!("  users = [\n    {{ user: \"admin\", password: \"{ADMIN_PASSWORD}\" }}\n"),
@@ -132,13 +124,43 @@ async fn server_config(dir: &Path) -> String {
     format!("{passwords}{with_admin}")
 }
 
+/// The password [`server_config`] gives `service`'s major-1 user.
+fn password(service: &str) -> String {
+    format!("pw-{}_V1_PASSWORD", service.to_ascii_uppercase().replace('-', "_"))
+}
+
+/// The two documents in `dir`, as arguments.
+fn write_documents(dir: &Path) -> Vec<String> {
+    [("greeter", greeter()), ("caller", caller())]
+        .into_iter()
+        .map(|(name, value)| {
+            let path = dir.join(format!("{name}.v1.json"));
+            std::fs::write(&path, serde_json::to_string_pretty(&value).unwrap()).unwrap();
+            path.display().to_string()
+        })
+        .collect()
+}
+
+async fn start_server(config: String) -> NatsServer {
+    NatsServer::builder()
+        .config(config)
+        .client_auth(ConnectConfig {
+            user: Some("admin".to_owned()),
+            password: Some(ADMIN_PASSWORD.to_owned()),
+            ..ConnectConfig::default()
+        })
+        .start()
+        .await
+        .unwrap()
+}
+
 /// How a service connects: its user, and the inbox prefix its permissions name.
 fn service_config(server: &NatsServer, service: &str) -> ConnectConfig {
     let name = contracts::ServiceName::parse(service).unwrap();
     ConnectConfig {
         name: Some(service.to_owned()),
         user: Some(format!("{service}-v1")),
-        password: Some(format!("{service}-pw")),
+        password: Some(password(service)),
         inbox_prefix: Some(subjects::service_inbox_prefix(&name)),
         ..ConnectConfig::for_url(server.url())
     }
@@ -174,16 +196,16 @@ where
 async fn services_work_within_their_contract_permissions_and_are_refused_outside_them() {
     tests::init_tracing();
     let dir = tempfile::tempdir().unwrap();
-    let server = NatsServer::builder()
-        .config(server_config(dir.path()).await)
-        .client_auth(ConnectConfig {
-            user: Some("admin".to_owned()),
-            password: Some(ADMIN_PASSWORD.to_owned()),
-            ..ConnectConfig::default()
-        })
-        .start()
-        .await
-        .unwrap();
+    let config = server_config(&write_documents(dir.path())).await;
+    for expected in [
+        "GREETER_V1_PERMISSIONS = {",
+        "CALLER_V1_PERMISSIONS = {",
+        "password: $CALLER_V1_PASSWORD",
+        "\"acl.greeter.v1.hello\"",
+    ] {
+        assert!(config.contains(expected), "{expected} missing from:\n{config}");
+    }
+    let server = start_server(config).await;
     let registry = RunningRegistry::start(
         &server,
         std::sync::Arc::new(registry::store::MemoryStore::new()),
@@ -419,4 +441,71 @@ async fn the_printed_configuration_of_the_whole_catalog_is_one_nats_server_accep
     let run = soa(&["contract", "permissions", orders.to_str().unwrap()]).await;
     assert_exit(&run, Exit::Usage);
     assert!(run.stderr.contains("no contract document of"), "{}", run.stderr);
+}
+
+/// The shop's state buckets, by service: what `--kv` grants beyond the contracts.
+const SHOP_BUCKETS: [(&str, &str); 6] = [
+    ("orders", "SHOP_ORDERS"),
+    ("inventory", "SHOP_STOCK"),
+    ("inventory", "SHOP_RESERVATIONS"),
+    ("payments", "SHOP_PAYMENTS"),
+    ("shipping", "SHOP_SHIPMENTS"),
+    ("notifications", "SHOP_NOTIFICATIONS"),
+];
+
+#[tokio::test]
+async fn the_shop_runs_choreographed_with_each_service_under_the_permissions_of_its_contract() {
+    use bus_services::shop::{Shop, ShopService};
+    use contracts::shop::{FlowMode, OrderStatus, orders};
+    use tests::shop::{SOLD_OUT, STOCKED, order, shop_config, wait_settled};
+
+    tests::init_tracing();
+    let catalog = tests::harness::workspace_root().join("contracts/catalog");
+    let mut args = vec![catalog.display().to_string()];
+    for (service, bucket) in SHOP_BUCKETS {
+        args.push("--kv".to_owned());
+        args.push(format!("{service}={bucket}"));
+    }
+    let server = start_server(server_config(&args).await).await;
+
+    // Each service on a connection of its own, as its own user.
+    let stop = CancellationToken::new();
+    let shop = std::sync::Arc::new(Shop::new(shop_config(9)));
+    let mut connections = Vec::new();
+    let mut tasks = Vec::new();
+    let started = Instant::now();
+    for service in ShopService::ALL {
+        let nats = connection::connect(&service_config(&server, service.name()))
+            .await
+            .unwrap();
+        connections.push((service.name(), nats.clone()));
+        let (shop, stop) = (std::sync::Arc::clone(&shop), stop.clone());
+        tasks.push(tokio::spawn(async move { shop.run_only(&[service], nats, stop).await }));
+    }
+    let admin = server.client().await.unwrap();
+    Shop::wait_until_serving(&admin, &ShopService::ALL, WITHIN)
+        .await
+        .unwrap();
+
+    // One order completes, one is cancelled for want of stock: every
+    // service acts and announces, every reaction consumes.
+    let orders_client = ServiceClient::new(admin.clone(), orders::contract().unwrap());
+    let completes = order("acl-ok", FlowMode::Choreographed, &[(STOCKED[0], 1, 1_500)]);
+    let cancelled = order("acl-none", FlowMode::Choreographed, &[(SOLD_OUT, 1, 900)]);
+    for placed in [&completes, &cancelled] {
+        orders_client.call::<orders::Place>(placed).await.unwrap();
+    }
+    let books = wait_settled(&admin, &["acl-ok", "acl-none"], WITHIN).await.unwrap();
+    assert_eq!(books.orders["acl-ok"].status, Some(OrderStatus::Completed));
+    assert_eq!(books.orders["acl-none"].status, Some(OrderStatus::Cancelled));
+
+    // Nothing any service did was refused.
+    for (service, nats) in &connections {
+        let refused = refusals::since(nats, started);
+        assert!(refused.is_empty(), "{service} was refused: {refused:#?}");
+    }
+    stop.cancel();
+    for task in tasks {
+        tokio::time::timeout(WITHIN, task).await.unwrap().unwrap().unwrap();
+    }
 }
