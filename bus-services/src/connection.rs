@@ -5,12 +5,20 @@
 //! nats-server 2.9 (Debian's package), and the failure it gives then does not
 //! say why. Refusing such a server up front, with a message that names the
 //! version found and the fix, saves that hunt.
+//!
+//! Every connection also reports what the server says asynchronously: a
+//! publish or subscription refused for lack of permission is logged with its
+//! subject and kept for the runtime (`refusals`), which turns the timeout
+//! the sender would otherwise see into an error that names the subject.
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use semver::Version;
+
+pub mod refusals;
 
 /// The oldest nats-server that soabus works with.
 ///
@@ -58,6 +66,12 @@ pub struct ConnectConfig {
     pub client_key: Option<PathBuf>,
     /// How long one attempt to connect may take before it fails.
     pub connect_timeout: Duration,
+    /// The prefix of the connection's reply inboxes (`_INBOX` when `None`).
+    /// A service whose NATS user has the permissions `soa contract
+    /// permissions` prints connects with `_INBOX_<service>`
+    /// ([`contracts::subjects::service_inbox_prefix`]), the only inboxes it
+    /// may read. Each connection adds a unique token of its own after it.
+    pub inbox_prefix: Option<String>,
 }
 
 impl Default for ConnectConfig {
@@ -76,6 +90,7 @@ impl Default for ConnectConfig {
             client_certificate: None,
             client_key: None,
             connect_timeout: Duration::from_secs(5),
+            inbox_prefix: None,
         }
     }
 }
@@ -108,6 +123,7 @@ impl fmt::Debug for ConnectConfig {
             .field("client_certificate", &self.client_certificate)
             .field("client_key", &self.client_key)
             .field("connect_timeout", &self.connect_timeout)
+            .field("inbox_prefix", &self.inbox_prefix)
             .finish()
     }
 }
@@ -180,6 +196,13 @@ pub enum ConnectError {
         /// What went wrong reading it.
         #[source]
         source: std::io::Error,
+    },
+
+    /// The inbox prefix is not a subject without wildcards.
+    #[error("{prefix:?} is not an inbox prefix: give subject tokens without wildcards, such as _INBOX_inventory")]
+    InvalidInboxPrefix {
+        /// The prefix as given.
+        prefix: String,
     },
 
     /// Both an nkey seed and an nkey seed file were given.
@@ -373,6 +396,20 @@ async fn connect_options(config: &ConnectConfig) -> Result<async_nats::ConnectOp
         None => async_nats::ConnectOptions::new(),
     };
     options = options.connection_timeout(config.connect_timeout);
+    let base_prefix = config.inbox_prefix.as_deref().unwrap_or(DEFAULT_INBOX_PREFIX);
+    if contracts::Subject::parse(base_prefix).is_err() {
+        return Err(ConnectError::InvalidInboxPrefix {
+            prefix: base_prefix.to_owned(),
+        });
+    }
+    // Unique per connection, so a permission refusal is told to the
+    // connection it happened on (`refusals`).
+    let inbox_prefix = format!("{base_prefix}.{}", nuid::next());
+    let refusals = refusals::Refusals::register(&inbox_prefix, config.name.clone());
+    options = options.custom_inbox_prefix(&inbox_prefix).event_callback(move |event| {
+        let (refusals, inbox_prefix) = (Arc::clone(&refusals), inbox_prefix.clone());
+        async move { on_event(&refusals, &inbox_prefix, event) }
+    });
     if let Some(name) = &config.name {
         options = options.name(name);
     }
@@ -410,6 +447,38 @@ async fn connect_options(config: &ConnectConfig) -> Result<async_nats::ConnectOp
         (None, None) => {}
     }
     Ok(options)
+}
+
+/// The inbox prefix NATS clients use unless told otherwise.
+const DEFAULT_INBOX_PREFIX: &str = "_INBOX";
+
+/// Logs what the connection reports, and keeps the server's permission
+/// refusals where the runtime can find them.
+fn on_event(refusals: &refusals::Refusals, inbox_prefix: &str, event: async_nats::Event) {
+    match event {
+        async_nats::Event::ServerError(async_nats::ServerError::Other(text)) => {
+            if refusals.record(&text).is_none() {
+                tracing::warn!(error = %text, "The NATS server reported an error on the connection.");
+            }
+        }
+        async_nats::Event::ServerError(error) => {
+            tracing::warn!(error = %error, "The NATS server reported an error on the connection.");
+        }
+        async_nats::Event::ClientError(error) => {
+            tracing::warn!(error = %error, "The NATS client reported an error on the connection.");
+        }
+        async_nats::Event::SlowConsumer(subscription) => {
+            tracing::warn!(
+                subscription,
+                "A subscription could not keep up; the server dropped messages for it."
+            );
+        }
+        async_nats::Event::Closed => {
+            refusals::Refusals::unregister(inbox_prefix);
+            tracing::debug!("The NATS connection closed.");
+        }
+        other => tracing::debug!(event = %other, "NATS connection event."),
+    }
 }
 
 /// Reads the nkey seed in `path`: its first line that is not blank, trimmed.

@@ -17,6 +17,7 @@ pub mod names;
 pub mod operation;
 pub mod orchestrator_api;
 pub mod parse;
+pub mod permissions;
 pub mod registry_api;
 pub mod schema;
 pub mod schema_walk;

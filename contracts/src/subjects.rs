@@ -106,6 +106,41 @@ pub fn dead_letter(stream: &str, consumer: &str) -> String {
     format!("soa.dlq.{stream}.{consumer}")
 }
 
+/// The prefix of one service's reply inboxes: `_INBOX_<service>`. A service
+/// connects with it (`ConnectConfig::inbox_prefix`) so its permissions can
+/// let it read its own replies and nobody else's.
+pub fn service_inbox_prefix(service: &ServiceName) -> String {
+    format!("_INBOX_{service}")
+}
+
+/// A JetStream API subject: `$JS.API.<path>`, such as
+/// `$JS.API.STREAM.INFO.SOA_EVENTS_ORDERS_V1`.
+pub fn jetstream_api(path: &str) -> String {
+    format!("$JS.API.{path}")
+}
+
+/// The subjects a durable consumer's acknowledgements go to:
+/// `$JS.ACK.<stream>.<consumer>.>` (`consumer` may be `*`).
+pub fn jetstream_acks(stream: &str, consumer: &str) -> String {
+    format!("$JS.ACK.{stream}.{consumer}.>")
+}
+
+/// The flow-control replies of a stream's push consumers (a KV watch):
+/// `$JS.FC.<stream>.>`.
+pub fn jetstream_flow_control(stream: &str) -> String {
+    format!("$JS.FC.{stream}.>")
+}
+
+/// The subjects of a key-value bucket's keys: `$KV.<bucket>.>`.
+pub fn key_value_keys(bucket: &str) -> String {
+    format!("$KV.{bucket}.>")
+}
+
+/// The stream behind a key-value bucket: `KV_<bucket>`.
+pub fn key_value_stream(bucket: &str) -> String {
+    format!("KV_{bucket}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,5 +170,12 @@ mod tests {
             dead_letter("SOA_EVENTS_ORDERS_V1", "inventory"),
             "soa.dlq.SOA_EVENTS_ORDERS_V1.inventory"
         );
+        let inventory = ServiceName::parse("inventory").unwrap();
+        assert_eq!(service_inbox_prefix(&inventory), "_INBOX_inventory");
+        assert_eq!(jetstream_api("STREAM.INFO.S"), "$JS.API.STREAM.INFO.S");
+        assert_eq!(jetstream_acks("S", "*"), "$JS.ACK.S.*.>");
+        assert_eq!(jetstream_flow_control("KV_b"), "$JS.FC.KV_b.>");
+        assert_eq!(key_value_keys("b"), "$KV.b.>");
+        assert_eq!(key_value_stream("b"), "KV_b");
     }
 }

@@ -34,7 +34,8 @@ pub enum Via {
 }
 
 impl Via {
-    fn as_str(self) -> &'static str {
+    /// `nats` or `http`, as metrics labels and logs name the API.
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Nats => "nats",
             Self::Http => "http",

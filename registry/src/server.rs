@@ -39,6 +39,13 @@ pub struct RegistryOptions {
     pub observe_all_beats: bool,
     /// The runtime's settings for the registry service itself.
     pub service: ServiceConfig,
+    /// Refuse every registration that would store something (`UNAUTHORIZED`,
+    /// saying the registry is read-only), over NATS and HTTP alike. Reads,
+    /// heartbeats and deregistrations of instances (soft state, never
+    /// stored) go on, and registering a version exactly as stored is
+    /// answered as usual (nothing is written), so services restart, beat
+    /// and keep serving against a read-only registry.
+    pub read_only: bool,
 }
 
 impl Default for RegistryOptions {
@@ -49,6 +56,7 @@ impl Default for RegistryOptions {
             expiry_interval: Duration::from_secs(1),
             observe_all_beats: false,
             service: ServiceConfig::default(),
+            read_only: false,
         }
     }
 }
@@ -155,6 +163,11 @@ impl Registry {
         })
     }
 
+    /// Whether the registry refuses every write ([`RegistryOptions::read_only`]).
+    pub fn is_read_only(&self) -> bool {
+        self.options.read_only
+    }
+
     /// The catalogue, for the HTTP API and for tests.
     pub fn catalog(&self) -> &Arc<Catalog> {
         &self.catalog
@@ -189,7 +202,15 @@ impl Registry {
     /// runs on NATS, announces a new version. Returns the reply (and whether
     /// the version is new) or the refusal.
     pub async fn register(&self, request: RegisterRequest, via: Via) -> Result<(RegisterResponse, bool), ErrorBody> {
+        let named = named_version(&request.document);
         let outcome = self.register_quietly(request).await;
+        if let Err(refusal) = &outcome
+            && refusal.code == ErrorCode::Unauthorized
+        {
+            // An access refusal is worth an operator's attention; the
+            // message names the rule, never the credential.
+            log_refused_write(&named, via.as_str(), &refusal.message);
+        }
         self.metrics.record_registration(via, &outcome);
         if let (Ok((response, true)), Some(announcer)) = (&outcome, self.announcer.get()) {
             announcer
@@ -216,15 +237,20 @@ impl Registry {
         // use every core and other requests are not held up.
         let catalog = Arc::clone(&self.catalog);
         let RegisterRequest { document, owner_token } = request;
-        let registration = tokio::task::spawn_blocking(move || {
+        let named = named_version(&document);
+        let prepared = tokio::task::spawn_blocking(move || {
             catalog.prepare_registration(&document, owner_token.as_deref(), now_ms())
         })
         .await
         .map_err(|err| {
             tracing::error!(error = %err, "The registration rules failed to run.");
             ErrorBody::new(ErrorCode::Internal, "the registry failed to check the contract")
-        })?
-        .map_err(|refusal| refusal.body())?;
+        })?;
+        // Read-only: only a version exactly as stored is answered (nothing is written).
+        if self.options.read_only && !matches!(prepared, Ok(Registration::AlreadyStored(_))) {
+            return Err(read_only_refusal(&named));
+        }
+        let registration = prepared.map_err(|refusal| refusal.body())?;
         match registration {
             Registration::AlreadyStored(response) => Ok((response, false)),
             Registration::New { record, response } => {
@@ -444,6 +470,38 @@ impl Announcer {
             Err(err) => tracing::warn!(error = %err, "Could not encode a registry change."),
         }
     }
+}
+
+/// `service@version` as a registration's document names it, for messages
+/// and logs (`?` for what it does not say or says wrongly).
+pub(crate) fn named_version(document: &serde_json::Value) -> String {
+    let text = |key: &str| {
+        document
+            .get(key)
+            .and_then(serde_json::Value::as_str)
+            .filter(|text| text.len() <= 128 && !text.chars().any(char::is_control))
+            .unwrap_or("?")
+            .to_owned()
+    };
+    format!("{}@{}", text("service"), text("version"))
+}
+
+/// The refusal of a write to a read-only registry.
+pub(crate) fn read_only_refusal(named: &str) -> ErrorBody {
+    ErrorBody::new(
+        ErrorCode::Unauthorized,
+        format!(
+            "the registry is read-only (started with --read-only): {named} was not registered; \
+             register with a registry that accepts writes"
+        ),
+    )
+}
+
+/// Logs a refused write at warn: which service version, through which API
+/// (`nats` or `http`), and why, in the refusal's words (which never hold
+/// a credential).
+pub(crate) fn log_refused_write(named: &str, api: &str, reason: &str) {
+    tracing::warn!(service = %named, api, reason, "Refused a registry write.");
 }
 
 /// The error reply for a store failure.

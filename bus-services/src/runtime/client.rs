@@ -12,6 +12,7 @@ use contracts::{ContractDocument, ErrorBody, ErrorCode, MemberName, OperationTyp
 use serde_json::Value;
 
 use super::context::Propagation;
+use crate::connection::refusals::{self, PermissionRefusal, RefusedAction};
 use crate::wire::{self, Envelope};
 
 /// How calls behave.
@@ -79,6 +80,23 @@ pub enum CallError {
     /// The request could not be encoded, or the reply decoded.
     #[error("{0}")]
     Codec(String),
+    /// The NATS server refused to let this connection send to the
+    /// operation's subject (its user lacks the publish permission).
+    #[error(
+        "UNAUTHORIZED: {refusal}, so {service}#{operation} was not called; declare \
+         {service}@{major}#{operation} in the caller's contract `calls` and grant the subject in \
+         the caller's NATS permissions (`soa contract permissions` prints them)"
+    )]
+    Refused {
+        /// The service called.
+        service: String,
+        /// Its major version.
+        major: u64,
+        /// The operation called.
+        operation: MemberName,
+        /// What the server refused.
+        refusal: PermissionRefusal,
+    },
     /// The connection failed in another way.
     #[error("NATS error calling {subject}: {message}")]
     Nats {
@@ -96,6 +114,7 @@ impl CallError {
             Self::Service { body, .. } => body.code.clone(),
             Self::Unavailable { .. } => ErrorCode::Unavailable,
             Self::Timeout { .. } => ErrorCode::Timeout,
+            Self::Refused { .. } => ErrorCode::Unauthorized,
             Self::UnknownOperation { .. } => ErrorCode::NotFound,
             Self::Codec(_) | Self::Nats { .. } => ErrorCode::Internal,
         }
@@ -233,24 +252,34 @@ impl ServiceClient {
             .payload(payload)
             .headers(self.headers(operation))
             .timeout(Some(self.options.timeout));
-        let reply = self
-            .nats
-            .send_request(subject.to_owned(), request)
-            .await
-            .map_err(|err| match err.kind() {
-                RequestErrorKind::NoResponders => CallError::Unavailable {
+        // A refused request is dropped by the server, which says so on the
+        // connection: without the watch the caller would only time out.
+        let refused = refusals::watch(&self.nats);
+        let sent = tokio::select! {
+            sent = self.nats.send_request(subject.to_owned(), request) => sent,
+            refusal = refused.refused(RefusedAction::Publish, subject) => {
+                return Err(CallError::Refused {
                     service: self.contract.service.to_string(),
-                    subject: subject.to_owned(),
-                },
-                RequestErrorKind::TimedOut => CallError::Timeout {
-                    subject: subject.to_owned(),
-                    timeout: self.options.timeout,
-                },
-                _ => CallError::Nats {
-                    subject: subject.to_owned(),
-                    message: err.to_string(),
-                },
-            })?;
+                    major: self.contract.version.major(),
+                    operation: operation.clone(),
+                    refusal,
+                });
+            }
+        };
+        let reply = sent.map_err(|err| match err.kind() {
+            RequestErrorKind::NoResponders => CallError::Unavailable {
+                service: self.contract.service.to_string(),
+                subject: subject.to_owned(),
+            },
+            RequestErrorKind::TimedOut => CallError::Timeout {
+                subject: subject.to_owned(),
+                timeout: self.options.timeout,
+            },
+            _ => CallError::Nats {
+                subject: subject.to_owned(),
+                message: err.to_string(),
+            },
+        })?;
         let is_error = wire::header(reply.headers.as_ref(), headers::SERVICE_ERROR_CODE).is_some();
         if is_error {
             let body = wire::decode_error(reply.headers.as_ref(), &reply.payload).unwrap_or_else(|| {

@@ -9,6 +9,7 @@ use contracts::{ContractDocument, ErrorCode};
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
+use crate::connection::refusals::{self, PermissionRefusal, RefusedAction};
 use crate::wire;
 
 /// How a service talks to the registry.
@@ -45,6 +46,11 @@ enum RegistryCallError {
     Refused(contracts::ErrorBody),
     #[error("the registry's reply could not be read: {0}")]
     Garbled(String),
+    #[error(
+        "{0}; grant the registry's register, heartbeat and deregister subjects to this service's NATS \
+         user (`soa contract permissions` includes them)"
+    )]
+    NotPermitted(PermissionRefusal),
 }
 
 async fn call<R: RegistryRequest>(
@@ -59,10 +65,15 @@ where
     let message = async_nats::Request::new()
         .payload(payload.into())
         .timeout(Some(timeout));
-    let reply = nats
-        .send_request(R::subject(), message)
-        .await
-        .map_err(|err| RegistryCallError::Unreachable(err.to_string()))?;
+    let subject = R::subject();
+    let sent_at = std::time::Instant::now();
+    let reply = nats.send_request(subject.clone(), message).await.map_err(|err| {
+        // A request the server refused for lack of permission times out: say why.
+        match refusals::recent(nats, RefusedAction::Publish, &subject, sent_at) {
+            Some(refusal) => RegistryCallError::NotPermitted(refusal),
+            None => RegistryCallError::Unreachable(err.to_string()),
+        }
+    })?;
     if let Some(body) = wire::header(reply.headers.as_ref(), contracts::envelope::headers::SERVICE_ERROR_CODE)
         .and_then(|_| wire::decode_error(reply.headers.as_ref(), &reply.payload))
     {

@@ -1,7 +1,8 @@
 //! `soa contract ...`: the commands that work on contract documents as files:
 //! `check` (the CI gate; against a git revision, or a running registry with
 //! `--against nats://...`), `diff` (two versions side by side) and `export`
-//! (documents from the Rust types, and drift detection).
+//! (documents from the Rust types, and drift detection) and `permissions`
+//! (the NATS permissions each service needs, from its contract).
 //!
 //! `check` and `diff` build one [`Report`] of plain data; the output formats
 //! render it, and the report alone decides the exit code.
@@ -21,12 +22,14 @@ mod compare;
 mod diff;
 mod export;
 mod fingerprint;
+mod permissions;
 mod render;
 mod report;
 
 pub use check::{CheckArgs, Source, check_sources};
 pub use diff::{DiffArgs, ModeArg};
 pub use export::ExportArgs;
+pub use permissions::{PermissionsArgs, PermissionsFormat};
 pub use render::ReportFormat;
 pub use report::Report;
 
@@ -53,6 +56,18 @@ pub enum ContractCommand {
     /// Write the shop's contract documents from the Rust types, or check that
     /// the written ones have not drifted (--check).
     Export(ExportArgs),
+    /// Print the NATS permissions each service's instances need, derived
+    /// from the contracts: subscribe to its own operations, discovery and
+    /// inbox (`_INBOX_<service>`); publish its own events, the operations it
+    /// declares in `calls`, the registry's register/heartbeat/deregister, and
+    /// the JetStream API of its own stream, of durable consumers on the
+    /// streams it `consumes` from and of the dead letters. Give every
+    /// document the services call or consume from (a folder works).
+    ///
+    /// Exits 0 with a nats-server configuration (or JSON), 2 when a file
+    /// cannot be read or parsed, or a call or consumption names a service
+    /// whose document was not given.
+    Permissions(PermissionsArgs),
 }
 
 /// How `check` and `diff` print and judge what they found.
@@ -91,6 +106,7 @@ pub(super) async fn run(
         ContractCommand::Check(args) => check::run(args, nats, out, err, color).await,
         ContractCommand::Diff(args) => diff::run(args, out, err, color),
         ContractCommand::Export(args) => export::run(args, out),
+        ContractCommand::Permissions(args) => permissions::run(args, out),
     }
 }
 

@@ -37,7 +37,8 @@ mod workflow;
 
 pub use asyncapi::AsyncApiArgs;
 pub use contract::{
-    CheckArgs, ContractCommand, DiffArgs, ExportArgs, ModeArg, OutputArgs, Report, ReportFormat, Source, check_sources,
+    CheckArgs, ContractCommand, DiffArgs, ExportArgs, ModeArg, OutputArgs, PermissionsArgs, PermissionsFormat, Report,
+    ReportFormat, Source, check_sources,
 };
 pub use demo::DemoArgs;
 pub use describe::DescribeArgs;
@@ -151,7 +152,7 @@ pub struct Cli {
 /// The commands of `soa`.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Check and export contract documents.
+    /// Check and export contract documents, and print the NATS permissions each service needs.
     #[command(subcommand)]
     Contract(ContractCommand),
     /// Run the shop's orders service on NATS and call it, validated against its contract.

@@ -3,7 +3,8 @@
 //! The embedded store (a redb file under `--data-dir`) is the default and
 //! needs nothing set up; `--store kv` shares one JetStream KV bucket between
 //! replicas; `--store memory` forgets everything on exit. `--http ADDR` also
-//! serves the HTTP API from the same catalogue.
+//! serves the HTTP API from the same catalogue; `--read-only` serves the
+//! stored contracts without changing them.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -83,6 +84,13 @@ pub struct ServeArgs {
     /// `https://catalog.example.com`; repeat for more, `*` for any. None by default.
     #[arg(long, value_name = "ORIGIN", requires = "http")]
     pub cors_origin: Vec<String>,
+    /// Serve the stored contracts without changing them: every registration
+    /// that would store a version is refused (UNAUTHORIZED over NATS, 403
+    /// over HTTP) and logged; reads, heartbeats and deregistrations of
+    /// instances go on, and a service re-registering a version exactly as
+    /// stored gets the usual answer, so services keep serving and beating.
+    #[arg(long)]
+    pub read_only: bool,
 }
 
 pub(super) async fn run(
@@ -142,6 +150,7 @@ pub(super) async fn run(
             }),
             ..ServiceConfig::default()
         },
+        read_only: args.read_only,
         ..RegistryOptions::default()
     };
     let registry = Registry::open(store, options).await?;
@@ -158,6 +167,12 @@ pub(super) async fn run(
         registry.load_time().as_millis(),
         nats.nats_url
     )?;
+    if args.read_only {
+        writeln!(
+            stdout,
+            "registry: read-only: registrations that would store a version are refused"
+        )?;
+    }
     stdout.flush()?;
     if args.load_only {
         return Ok(Exit::Success);

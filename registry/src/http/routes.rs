@@ -30,6 +30,7 @@ use super::error::{ApiBody, ApiError, ApiPath, ApiQuery};
 use super::openapi::components;
 use super::{CorsPolicy, HttpState, Via, auth, conditional, openapi};
 use crate::metrics;
+use crate::server::{log_refused_write, named_version, read_only_refusal};
 
 /// The header that carries the service owner's credential on writes and
 /// compatibility checks (the `owner_token` of the NATS API).
@@ -408,7 +409,7 @@ async fn list_instances(State(state): State<HttpState>, ApiPath(name): ApiPath<S
         (status = 400, description = "The body is not a valid contract document", body = components::ErrorBody),
         (status = 401, description = "No bearer token, or not the registry's", body = components::ErrorBody,
             headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"soa-registry\"`"))),
-        (status = 403, description = "Writes are disabled (no token configured), or the owner credential is not the service owner's", body = components::ErrorBody),
+        (status = 403, description = "Writes are disabled (no token configured, or the registry is read-only), or the owner credential is not the service owner's", body = components::ErrorBody),
         (status = 409, description = "The version is stored with other content; versions are immutable", body = components::ErrorBody),
         (status = 413, description = "The body is larger than a contract document may be", body = components::ErrorBody),
         (status = 422, description = "INCOMPATIBLE: the version breaks its compatibility policy or a registered consumer", body = components::ErrorBody),
@@ -420,7 +421,18 @@ async fn register(
     headers: HeaderMap,
     ApiBody(body): ApiBody,
 ) -> Result<Response, ApiError> {
-    auth::authorize_write(&headers, state.inner.write_token.as_ref())?;
+    // Which version a refused caller meant, for the log (never the token).
+    let named = || read_document(&body).map_or_else(|_| "?@?".to_owned(), |document| named_version(&document));
+    if state.inner.registry.is_read_only() {
+        let named = named();
+        let refusal = read_only_refusal(&named);
+        log_refused_write(&named, Via::Http.as_str(), &refusal.message);
+        return Err(ApiError::from(refusal).with_status(StatusCode::FORBIDDEN));
+    }
+    if let Err(error) = auth::authorize_write(&headers, state.inner.write_token.as_ref()) {
+        log_refused_write(&named(), Via::Http.as_str(), &error.body.message);
+        return Err(error);
+    }
     let request = RegisterRequest {
         document: read_document(&body)?,
         owner_token: owner_token(&headers)?,

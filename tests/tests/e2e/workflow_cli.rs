@@ -628,7 +628,7 @@ async fn a_served_orchestrator_stops_cleanly_on_ctrl_c() {
 /// The `soa` binary: `$SOA_BIN`, or built now (a debug build, incremental)
 /// into the target directory this test binary was built in. Cargo gives
 /// `CARGO_BIN_EXE_soa` only to the `registry` crate's own tests.
-async fn soa_binary() -> PathBuf {
+pub(crate) async fn soa_binary() -> PathBuf {
     static BINARY: tokio::sync::OnceCell<PathBuf> = tokio::sync::OnceCell::const_new();
     BINARY
         .get_or_init(|| async {
