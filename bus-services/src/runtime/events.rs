@@ -25,6 +25,7 @@ use tracing::Instrument;
 use super::context::Propagation;
 use super::error::ServiceError;
 use super::trace::TraceContext;
+use crate::connection::refusals::{self, PermissionRefusal, RefusedAction};
 use crate::wire::{self, Envelope};
 
 /// How many messages a consumer pulls at a time.
@@ -72,6 +73,21 @@ pub enum EventError {
     /// The payload could not be encoded.
     #[error("could not encode the event: {0}")]
     Encode(String),
+    /// The NATS server refused to let this connection publish to the event's
+    /// subject (its user lacks the publish permission); nothing was stored.
+    #[error(
+        "UNAUTHORIZED: {refusal}, so event {event:?} of {contract} was not stored; a service may \
+         publish only its own contract's events, on the subjects its NATS permissions grant \
+         (`soa contract permissions` prints them)"
+    )]
+    Refused {
+        /// The publishing contract.
+        contract: String,
+        /// The event.
+        event: String,
+        /// What the server refused.
+        refusal: PermissionRefusal,
+    },
 }
 
 fn jetstream_error(error: impl std::fmt::Display) -> EventError {
@@ -157,6 +173,7 @@ pub async fn ensure_event_stream_with_replicas(
 /// Publishes one contract's events.
 #[derive(Clone)]
 pub struct EventPublisher {
+    nats: async_nats::Client,
     js: jetstream::Context,
     contract: Arc<ContractDocument>,
     validators: Arc<HashMap<MemberName, Arc<MessageValidator>>>,
@@ -188,9 +205,10 @@ impl EventPublisher {
         external: &SchemaSet,
         replicas: usize,
     ) -> Result<Self, EventError> {
-        let js = jetstream::new(nats);
+        let js = jetstream::new(nats.clone());
         ensure_event_stream_with_replicas(&js, &contract, replicas).await?;
         Ok(Self {
+            nats,
             validators: Arc::new(event_validators(&contract, external)?),
             js,
             contract: Arc::new(contract),
@@ -231,11 +249,28 @@ impl EventPublisher {
 
     /// Validates and publishes an event by name, for tools without the Rust types.
     pub async fn publish_json(&self, event: &str, message_id: Option<&str>, payload: &Value) -> Result<(), EventError> {
-        self.send(event, message_id, payload)
-            .await?
-            .await
-            .map_err(jetstream_error)?;
-        Ok(())
+        // A refused publish is dropped by the server, which says so on the
+        // connection: without the watch the caller would only time out.
+        let refused = refusals::watch(&self.nats);
+        let stored = async {
+            self.send(event, message_id, payload)
+                .await?
+                .await
+                .map_err(jetstream_error)
+        };
+        let subject = MemberName::parse(event)
+            .ok()
+            .and_then(|name| self.contract.events.get(&name))
+            .map(|declared| declared.subject.to_string())
+            .unwrap_or_default();
+        tokio::select! {
+            stored = stored => stored.map(drop),
+            refusal = refused.refused(RefusedAction::Publish, &subject) => Err(EventError::Refused {
+                contract: self.contract.id().to_string(),
+                event: event.to_owned(),
+                refusal,
+            }),
+        }
     }
 
     /// Validates and sends an event without waiting for JetStream's ack;

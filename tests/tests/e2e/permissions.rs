@@ -509,3 +509,48 @@ async fn the_shop_runs_choreographed_with_each_service_under_the_permissions_of_
         tokio::time::timeout(WITHIN, task).await.unwrap().unwrap().unwrap();
     }
 }
+
+#[tokio::test]
+async fn an_event_outside_the_publishers_permissions_fails_at_once_and_says_why() {
+    tests::init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    // Permissions made from greeter 1.0.0; the service then runs 1.1.0,
+    // which adds an event its user was never granted.
+    let server = start_server(server_config(&write_documents(dir.path())).await).await;
+    let mut newer = greeter();
+    newer["version"] = json!("1.1.0");
+    newer["events"]["waved"] = json!({
+        "subject": "acl.greeter.v1.waved",
+        "description": "Someone was waved at",
+        "payload": {"type": "object"}
+    });
+    let nats = connection::connect(&service_config(&server, "greeter")).await.unwrap();
+    let publisher = EventPublisher::new(nats, document(&newer), &SchemaSet::default())
+        .await
+        .unwrap();
+    // Its granted event is stored.
+    publisher
+        .publish_json("greeted", None, &json!({"name": "ada"}))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let refused = publisher.publish_json("waved", None, &json!({})).await.unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the refusal came only after {:?}: a timeout, not the server's refusal",
+        started.elapsed()
+    );
+    assert!(
+        matches!(&refused, bus_services::runtime::EventError::Refused { .. }),
+        "{refused:?}"
+    );
+    let message = refused.to_string();
+    for expected in [
+        "UNAUTHORIZED",
+        "publish to \"acl.greeter.v1.waved\"",
+        "\"waved\" of greeter@1.1.0 was not stored",
+        "soa contract permissions",
+    ] {
+        assert!(message.contains(expected), "{expected} missing from: {message}");
+    }
+}
