@@ -13,6 +13,7 @@ mod discover;
 mod dlq;
 mod events;
 mod export;
+mod faults;
 mod harness;
 mod hostile;
 mod http;
