@@ -432,6 +432,7 @@ async fn soak(
     )?;
     out.flush()?;
     let placements = driver.finish().await;
+    let settling = tokio::time::Instant::now();
     let (invariants, _books) = wait_settled(
         &nats,
         &placements,
@@ -439,6 +440,7 @@ async fn soak(
         Duration::from_secs(args.settle_timeout),
     )
     .await?;
+    let settled_after = settling.elapsed();
     for crashed in processes.crashed() {
         crashes.push(format!("{crashed} exited by itself"));
     }
@@ -446,8 +448,9 @@ async fn soak(
 
     writeln!(
         out,
-        "\nsoa soak: {} s of load, seed {}",
-        began.elapsed().as_secs(),
+        "\nsoa soak: {} s of load, settled {} s after it stopped, seed {}",
+        settling.duration_since(began).as_secs(),
+        settled_after.as_secs(),
         args.seed
     )?;
     write!(out, "{invariants}")?;
@@ -477,15 +480,16 @@ async fn soak(
     Ok(if ok { Exit::Success } else { Exit::Failure })
 }
 
-/// The server, the registry, the orchestrator, or one of the services, each
-/// of the first three as likely as any service.
+/// The server, the registry, the orchestrator or a shop service, each a
+/// quarter of the time; the service is any of the five.
 fn pick_target(draws: &mut Draws) -> Target {
-    let targets: Vec<Target> = [Target::Server, Target::Registry, Target::Orchestrator]
-        .into_iter()
-        .chain(ShopService::ALL.into_iter().map(Target::Service))
-        .collect();
-    let index = (draws.next("soak/target") * targets.len() as f64) as usize;
-    targets.get(index).copied().unwrap_or(Target::Server)
+    let pick = |draw: f64, count: usize| ((draw * count as f64) as usize).min(count - 1);
+    match pick(draws.next("soak/target"), 4) {
+        0 => Target::Server,
+        1 => Target::Registry,
+        2 => Target::Orchestrator,
+        _ => Target::Service(ShopService::ALL[pick(draws.next("soak/service"), ShopService::ALL.len())]),
+    }
 }
 
 /// Registers the shop's contracts (the services register them too, but the
