@@ -247,8 +247,12 @@ pub async fn registrations(nats: &async_nats::Client) -> Result<BTreeMap<String,
     }
 }
 
-/// Live instances per service, from the registry on `nats`.
-pub async fn instances(nats: &async_nats::Client) -> Result<BTreeMap<String, usize>, BoxError> {
+/// Instances per service that beat within their time to live and since
+/// `since`, from the registry on `nats`.
+pub async fn instances(
+    nats: &async_nats::Client,
+    since: tokio::time::Instant,
+) -> Result<BTreeMap<String, usize>, BoxError> {
     let client = ServiceClient::new(nats.clone(), contracts::registry_api::contract()?).with_options(CallOptions {
         timeout: Duration::from_secs(5),
         max_attempts: 5,
@@ -257,22 +261,29 @@ pub async fn instances(nats: &async_nats::Client) -> Result<BTreeMap<String, usi
     let listed = client
         .call::<registry_ops::Instances>(&InstancesRequest { service: None })
         .await?;
+    let quiet_for = u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX);
     let mut counts = BTreeMap::new();
-    for instance in listed.instances.iter().filter(|instance| instance.healthy) {
+    for instance in listed
+        .instances
+        .iter()
+        .filter(|instance| instance.healthy && instance.last_beat_ms_ago < quiet_for)
+    {
         *counts.entry(instance.contract.service.as_str().to_owned()).or_insert(0) += 1;
     }
     Ok(counts)
 }
 
-/// Waits until every one of `services` has a healthy instance in the registry; the counts after `timeout` otherwise.
+/// Waits until every one of `services` has an instance in the registry
+/// that beat since `since`; the counts after `timeout` otherwise.
 pub async fn wait_registered(
     nats: &async_nats::Client,
     services: &[&str],
+    since: tokio::time::Instant,
     timeout: Duration,
 ) -> Result<BTreeMap<String, usize>, BoxError> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        let counts = instances(nats).await.unwrap_or_default();
+        let counts = instances(nats, since).await.unwrap_or_default();
         let all = services
             .iter()
             .all(|service| counts.get(*service).is_some_and(|count| *count > 0));
