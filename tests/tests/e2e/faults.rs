@@ -182,3 +182,39 @@ async fn killed_processes_lose_no_order_and_come_back() {
     let unclean = shop.terminate().await.unwrap();
     assert_eq!(unclean, [], "these did not stop cleanly on SIGTERM");
 }
+
+/// Runs `soa` in this process; returns its exit code and standard error.
+async fn soa_in_process(args: &[&str]) -> (registry::cli::Exit, String) {
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let exit = registry::cli::run(
+        std::iter::once("soa").chain(args.iter().copied()),
+        &mut out,
+        &mut err,
+        registry::cli::CancellationToken::new(),
+    )
+    .await;
+    (exit, String::from_utf8_lossy(&err).into_owned())
+}
+
+#[tokio::test]
+async fn shop_serve_and_soak_refuse_bad_arguments_with_exit_2() {
+    for (args, expected) in [
+        (&["shop", "serve", "billing"][..], "no shop service"),
+        (&["shop", "serve", "--decline-rate", "2"][..], "from 0 to 1"),
+        (&["shop", "serve", "--stock", "sku-mug"][..], "SKU=UNITS"),
+        (&["soak", "--minutes", "0"][..], "--minutes"),
+        (&["soak", "--rate", "0"][..], "--rate"),
+        (
+            &["soak", "--kill-every-min", "30", "--kill-every-max", "10"][..],
+            "--kill-every-min",
+        ),
+    ] {
+        let (exit, err) = soa_in_process(args).await;
+        assert_eq!(exit, registry::cli::Exit::Usage, "soa {args:?}: {err}");
+        assert!(err.contains(expected), "soa {args:?}: {err}");
+    }
+    // No server answers: a usage error that names the URL, not a hang.
+    let (exit, err) = soa_in_process(&["--nats-url", "nats://127.0.0.1:1", "shop", "serve"]).await;
+    assert_eq!(exit, registry::cli::Exit::Usage, "{err}");
+    assert!(err.contains("nats://127.0.0.1:1"), "{err}");
+}
