@@ -146,9 +146,11 @@ pub(super) async fn run(
         tokio::spawn(service.run(client.clone(), stop.clone()))
     });
 
+    // Shutdown first: once it has begun, the shop ending is expected.
     let ready = tokio::select! {
-        ready = Shop::wait_until_serving(&client, &services, READY_TIMEOUT) => Some(ready),
+        biased;
         () = shutdown.cancelled() => None,
+        ready = Shop::wait_until_serving(&client, &services, READY_TIMEOUT) => Some(ready),
         ended = &mut running => {
             stop.cancel();
             return Err(stopped_early("the shop", ended));
@@ -174,15 +176,22 @@ pub(super) async fn run(
     // Until Ctrl-C, or until a part stops on its own (an error).
     let mut failure = None;
     let mut shop_task = Some(running);
+    // A part that ends cleanly once shutdown has begun is no failure: it may
+    // finish before this select sees the cancellation.
     tokio::select! {
+        biased;
         () = stop.cancelled() => {}
         ended = async { match shop_task.as_mut() { Some(task) => task.await, None => std::future::pending().await } } => {
             shop_task = None;
-            failure = Some(stopped_early("the shop", ended));
+            if !(stop.is_cancelled() && matches!(ended, Ok(Ok(())))) {
+                failure = Some(stopped_early("the shop", ended));
+            }
         }
         ended = async { match view.as_mut() { Some(task) => task.await, None => std::future::pending().await } } => {
             view = None;
-            failure = Some(stopped_early("the order view", ended));
+            if !(stop.is_cancelled() && matches!(ended, Ok(Ok(())))) {
+                failure = Some(stopped_early("the order view", ended));
+            }
         }
     }
     stop.cancel();
