@@ -5,6 +5,7 @@
 //! integration-test binary, `tests/e2e`, one module per feature.
 
 pub mod cluster;
+pub mod faults;
 pub mod harness;
 pub mod protocol;
 pub mod python;

@@ -22,12 +22,17 @@
 //! - `orders`, `inventory`, `payments`, `shipping`, `notifications`: one
 //!   service each, its state and its reactions.
 //! - `audit`: the books, read from every bucket, and the invariants.
+//! - `drive`: a steady load of orders in both modes, each placed until acknowledged.
+//! - `invariants`: what must hold once a load has settled (none lost or
+//!   stuck, no double charge, stock and money balanced), and the wait for it.
 //! - `timeline`: one order read back: its record, and its events scanned
 //!   from the streams by correlation id.
 
 mod audit;
 mod config;
+mod drive;
 mod flow;
+mod invariants;
 mod inventory;
 mod notifications;
 mod orders;
@@ -45,6 +50,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use audit::{Audit, OrderAudit, Outcome, StockAudit, audit};
 pub use config::{ShopConfig, unit_interval};
+pub use drive::{DriveConfig, DriveProgress, OrderDriver};
+pub use invariants::{Invariants, Placements, charged_announcements, check, wait_settled};
 pub use inventory::ReservationStatus;
 pub use payments::PaymentStatus;
 pub use shipping::ShipmentStatus;

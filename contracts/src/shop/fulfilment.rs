@@ -46,7 +46,7 @@ mod tests {
         let definition = definition().unwrap();
         assert_eq!(definition.name.as_str(), NAME);
         let contract = contract().unwrap();
-        assert_eq!(contract.id().to_string(), "fulfilment@1.0.0");
+        assert_eq!(contract.id().to_string(), "fulfilment@1.1.0");
         assert!(contract.events.keys().any(|event| event.as_str() == "finished"));
         assert!(
             contract

@@ -235,7 +235,7 @@ mod tests {
         let definition = fulfilment();
         let document = workflow_contract(&definition).unwrap();
         lints_clean(&document);
-        assert_eq!(document.id().to_string(), "fulfilment@1.0.0");
+        assert_eq!(document.id().to_string(), "fulfilment@1.1.0");
         assert_eq!(document.tags, ["shop", "workflow"]);
         assert_eq!(start_subject(&definition).unwrap().as_str(), "shop.fulfilment.v1.start");
         let start = &document.operations[&MemberName::parse("start").unwrap()];

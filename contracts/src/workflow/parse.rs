@@ -872,7 +872,7 @@ mod tests {
     fn the_fixture_parses() {
         let text = include_str!("../../tests/data/workflows/fulfilment.v1.json");
         let definition = parse_definition("fulfilment.v1.json", text, &Limits::default()).unwrap();
-        assert_eq!(definition.id(), "fulfilment@1.0.0");
+        assert_eq!(definition.id(), "fulfilment@1.1.0");
         assert_eq!(definition.domain, "shop");
     }
 }

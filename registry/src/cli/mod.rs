@@ -31,6 +31,8 @@ mod resolve;
 mod search;
 mod serve;
 mod services;
+mod shop;
+mod soak;
 mod table;
 mod up;
 mod workflow;
@@ -53,6 +55,8 @@ pub use resolve::ResolveArgs;
 pub use search::SearchArgs;
 pub use serve::{RegistryCommand, ServeArgs, StoreKind};
 pub use services::ServicesArgs;
+pub use shop::{ShopCommand, ShopServeArgs};
+pub use soak::{ProcessError, ServerProcess, SoaProcess, SoakArgs};
 pub use up::UpArgs;
 pub use workflow::{CancelArgs, DefinitionsArgs, ListArgs, LoadArgs, ShowArgs, StartArgs, WorkflowCommand};
 
@@ -231,6 +235,17 @@ pub enum Command {
     /// Inspect the dead letters of durable consumers, and replay them to where they came from.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// Run the shop's services as a process of their own, until Ctrl-C or SIGTERM.
+    #[command(subcommand)]
+    Shop(ShopCommand),
+    /// Run the shop as child processes under load for a while, kill parts of it at random, and check the books.
+    ///
+    /// Starts a nats-server, the registry, an orchestrator and the shop's
+    /// services as processes, places orders in both modes, kills (SIGKILL)
+    /// and restarts the server, the orchestrator and a service at seeded
+    /// random times, then waits for every order to settle and prints the
+    /// invariants checked. Exits 0 when all hold, 1 when one does not.
+    Soak(SoakArgs),
 }
 
 /// How to reach and authenticate with the NATS server.
@@ -373,6 +388,8 @@ where
         Command::Order(command) => order::run(&cli.nats, command, stdout, stderr, shutdown).await,
         Command::OrderView(command) => order_view::run(&cli.nats, command, stdout, stderr, shutdown).await,
         Command::Dlq(command) => dlq::run(&cli.nats, command, stdout, stderr, shutdown).await,
+        Command::Shop(command) => shop::run(&cli.nats, command, stdout, shutdown).await,
+        Command::Soak(args) => soak::run(args, stdout, shutdown).await,
     };
     // Whatever was written must reach the terminal before the error does.
     let _ = stdout.flush();

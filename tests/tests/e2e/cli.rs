@@ -281,7 +281,7 @@ async fn the_demo_runs_both_flows_on_the_given_server_and_its_report_adds_up() {
     let output = &run.stdout;
     for expected in [
         format!("Using nats-server 2.15.1 at {}.", server.url()),
-        "the orchestrator with fulfilment@1.0.0 are up.".to_owned(),
+        "the orchestrator with fulfilment@1.1.0 are up.".to_owned(),
         "2. The orchestrated flow:\n   200 of 200 orders ended in ".to_owned(),
         "3. The choreographed flow:\n   200 of 200 orders ended in ".to_owned(),
         "messages on the bus per order".to_owned(),

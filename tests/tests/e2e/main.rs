@@ -14,6 +14,7 @@ mod discover;
 mod dlq;
 mod events;
 mod export;
+mod faults;
 mod guards;
 mod harness;
 mod hostile;
