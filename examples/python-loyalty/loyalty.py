@@ -82,6 +82,10 @@ DEAD_LETTER_SUBJECT = "Soa-Dead-Letter-Subject"
 DEAD_LETTER_CONSUMER = "Soa-Dead-Letter-Consumer"
 DEAD_LETTER_DELIVERIES = "Soa-Dead-Letter-Deliveries"
 DEAD_LETTER_SEQUENCE = "Soa-Dead-Letter-Sequence"
+DEAD_LETTER_MESSAGE_ID = "Soa-Dead-Letter-Message-Id"
+# On a replayed dead letter: the event's original Nats-Msg-Id. Points are
+# keyed by order id, so a replay counts once anyway; it is only logged.
+REPLAY_OF = "Soa-Replay-Of"
 
 # Error codes and the number sent in Nats-Service-Error-Code for each;
 # an operation's own declared codes are sent as 422.
@@ -851,8 +855,13 @@ class Consumer:
             LOG.warning("Handling %s failed (%s); retrying in %.1fs.", self.event, err, delay)
             await settle(message.nak(delay=delay))
             return
+        event_id = (message.headers or {}).get(REPLAY_OF) or (message.headers or {}).get(MESSAGE_ID)
         LOG.debug(
-            "%s of order %s %s.", self.event, payload.get("order_id"), "counted" if counted else "was counted before"
+            "%s %s of order %s %s.",
+            self.event,
+            event_id,
+            payload.get("order_id"),
+            "counted" if counted else "was counted before",
         )
         await settle(message.ack())
 
@@ -865,6 +874,9 @@ class Consumer:
         headers[DEAD_LETTER_CONSUMER] = self.durable
         headers[DEAD_LETTER_DELIVERIES] = str(message.metadata.num_delivered)
         headers[DEAD_LETTER_SEQUENCE] = str(message.metadata.sequence.stream)
+        original = (message.headers or {}).get(MESSAGE_ID)
+        if original:
+            headers[DEAD_LETTER_MESSAGE_ID] = original
         headers[MESSAGE_ID] = new_message_id()
         try:
             await ensure_stream(self.js, DEAD_LETTER_STREAM, [DEAD_LETTER_SUBJECTS])
