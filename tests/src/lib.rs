@@ -3,6 +3,7 @@
 //! [`harness`] starts a nats-server of the test's own; the tests themselves
 //! live in one integration-test binary, `tests/e2e`, one module per feature.
 
+pub mod fuzz;
 pub mod harness;
 pub mod protocol;
 pub mod python;
