@@ -6,6 +6,7 @@
 
 pub mod cluster;
 pub mod faults;
+pub mod fuzz;
 pub mod harness;
 pub mod protocol;
 pub mod python;

@@ -21,5 +21,5 @@ pub use events::{
 };
 pub use registration::RegistrationConfig;
 pub use serve::{ServeError, serve};
-pub use service::{BuildError, RunError, Service, ServiceBuilder, ServiceConfig};
+pub use service::{BuildError, RunError, Service, ServiceBuilder, ServiceConfig, check_request_envelope};
 pub use trace::TraceContext;

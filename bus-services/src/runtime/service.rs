@@ -663,56 +663,13 @@ impl Service {
         }
     }
 
-    /// Refuses a request whose soabus headers say it is meant for another
-    /// contract or operation: a misrouted or spoofed request is the caller's
-    /// error, answered clearly, and never reaches the handler. Any version of
-    /// the served major is accepted (compatibility keeps them
-    /// interchangeable); a request without the headers is judged on its
-    /// payload alone.
     fn check_envelope(&self, endpoint: &Endpoint, inbound: Option<&async_nats::HeaderMap>) -> Option<ErrorBody> {
-        let served = self.inner.document.id();
-        let refuse = |header: &str, named: &str, expected: String| {
-            let named: String = named.chars().take(MAX_QUOTED_HEADER_CHARS).collect();
-            let message = format!(
-                "the request's {header} header names {named:?}, but {} is {expected}; send it to the subject of what it names",
-                endpoint.info.subject
-            );
-            tracing::warn!(header, subject = %endpoint.info.subject, "Refused a request whose headers name another contract or operation.");
-            Some(ErrorBody {
-                code: ErrorCode::ValidationFailed,
-                details: vec![ErrorDetail {
-                    pointer: String::new(),
-                    schema_path: None,
-                    message: message.clone(),
-                }],
-                message,
-            })
-        };
-        if let Some(named) = wire::header(inbound, headers::CONTRACT) {
-            let same_major =
-                ContractId::parse(named).is_ok_and(|id| id.service == served.service && id.major() == served.major());
-            if !same_major {
-                return refuse(
-                    headers::CONTRACT,
-                    named,
-                    format!(
-                        "served by {served} (any {}@{}.x.y is accepted)",
-                        served.service,
-                        served.major()
-                    ),
-                );
-            }
-        }
-        if let Some(named) = wire::header(inbound, headers::OPERATION)
-            && named != endpoint.name.as_str()
-        {
-            return refuse(
-                headers::OPERATION,
-                named,
-                format!("operation {:?} of {served}", endpoint.name.as_str()),
-            );
-        }
-        None
+        check_request_envelope(
+            &self.inner.document.id(),
+            &endpoint.name,
+            &endpoint.info.subject,
+            inbound,
+        )
     }
 
     async fn respond(
@@ -793,6 +750,65 @@ impl Service {
     }
 }
 
+/// Refuses a request whose soabus headers say it is meant for another
+/// contract or operation: a misrouted or spoofed request is the caller's
+/// error, answered clearly, and never reaches the handler. Any version of
+/// the served major is accepted (compatibility keeps them
+/// interchangeable); a request without the headers is judged on its
+/// payload alone.
+///
+/// `served` is the contract the service serves, `operation` the endpoint's
+/// operation and `subject` its subject (for the message). Pure, so it is
+/// unit-tested and fuzzed without a connection.
+pub fn check_request_envelope(
+    served: &ContractId,
+    operation: &MemberName,
+    subject: &str,
+    inbound: Option<&async_nats::HeaderMap>,
+) -> Option<ErrorBody> {
+    let refuse = |header: &str, named: &str, expected: String| {
+        let named: String = named.chars().take(MAX_QUOTED_HEADER_CHARS).collect();
+        let message = format!(
+            "the request's {header} header names {named:?}, but {subject} is {expected}; send it to the subject of what it names"
+        );
+        tracing::warn!(header, subject = %subject, "Refused a request whose headers name another contract or operation.");
+        Some(ErrorBody {
+            code: ErrorCode::ValidationFailed,
+            details: vec![ErrorDetail {
+                pointer: String::new(),
+                schema_path: None,
+                message: message.clone(),
+            }],
+            message,
+        })
+    };
+    if let Some(named) = wire::header(inbound, headers::CONTRACT) {
+        let same_major =
+            ContractId::parse(named).is_ok_and(|id| id.service == served.service && id.major() == served.major());
+        if !same_major {
+            return refuse(
+                headers::CONTRACT,
+                named,
+                format!(
+                    "served by {served} (any {}@{}.x.y is accepted)",
+                    served.service,
+                    served.major()
+                ),
+            );
+        }
+    }
+    if let Some(named) = wire::header(inbound, headers::OPERATION)
+        && named != operation.as_str()
+    {
+        return refuse(
+            headers::OPERATION,
+            named,
+            format!("operation {:?} of {served}", operation.as_str()),
+        );
+    }
+    None
+}
+
 /// The most characters of a refused header's value quoted back in the error:
 /// a hostile value must not make the reply huge.
 const MAX_QUOTED_HEADER_CHARS: usize = 80;
@@ -813,4 +829,41 @@ enum Listener {
     Endpoint(usize),
     /// A discovery verb.
     Discovery(DiscoveryVerb),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(contract: Option<&str>, operation: Option<&str>) -> Option<String> {
+        let mut map = async_nats::HeaderMap::new();
+        if let Some(contract) = contract {
+            wire::insert_header(&mut map, headers::CONTRACT, contract);
+        }
+        if let Some(operation) = operation {
+            wire::insert_header(&mut map, headers::OPERATION, operation);
+        }
+        let served = ContractId::parse("orders@1.2.0").unwrap();
+        let place = MemberName::parse("place").unwrap();
+        check_request_envelope(&served, &place, "shop.orders.v1.place", Some(&map)).map(|body| {
+            assert_eq!(body.code, ErrorCode::ValidationFailed);
+            body.message
+        })
+    }
+
+    #[test]
+    fn the_request_check_accepts_the_served_major_and_refuses_anything_else() {
+        assert_eq!(check(None, None), None);
+        assert_eq!(check(Some("orders@1.0.0"), Some("place")), None);
+        assert_eq!(check(Some("orders@1.9.3"), None), None);
+        let other_major = check(Some("orders@2.0.0"), Some("place")).unwrap();
+        assert!(other_major.contains("\"orders@2.0.0\""), "{other_major}");
+        assert!(other_major.contains("any orders@1.x.y is accepted"), "{other_major}");
+        assert!(check(Some("payments@1.0.0"), None).is_some());
+        assert!(check(Some("garbage"), None).is_some());
+        let other_operation = check(None, Some("cancel")).unwrap();
+        assert!(other_operation.contains("operation \"place\""), "{other_operation}");
+        let huge = check(Some(&"x".repeat(10_000)), None).unwrap();
+        assert!(huge.len() < 400, "{} bytes", huge.len());
+    }
 }

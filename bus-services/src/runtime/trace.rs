@@ -30,7 +30,7 @@ impl TraceContext {
     }
 
     /// Parses `traceparent` (version 00: `00-<32 hex>-<16 hex>-<2 hex>`) and
-    /// keeps `tracestate` as it came. `None` when the header is malformed, so
+    /// keeps `tracestate` as it came when it is printable ASCII. `None` when the header is malformed, so
     /// the receiver starts a new trace instead.
     pub fn parse(traceparent: &str, tracestate: Option<&str>) -> Option<Self> {
         let mut parts = traceparent.trim().split('-');
@@ -57,8 +57,13 @@ impl TraceContext {
             trace_id,
             span_id,
             flags,
+            // The header is printable ASCII (W3C Trace Context, section
+            // 3.3.1): anything else is dropped rather than passed on altered,
+            // since a header value written on cannot hold control characters.
             state: tracestate.map(str::to_owned).filter(|state| {
-                !state.is_empty() && state.len() <= MAX_TRACESTATE_CHARS && !state.contains(['\r', '\n'])
+                !state.is_empty()
+                    && state.len() <= MAX_TRACESTATE_CHARS
+                    && state.bytes().all(|byte| (b' '..=b'~').contains(&byte))
             }),
         })
     }
@@ -141,6 +146,19 @@ mod tests {
         )
         .unwrap();
         assert_eq!(context.tracestate(), None);
+    }
+
+    #[test]
+    fn a_tracestate_outside_printable_ascii_is_dropped_so_what_is_kept_is_what_is_sent_on() {
+        // Found by fuzzing (tests/corpus/fuzz/envelope/tracestate-control-character):
+        // a control character was kept, then turned into a space when sent on.
+        let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        for bad in ["r\u{1f}ojo=1", "rojo=1\t", "r\u{fffd}ojo=1", "rojo=\u{7f}"] {
+            let context = TraceContext::parse(parent, Some(bad)).unwrap();
+            assert_eq!(context.tracestate(), None, "{bad:?}");
+        }
+        let kept = TraceContext::parse(parent, Some("rojo=00f067aa0ba902b7, congo=t61rcWkgMzE")).unwrap();
+        assert_eq!(kept.tracestate(), Some("rojo=00f067aa0ba902b7, congo=t61rcWkgMzE"));
     }
 
     #[test]

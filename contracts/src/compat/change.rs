@@ -199,6 +199,9 @@ pub enum ChangeCode {
     UnevaluatedChanged,
     /// A keyword the checker does not know changed.
     UnknownKeywordChanged,
+    /// The schemas are too complex to compare within the checker's bound
+    /// on work (deeply nested alternatives); undecided.
+    TooComplexToCompare,
     /// An annotation (`title`, `description`, `examples`, ...) changed.
     AnnotationChanged,
     /// A contract gained an operation.

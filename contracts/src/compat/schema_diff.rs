@@ -122,6 +122,19 @@ pub fn diff_schemas(old: &Value, new: &Value) -> Vec<Change> {
 /// schema at `new_pointer` in `new_root`. Local `$ref`s resolve against the
 /// roots, so a contract document's messages can be compared in place.
 pub fn diff_schemas_at(old_root: &Value, old_pointer: &str, new_root: &Value, new_pointer: &str) -> Vec<Change> {
+    diff_schemas_sharing(old_root, old_pointer, new_root, new_pointer, &mut 0)
+}
+
+/// [`diff_schemas_at`] drawing on a budget of [`MAX_STEPS`] shared by several
+/// diffs: `spent` is what earlier ones took. A contract's messages share
+/// one, so a document of many hostile schemas cannot take each one's share.
+pub(crate) fn diff_schemas_sharing(
+    old_root: &Value,
+    old_pointer: &str,
+    new_root: &Value,
+    new_pointer: &str,
+    spent: &mut usize,
+) -> Vec<Change> {
     let (Some(old), Some(new)) = (old_root.pointer(old_pointer), new_root.pointer(new_pointer)) else {
         return vec![Change {
             code: ChangeCode::RefChanged,
@@ -141,14 +154,42 @@ pub fn diff_schemas_at(old_root: &Value, old_pointer: &str, new_root: &Value, ne
         visited: HashSet::new(),
         regexes: HashMap::new(),
         changes: Vec::new(),
+        steps: *spent,
     };
     differ.compare(
         Side::new(old, old_pointer),
         Side::new(new, new_pointer),
         Polarity::Positive,
     );
+    *spent = differ.steps;
+    if differ.steps > MAX_STEPS {
+        // What was found before the budget ran out may rest on probes cut
+        // short, so none of it is reported as decided.
+        return vec![Change {
+            code: ChangeCode::TooComplexToCompare,
+            pointer: new_pointer.to_owned(),
+            old_pointer: old_pointer.to_owned(),
+            effect: Effect::Unclassified,
+            message: format!(
+                "the schemas are too complex to compare within {MAX_STEPS} steps (alternatives nested in \
+                 alternatives are compared pair by pair; a contract's messages share the steps); the checker \
+                 cannot decide this change, review it by hand"
+            ),
+            hint: None,
+        }];
+    }
     differ.changes
 }
+
+/// The most comparison steps one diff may take: a schema compared with
+/// another counts one, a probe also counts the pairs it saves. Alternatives
+/// that pair with nothing are probed against every member of the other side,
+/// and inside those probes the same happens again, so `anyOf`s nested in
+/// `anyOf`s take time exponential in their depth; this bound turns a hostile
+/// pair of schemas into an undecided change instead of a hang. Real schemas
+/// stay far below it: the checker's own tests take under a hundred steps
+/// per diff; anyOfs nested 14 deep take 65,533 (and 40 s while fuzzing).
+const MAX_STEPS: usize = 50_000;
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 enum Polarity {
@@ -411,6 +452,8 @@ struct Differ<'a> {
     /// Compiled `patternProperties` patterns, by their text.
     regexes: HashMap<String, Option<regex::Regex>>,
     changes: Vec<Change>,
+    /// Work done so far, against [`MAX_STEPS`].
+    steps: usize,
 }
 
 fn child(pointer: &str, segment: &str) -> String {
@@ -533,6 +576,7 @@ impl<'a> Differ<'a> {
     /// Compares without recording anything: what `new` is to `old`, read
     /// positively. `None` when the details do not add up to one effect.
     fn probe(&mut self, old: Side<'_, '_>, new: Side<'_, '_>) -> Option<Effect> {
+        self.steps = self.steps.saturating_add(self.visited.len());
         let saved_changes = std::mem::take(&mut self.changes);
         let saved_visited = self.visited.clone();
         self.compare(old, new, Polarity::Positive);
@@ -542,6 +586,10 @@ impl<'a> Differ<'a> {
     }
 
     fn compare(&mut self, old: Side<'_, '_>, new: Side<'_, '_>, polarity: Polarity) {
+        self.steps = self.steps.saturating_add(1);
+        if self.steps > MAX_STEPS {
+            return;
+        }
         // The same `$ref` on both sides is compared in place: its siblings
         // one against the other, and its target with itself.
         let same_reference = reference_of(old.value).is_some() && reference_of(old.value) == reference_of(new.value);
@@ -2328,5 +2376,52 @@ fn moved_property(
             format!("property {name:?} removed; it is now {after}"),
             hint,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `anyOf`s nested `depth` deep whose new side adds an alternative at
+    /// every level: each added one is probed against every old one, at every
+    /// level, so the work doubles with each level.
+    fn nested_unions(depth: u64) -> (Value, Value) {
+        let mut old = serde_json::json!({"type": "integer"});
+        let mut new = old.clone();
+        for level in 0..depth {
+            old = serde_json::json!({"anyOf": [old, {"type": "integer", "minimum": level}]});
+            new = serde_json::json!({"anyOf": [new, {"type": "integer", "maximum": level}, {"type": "string"}]});
+        }
+        (old, new)
+    }
+
+    #[test]
+    fn deeply_nested_alternatives_end_undecided_instead_of_taking_exponential_time() {
+        // Found while fuzzing the checker: 14 levels (1.7 KB) took 40 s, each level doubling it.
+        let (old, new) = nested_unions(40);
+        let changes = diff_schemas(&old, &new);
+        assert_eq!(changes.len(), 1, "{changes:#?}");
+        assert_eq!(changes[0].code, ChangeCode::TooComplexToCompare);
+        assert_eq!(changes[0].effect, Effect::Unclassified);
+        assert!(
+            changes[0].message.contains("review it by hand"),
+            "{}",
+            changes[0].message
+        );
+        // Both ways, and against itself (equal schemas end at once).
+        assert_eq!(diff_schemas(&new, &old)[0].code, ChangeCode::TooComplexToCompare);
+        assert_eq!(diff_schemas(&new, &new), Vec::new());
+
+        // A few levels are still compared in full.
+        let (old, new) = nested_unions(3);
+        let changes = diff_schemas(&old, &new);
+        assert!(!changes.is_empty());
+        assert!(
+            changes
+                .iter()
+                .all(|change| change.code != ChangeCode::TooComplexToCompare),
+            "{changes:#?}"
+        );
     }
 }
