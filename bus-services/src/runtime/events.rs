@@ -73,6 +73,17 @@ pub enum EventError {
     /// The payload could not be encoded.
     #[error("could not encode the event: {0}")]
     Encode(String),
+    /// The consumer's message stream ended before shutdown, so nothing more
+    /// would be consumed.
+    #[error(
+        "the durable consumer {durable} stopped receiving before shutdown: the NATS connection closed \
+         for good, or async-nats' connection task stopped (async-nats 0.51 panics on a message whose \
+         header value holds a lone carriage return, nats-io/nats.rs#1612); restart the service"
+    )]
+    ConsumerEnded {
+        /// The durable consumer.
+        durable: String,
+    },
     /// The NATS server refused to let this connection publish to the event's
     /// subject (its user lacks the publish permission); nothing was stored.
     #[error(
@@ -508,6 +519,7 @@ where
     // Deliveries of different flows are independent: up to `max_in_flight`
     // are handled at once (a flow's own events come one after the other).
     let mut in_flight = futures::stream::FuturesUnordered::new();
+    let mut ended_early = false;
     loop {
         tokio::select! {
             biased;
@@ -518,12 +530,21 @@ where
                 Some(Err(error)) => {
                     tracing::warn!(error = %error, "The consumer's message stream reported an error; it keeps going.");
                 }
-                None => break,
+                None => {
+                    ended_early = !shutdown.is_cancelled();
+                    break;
+                }
             },
         }
     }
     // Finish what was taken; what is not acked comes back after the ack wait.
     while in_flight.next().await.is_some() {}
+    if ended_early {
+        tracing::error!(durable = %config.durable_name, "The consumer's message stream ended before shutdown.");
+        return Err(EventError::ConsumerEnded {
+            durable: config.durable_name.clone(),
+        });
+    }
     Ok(())
 }
 

@@ -106,7 +106,11 @@ pub enum RunError {
     Server(#[from] crate::connection::ConnectError),
     /// A subscription ended while the service was running (the connection
     /// closed for good), so the service stopped.
-    #[error("a subscription ended while the service was running; the NATS connection is probably closed")]
+    #[error(
+        "a subscription ended while the service was running: the NATS connection closed for good, or \
+         async-nats' connection task stopped (async-nats 0.51 panics on a message whose header value \
+         holds a lone carriage return, nats-io/nats.rs#1612); restart the service"
+    )]
     SubscriptionEnded,
     /// Subscribing failed.
     #[error("could not subscribe to {subject}: {message}")]

@@ -814,3 +814,102 @@ async fn stop_bus(bus: Bus) {
     bus.registry.stop().await.unwrap();
     drop(bus.server);
 }
+
+/// Sends `HPUB subject` with a header value holding a lone carriage return
+/// over a bare TCP connection; the server forwards it as it is.
+async fn raw_publish_lone_carriage_return(server: &NatsServer, subject: &str) {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", server.port()))
+        .await
+        .unwrap();
+    let mut info = vec![0_u8; 4096];
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut info)).await;
+    let headers = b"NATS/1.0\r\nX-Hostile: a\rb\r\n\r\n";
+    let payload = br#"{"id":"note-1","text":"hello","count":1}"#;
+    let head = format!(
+        "CONNECT {{\"verbose\":false,\"pedantic\":false,\"headers\":true,\"protocol\":1}}\r\nHPUB {subject} {} {}\r\n",
+        headers.len(),
+        headers.len() + payload.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(headers).await.unwrap();
+    stream.write_all(payload).await.unwrap();
+    stream.write_all(b"\r\nPING\r\n").await.unwrap();
+    let mut answer = vec![0_u8; 4096];
+    let answered = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut answer)).await;
+    assert!(
+        answered.is_ok_and(|read| read.is_ok_and(|n| String::from_utf8_lossy(&answer[..n]).contains("PONG"))),
+        "the server did not take the message"
+    );
+}
+
+/// async-nats 0.51 panics in its connection task on a header value with a
+/// lone carriage return (nats-io/nats.rs#1612, open upstream), which any
+/// publisher on a subject can send: the client's connection is then dead.
+/// A service or consumer on that connection must stop and say why, so a
+/// supervisor restarts it, instead of staying up and serving nothing.
+#[tokio::test]
+async fn a_header_the_client_library_cannot_parse_stops_the_service_loudly() {
+    tests::harness::init_tracing();
+    let server = NatsServer::start().await.unwrap();
+    let base = base_document();
+    let service = Service::builder(base.clone())
+        .config(ServiceConfig {
+            registration: None,
+            ..ServiceConfig::default()
+        })
+        .handle_json("echo", |_ctx, request: Value| async move { Ok(request) })
+        .build()
+        .unwrap();
+    let service_nats = server.client().await.unwrap();
+    let service_task = tokio::spawn(service.run(service_nats.clone(), CancellationToken::new()));
+    let probe = server.client().await.unwrap();
+    let mut up = false;
+    for _ in 0..100 {
+        if request(&probe, "corpus.hostile.v1.echo", HeaderMap::new(), valid_note())
+            .await
+            .is_ok()
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(up, "the service did not come up");
+
+    raw_publish_lone_carriage_return(&server, "corpus.hostile.v1.echo").await;
+    let ended = tokio::time::timeout(Duration::from_secs(20), service_task)
+        .await
+        .expect("the service kept running on a dead connection")
+        .unwrap();
+    let error = ended.expect_err("the service ended as if shut down");
+    assert!(
+        matches!(error, bus_services::runtime::RunError::SubscriptionEnded),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("restart the service"), "{error}");
+
+    // A durable consumer the same message reaches stops with its own error.
+    let consumer_nats = server.client().await.unwrap();
+    ensure_event_stream(&async_nats::jetstream::new(consumer_nats.clone()), &base)
+        .await
+        .unwrap();
+    let consumer = tokio::spawn(consume_json(
+        consumer_nats,
+        base,
+        "noted",
+        ConsumerConfig::new("hostile-lone-cr"),
+        |_ctx, _payload| async { Ok(()) },
+        CancellationToken::new(),
+    ));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    raw_publish_lone_carriage_return(&server, "corpus.hostile.v1.noted").await;
+    let ended = tokio::time::timeout(Duration::from_secs(30), consumer)
+        .await
+        .expect("the consumer kept running on a dead connection")
+        .unwrap();
+    let error = ended.expect_err("the consumer ended as if shut down");
+    assert!(
+        matches!(error, bus_services::runtime::EventError::ConsumerEnded { .. }),
+        "{error:?}"
+    );
+}
