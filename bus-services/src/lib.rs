@@ -13,11 +13,14 @@
 //! - [`order_view`] is the shop's read model, built from the shop's events.
 //! - [`replicas`] raises an existing stream or bucket to the replicas a
 //!   component is configured for (a cluster's copies).
+//! - [`patience`] sets JetStream assets up again when a request timed out
+//!   while a cluster elects leaders.
 
 pub mod connection;
 pub mod local_server;
 pub mod orchestrator;
 pub mod order_view;
+pub mod patience;
 pub mod replicas;
 pub mod runtime;
 pub mod server_binary;

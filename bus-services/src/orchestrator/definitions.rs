@@ -19,9 +19,10 @@ use tokio_util::task::AbortOnDropHandle;
 use super::error::OrchestratorError;
 use super::store::{Created, StoredDefinition};
 use super::{Shared, now_ms};
+use crate::patience::{self, SETUP_PATIENCE};
 use crate::runtime::{
-    CallError, ConsumerConfig, EventContext, EventPublisher, Service, ServiceClient, ServiceConfig, ServiceError,
-    consume_json,
+    CallError, ConsumerConfig, EventContext, EventError, EventPublisher, Service, ServiceClient, ServiceConfig,
+    ServiceError, consume_json,
 };
 
 /// A definition ready to run.
@@ -40,8 +41,13 @@ pub(crate) struct Loaded {
     pub start_subject: String,
     /// A client per called `service@major`.
     pub clients: HashMap<(ServiceName, u64), ServiceClient>,
-    /// Publishes the `finished` event; `None` if its stream could not be made.
-    pub events: Option<EventPublisher>,
+    /// Publishes the `finished` event, once its stream is made: at build,
+    /// or, when JetStream did not answer then, at the first announcement.
+    events: tokio::sync::OnceCell<EventPublisher>,
+    /// The connection the publisher is made on.
+    nats: async_nats::Client,
+    /// Copies of the `finished` event stream.
+    replicas: usize,
     /// Checks a start request (and so the input) against the generated contract.
     pub start_validator: Arc<MessageValidator>,
 }
@@ -106,21 +112,7 @@ impl Loaded {
             let key = (document.service.clone(), document.version.major());
             clients.insert(key, ServiceClient::new(nats.clone(), document));
         }
-        let events = match EventPublisher::with_replicas(
-            nats.clone(),
-            contract.clone(),
-            &SchemaSet::default(),
-            replicas,
-        )
-        .await
-        {
-            Ok(publisher) => Some(publisher),
-            Err(error) => {
-                tracing::warn!(workflow = %id, error = %error, "The workflow's finished events cannot be published.");
-                None
-            }
-        };
-        Ok(Self {
+        let loaded = Self {
             digest: stored.digest.clone(),
             loaded_at_ms: stored.loaded_at_ms,
             definition,
@@ -128,9 +120,34 @@ impl Loaded {
             contract,
             start_subject,
             clients,
-            events,
+            events: tokio::sync::OnceCell::new(),
+            nats: nats.clone(),
+            replicas,
             start_validator,
-        })
+        };
+        // The stream is made now when JetStream answers; otherwise at the
+        // first announcement, which waits for it.
+        if let Err(error) = loaded.events().await {
+            tracing::warn!(workflow = %loaded.id, error = %error, "The workflow's finished event stream could not be made yet; it is made at the first announcement.");
+        }
+        Ok(loaded)
+    }
+
+    /// The publisher of the workflow's `finished` event, making its stream
+    /// first if that has not been done yet. An error (JetStream did not
+    /// answer, a cluster electing leaders) leaves it to be made at the next call.
+    pub(crate) async fn events(&self) -> Result<&EventPublisher, EventError> {
+        self.events
+            .get_or_try_init(|| async {
+                EventPublisher::with_replicas(
+                    self.nats.clone(),
+                    self.contract.clone(),
+                    &SchemaSet::default(),
+                    self.replicas,
+                )
+                .await
+            })
+            .await
     }
 }
 
@@ -268,7 +285,21 @@ fn trigger_task(
             replicas,
             ..ConsumerConfig::new(durable)
         };
-        if let Err(error) = consume_json(nats, producer, &event, config, handler, token).await {
+        // `consume_json` fails only while setting up; a request that timed
+        // out (a cluster electing leaders) is made again.
+        let doing = format!("setting up the trigger of {}", config.durable_name);
+        let consumed = patience::until_done(&doing, SETUP_PATIENCE, || {
+            consume_json(
+                nats.clone(),
+                producer.clone(),
+                &event,
+                config.clone(),
+                handler.clone(),
+                token.clone(),
+            )
+        })
+        .await;
+        if let Err(error) = consumed {
             tracing::error!(error = %error, "The workflow's trigger stopped.");
         }
     }))

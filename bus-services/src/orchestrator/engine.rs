@@ -283,7 +283,15 @@ async fn announce(loaded: &Loaded, state: &InstanceState) -> bool {
     if !state.status.is_final() {
         return true;
     }
-    let Some(publisher) = &loaded.events else { return true };
+    let publisher = match loaded.events().await {
+        Ok(publisher) => publisher,
+        Err(error) => {
+            // Without its event whoever waits for the end (the shop's
+            // orders) would wait for ever: the item comes back to try again.
+            tracing::warn!(instance = %state.id, error = %error, "The finished event stream could not be made; the end will be announced again.");
+            return false;
+        }
+    };
     let finished = WorkflowFinished {
         instance: state.id.clone(),
         workflow: state.workflow.clone(),

@@ -184,7 +184,11 @@ impl Orchestrator {
                 .map_err(|error| OrchestratorError::Setup(error.to_string()))?;
         }
         let js = jetstream::new(nats.clone());
-        let stores = store::Stores::open(js, self.config.replicas).await?;
+        // Told to stop while JetStream does not answer yet: nothing was taken.
+        let stores = tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            stores = store::Stores::open(js, self.config.replicas) => stores?,
+        };
         let registry_contract = contracts::registry_api::contract()
             .map_err(|error| OrchestratorError::Registry(format!("the registry's contract: {error}")))?;
         let registry = ServiceClient::new(nats.clone(), registry_contract).with_options(crate::runtime::CallOptions {
@@ -201,7 +205,12 @@ impl Orchestrator {
             workflows: Mutex::new(HashMap::new()),
             shutdown: shutdown.child_token(),
         });
-        for stored in shared.stores.all_definitions().await? {
+        let stored_definitions =
+            crate::patience::until_done("listing definitions", crate::patience::SETUP_PATIENCE, || {
+                shared.stores.all_definitions()
+            })
+            .await?;
+        for stored in stored_definitions {
             if let Err(error) = definitions::activate(&shared, &stored).await {
                 tracing::error!(error = %error, "A stored definition cannot be run.");
             }

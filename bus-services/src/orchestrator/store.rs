@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::error::OrchestratorError;
+use crate::patience::{self, SETUP_PATIENCE};
 use crate::wire;
 
 /// The bucket of instance states, one key per instance.
@@ -64,7 +65,8 @@ pub(crate) struct Stores {
 
 impl Stores {
     /// Opens (creating when missing) the buckets and streams, with `replicas`
-    /// copies of each on a cluster.
+    /// copies of each on a cluster. A request that timed out (a cluster
+    /// electing leaders) is made again for up to [`SETUP_PATIENCE`].
     pub(crate) async fn open(js: jetstream::Context, replicas: usize) -> Result<Self, OrchestratorError> {
         let instances = bucket(
             &js,
@@ -80,33 +82,12 @@ impl Stores {
             replicas,
         )
         .await?;
-        for (name, subject, retention) in [
-            (
-                WORK_STREAM,
-                subjects::ORCHESTRATOR_WORK,
-                stream::RetentionPolicy::WorkQueue,
-            ),
-            (
-                STARTS_STREAM,
-                subjects::ORCHESTRATOR_STARTS,
-                stream::RetentionPolicy::WorkQueue,
-            ),
+        for (name, subject) in [
+            (WORK_STREAM, subjects::ORCHESTRATOR_WORK),
+            (STARTS_STREAM, subjects::ORCHESTRATOR_STARTS),
         ] {
-            let created = js
-                .get_or_create_stream(stream::Config {
-                    name: name.to_owned(),
-                    subjects: vec![subject.to_owned()],
-                    retention,
-                    storage: stream::StorageType::File,
-                    num_replicas: replicas,
-                    duplicate_window: DUPLICATE_WINDOW,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|error| OrchestratorError::jetstream(format!("creating the stream {name}"), error))?;
-            crate::replicas::raise_replicas(&js, &created.cached_info().config, replicas)
-                .await
-                .map_err(|error| OrchestratorError::jetstream(format!("opening the stream {name}"), error))?;
+            let doing = format!("creating the stream {name}");
+            patience::until_done(&doing, SETUP_PATIENCE, || work_queue(&js, name, subject, replicas)).await?;
         }
         Ok(Self {
             js,
@@ -115,8 +96,25 @@ impl Stores {
         })
     }
 
-    /// The durable pull consumer on `stream` shared by every replica.
+    /// The durable pull consumer on `stream` shared by every replica,
+    /// opened (or created) for up to [`SETUP_PATIENCE`] while requests time
+    /// out: the replicas create it at once, and on a cluster its RAFT group
+    /// elects a leader first.
     pub(crate) async fn consumer(
+        &self,
+        stream: &str,
+        durable: &str,
+        ack_wait: Duration,
+        max_ack_pending: i64,
+    ) -> Result<consumer::PullConsumer, OrchestratorError> {
+        let doing = format!("opening the consumer {durable} on {stream}");
+        patience::until_done(&doing, SETUP_PATIENCE, || {
+            self.consumer_once(stream, durable, ack_wait, max_ack_pending)
+        })
+        .await
+    }
+
+    async fn consumer_once(
         &self,
         stream: &str,
         durable: &str,
@@ -366,7 +364,45 @@ async fn latest_values(
     Ok(out)
 }
 
+/// Creates the work-queue stream `name` on `subject`, or raises the
+/// existing one to `replicas`.
+async fn work_queue(
+    js: &jetstream::Context,
+    name: &str,
+    subject: &str,
+    replicas: usize,
+) -> Result<(), OrchestratorError> {
+    let created = js
+        .get_or_create_stream(stream::Config {
+            name: name.to_owned(),
+            subjects: vec![subject.to_owned()],
+            retention: stream::RetentionPolicy::WorkQueue,
+            storage: stream::StorageType::File,
+            num_replicas: replicas,
+            duplicate_window: DUPLICATE_WINDOW,
+            ..Default::default()
+        })
+        .await
+        .map_err(|error| OrchestratorError::jetstream(format!("creating the stream {name}"), error))?;
+    crate::replicas::raise_replicas(js, &created.cached_info().config, replicas)
+        .await
+        .map_err(|error| OrchestratorError::jetstream(format!("opening the stream {name}"), error))?;
+    Ok(())
+}
+
+/// Opens the bucket `name`, creating it when missing, for up to
+/// [`SETUP_PATIENCE`] while requests time out.
 async fn bucket(
+    js: &jetstream::Context,
+    name: &str,
+    description: &str,
+    replicas: usize,
+) -> Result<kv::Store, OrchestratorError> {
+    let doing = format!("opening the bucket {name}");
+    patience::until_done(&doing, SETUP_PATIENCE, || bucket_once(js, name, description, replicas)).await
+}
+
+async fn bucket_once(
     js: &jetstream::Context,
     name: &str,
     description: &str,

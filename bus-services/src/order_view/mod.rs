@@ -122,7 +122,15 @@ impl OrderViewService {
     /// drains the service (it deregisters) and stops the consumers after
     /// the events in hand. The caller owns `nats` and drains it afterwards.
     pub async fn run(self, nats: async_nats::Client, shutdown: CancellationToken) -> Result<(), OrderViewError> {
-        let engine = engine::Engine::open(nats.clone(), self.config.clone()).await?;
+        // A request that timed out (a cluster electing leaders) is made
+        // again; told to stop meanwhile, nothing was taken.
+        let open = crate::patience::until_done("opening the order view", crate::patience::SETUP_PATIENCE, || {
+            engine::Engine::open(nats.clone(), self.config.clone())
+        });
+        let engine = tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            engine = open => engine?,
+        };
         let service = service(&engine, &self.config)?;
         engine.start().await;
         let served = service.run(nats, shutdown).await;

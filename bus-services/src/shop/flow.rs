@@ -7,12 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use contracts::shop::FlowMode;
-use contracts::{ContractDocument, EventType};
+use contracts::{ContractDocument, EventType, SchemaSet};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::ShopError;
 use super::config::ShopConfig;
+use crate::patience::{self, SETUP_PATIENCE};
 use crate::runtime::{
     ConsumerConfig, EventContext, EventError, EventPublisher, Propagation, Service, ServiceConfig, ServiceError,
     consume,
@@ -95,6 +96,36 @@ pub(crate) fn service_config(config: &ShopConfig) -> ServiceConfig {
 pub(crate) fn publish_failed(error: EventError) -> ServiceError {
     tracing::warn!(error = %error, "Could not publish an event.");
     ServiceError::unavailable("the event could not be published; try again")
+}
+
+/// Sets up what a shop service needs (its bucket, its stock), trying again
+/// for up to [`SETUP_PATIENCE`] while JetStream requests time out: on a
+/// cluster electing leaders (a node down or just back, a busy machine) a
+/// request can time out although the same one moments later succeeds, and a
+/// service must not stop for that.
+pub(crate) async fn set_up<T, E, F, Fut>(doing: &str, attempt: F) -> Result<T, ShopError>
+where
+    E: std::fmt::Display + Into<ShopError>,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    patience::until_done(doing, SETUP_PATIENCE, attempt)
+        .await
+        .map_err(Into::into)
+}
+
+/// The publisher of `contract`'s events, its stream made with `replicas`
+/// copies, set up as [`set_up`] does.
+pub(crate) async fn publisher(
+    nats: &async_nats::Client,
+    contract: ContractDocument,
+    replicas: usize,
+) -> Result<EventPublisher, ShopError> {
+    let doing = format!("making the event stream of {}", contract.service);
+    set_up(&doing, || async {
+        EventPublisher::with_replicas(nats.clone(), contract.clone(), &SchemaSet::default(), replicas).await
+    })
+    .await
 }
 
 /// Tasks that run together and stop together: the first to fail stops the

@@ -27,7 +27,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_nats::jetstream;
-use contracts::SchemaSet;
 use contracts::shop::inventory::{
     self, GetStock, ReleaseStock, Reservation, ReserveStock, StockLevel, StockReleased, StockReserved, StockShortage,
 };
@@ -40,7 +39,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::ShopError;
 use super::config::ShopConfig;
-use super::flow::{Announce, Tasks, driven_by_workflow, order_flow, service_config, spawn_consumer};
+use super::flow::{Announce, Tasks, driven_by_workflow, order_flow, publisher, service_config, set_up, spawn_consumer};
 use super::state::{Bucket, Change, HotKeys, RESERVATIONS_BUCKET, STOCK_BUCKET, StoreError, now_ms, sku_key};
 use crate::runtime::{EventContext, EventPublisher, Propagation, Service, ServiceError};
 
@@ -743,15 +742,9 @@ pub(crate) async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), ShopError> {
     let js = jetstream::new(nats.clone());
-    let inventory = Inventory::open(&js, config.replicas).await?;
-    inventory.seed(&config.initial_stock).await?;
-    let publisher = EventPublisher::with_replicas(
-        nats.clone(),
-        inventory::contract()?,
-        &SchemaSet::default(),
-        config.replicas,
-    )
-    .await?;
+    let inventory = set_up("opening inventory's buckets", || Inventory::open(&js, config.replicas)).await?;
+    set_up("seeding inventory's stock", || inventory.seed(&config.initial_stock)).await?;
+    let publisher = publisher(&nats, inventory::contract()?, config.replicas).await?;
     let reactions = Arc::new(Reactions { inventory, publisher });
     let service = service(&reactions, &config)?;
     let mut tasks = Tasks::new(&shutdown);

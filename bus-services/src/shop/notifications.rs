@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use async_nats::jetstream;
-use contracts::SchemaSet;
 use contracts::shop::notifications::{
     self, ListNotifications, Notification, NotificationKind, NotificationLog, SendNotification,
 };
@@ -17,7 +16,8 @@ use tokio_util::sync::CancellationToken;
 use super::ShopError;
 use super::config::ShopConfig;
 use super::flow::{
-    Tasks, driven_by_workflow, event_message_id, order_flow, publish_failed, service_config, spawn_consumer,
+    Tasks, driven_by_workflow, event_message_id, order_flow, publish_failed, publisher, service_config, set_up,
+    spawn_consumer,
 };
 use super::state::{Bucket, NOTIFICATIONS_BUCKET, StoreError, now_ms};
 use crate::runtime::{EventContext, EventPublisher, Propagation, Service, ServiceError};
@@ -217,14 +217,11 @@ pub(crate) async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), ShopError> {
     let js = jetstream::new(nats.clone());
-    let notifications = Notifications::open(&js, config.replicas).await?;
-    let publisher = EventPublisher::with_replicas(
-        nats.clone(),
-        notifications::contract()?,
-        &SchemaSet::default(),
-        config.replicas,
-    )
+    let notifications = set_up("opening notifications' bucket", || {
+        Notifications::open(&js, config.replicas)
+    })
     .await?;
+    let publisher = publisher(&nats, notifications::contract()?, config.replicas).await?;
     let reactions = Arc::new(Reactions {
         notifications,
         publisher,

@@ -31,14 +31,14 @@ use contracts::shop::payments::{self, PaymentDeclined};
 use contracts::shop::shipping::{self, ShipmentFailed, ShipmentScheduled};
 use contracts::shop::{FailureReason, FlowMode, Money, OrderStatus, fulfilment};
 use contracts::workflow::contract::ops as workflow_ops;
-use contracts::{ContractDocument, ErrorCode, ErrorDetail, SchemaSet};
+use contracts::{ContractDocument, ErrorCode, ErrorDetail};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::ShopError;
 use super::config::ShopConfig;
-use super::flow::{Announce, Tasks, driven_by_workflow, order_flow, service_config, spawn_consumer};
+use super::flow::{Announce, Tasks, driven_by_workflow, order_flow, publisher, service_config, set_up, spawn_consumer};
 use super::notifications::cancelled_message;
 use super::state::{Bucket, Change, ORDERS_BUCKET, StoreError, is_order_id, now_ms};
 use crate::runtime::{
@@ -492,17 +492,14 @@ pub(crate) async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), ShopError> {
     let js = jetstream::new(nats.clone());
-    let bucket = Bucket::open(&js, ORDERS_BUCKET, "soabus shop: one order per key", config.replicas).await?;
+    let bucket = set_up("opening orders' bucket", || {
+        Bucket::open(&js, ORDERS_BUCKET, "soabus shop: one order per key", config.replicas)
+    })
+    .await?;
     let workflow: ContractDocument = fulfilment::contract()?;
     let orders = Arc::new(Orders {
         orders: bucket,
-        publisher: EventPublisher::with_replicas(
-            nats.clone(),
-            orders::contract()?,
-            &SchemaSet::default(),
-            config.replicas,
-        )
-        .await?,
+        publisher: publisher(&nats, orders::contract()?, config.replicas).await?,
         fulfilment: ServiceClient::new(nats.clone(), workflow.clone()).with_options(call_options()),
         notifications: ServiceClient::new(nats.clone(), notifications_api::contract()?).with_options(call_options()),
     });

@@ -13,7 +13,6 @@
 use std::sync::Arc;
 
 use async_nats::jetstream;
-use contracts::SchemaSet;
 use contracts::shop::inventory::{self, StockReserved};
 use contracts::shop::orders::{self, OrderPlaced};
 use contracts::shop::payments::{
@@ -26,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::ShopError;
 use super::config::ShopConfig;
-use super::flow::{Announce, Tasks, driven_by_workflow, order_flow, service_config, spawn_consumer};
+use super::flow::{Announce, Tasks, driven_by_workflow, order_flow, publisher, service_config, set_up, spawn_consumer};
 use super::state::{Bucket, Change, PAYMENTS_BUCKET, StoreError, now_ms};
 use crate::runtime::{EventContext, EventPublisher, Propagation, Service, ServiceError};
 
@@ -443,14 +442,8 @@ pub(crate) async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), ShopError> {
     let js = jetstream::new(nats.clone());
-    let payments = Payments::open(&js, Arc::clone(&config)).await?;
-    let publisher = EventPublisher::with_replicas(
-        nats.clone(),
-        payments::contract()?,
-        &SchemaSet::default(),
-        config.replicas,
-    )
-    .await?;
+    let payments = set_up("opening payments' bucket", || Payments::open(&js, Arc::clone(&config))).await?;
+    let publisher = publisher(&nats, payments::contract()?, config.replicas).await?;
     let reactions = Arc::new(Reactions { payments, publisher });
     let service = service(&reactions, &config)?;
     let mut tasks = Tasks::new(&shutdown);

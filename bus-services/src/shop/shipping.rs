@@ -7,7 +7,6 @@
 use std::sync::Arc;
 
 use async_nats::jetstream;
-use contracts::SchemaSet;
 use contracts::shop::inventory::{self, StockReserved};
 use contracts::shop::payments::{self, PaymentCharged};
 use contracts::shop::shipping::{
@@ -19,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::ShopError;
 use super::config::ShopConfig;
-use super::flow::{Announce, Tasks, driven_by_workflow, order_flow, service_config, spawn_consumer};
+use super::flow::{Announce, Tasks, driven_by_workflow, order_flow, publisher, service_config, set_up, spawn_consumer};
 use super::state::{Bucket, Change, SHIPMENTS_BUCKET, StoreError, now_ms};
 use crate::runtime::{EventContext, EventPublisher, Propagation, Service, ServiceError};
 
@@ -316,14 +315,8 @@ pub(crate) async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), ShopError> {
     let js = jetstream::new(nats.clone());
-    let shipping = Shipping::open(&js, Arc::clone(&config)).await?;
-    let publisher = EventPublisher::with_replicas(
-        nats.clone(),
-        shipping::contract()?,
-        &SchemaSet::default(),
-        config.replicas,
-    )
-    .await?;
+    let shipping = set_up("opening shipping's bucket", || Shipping::open(&js, Arc::clone(&config))).await?;
+    let publisher = publisher(&nats, shipping::contract()?, config.replicas).await?;
     let reactions = Arc::new(Reactions { shipping, publisher });
     let service = service(&reactions, &config)?;
     let mut tasks = Tasks::new(&shutdown);

@@ -24,6 +24,7 @@ use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
 use serde::de::DeserializeOwned;
 
+use bus_services::patience::{self, SETUP_PATIENCE};
 use bus_services::replicas::raise_replicas;
 use contracts::{ContractId, ServiceName};
 
@@ -60,32 +61,12 @@ pub struct KvStore {
 impl KvStore {
     /// Binds to the bucket `bucket`, creating it (one value per key,
     /// `replicas` copies in a cluster) when it does not exist, or raising an
-    /// existing bucket with fewer copies ([`bus_services::replicas`]).
+    /// existing bucket with fewer copies ([`bus_services::replicas`]). A
+    /// request that timed out (a cluster electing leaders) is made again for
+    /// up to [`SETUP_PATIENCE`].
     pub async fn open(js: async_nats::jetstream::Context, bucket: &str, replicas: usize) -> Result<Self, StoreError> {
-        let kv = match js.get_key_value(bucket).await {
-            Ok(kv) => {
-                raise_replicas(&js, &kv.stream.cached_info().config, replicas)
-                    .await
-                    .map_err(|error| unavailable(error.to_string()))?;
-                kv
-            }
-            Err(_) => {
-                let config = kv::Config {
-                    bucket: bucket.to_owned(),
-                    description: "soabus registry: contract versions and service owners".to_owned(),
-                    history: 1,
-                    num_replicas: replicas,
-                    ..Default::default()
-                };
-                match js.create_key_value(config).await {
-                    Ok(kv) => kv,
-                    // Another replica may have created it meanwhile.
-                    Err(create) => js.get_key_value(bucket).await.map_err(|_| {
-                        unavailable(format!("cannot create the bucket {bucket}: {}", error_chain(&create)))
-                    })?,
-                }
-            }
-        };
+        let doing = format!("opening the bucket {bucket}");
+        let kv = patience::until_done(&doing, SETUP_PATIENCE, || open_bucket(&js, bucket, replicas)).await?;
         Ok(Self {
             client: js.client(),
             kv,
@@ -141,7 +122,9 @@ impl KvStore {
 
     async fn load_all(&self) -> Result<Vec<RawRecord>, StoreError> {
         let started = std::time::Instant::now();
-        let (values, highest) = self.read_values().await?;
+        // A request that timed out (a cluster electing leaders) is made again.
+        let (values, highest) =
+            patience::until_done("loading the registry's bucket", SETUP_PATIENCE, || self.read_values()).await?;
         let records: Vec<RawRecord> = values.iter().map(raw_value).collect();
         tracing::debug!(records = records.len(), received = ?started.elapsed(), "Loaded the KV bucket.");
         self.loaded_up_to.fetch_max(highest, Ordering::SeqCst);
@@ -191,11 +174,14 @@ impl KvStore {
 
     async fn watch(&self) -> Result<BoxStream<'static, Result<ContractRecord, StoreError>>, StoreError> {
         let from = self.loaded_up_to.load(Ordering::SeqCst) + 1;
-        let watch = self
-            .kv
-            .watch_from_revision("c.>", from)
-            .await
-            .map_err(|err| unavailable(format!("cannot watch the bucket: {}", error_chain(&err))))?;
+        // A request that timed out (a cluster electing leaders) is made again.
+        let watch = patience::until_done("watching the registry's bucket", SETUP_PATIENCE, || async {
+            self.kv
+                .watch_from_revision("c.>", from)
+                .await
+                .map_err(|err| unavailable(format!("cannot watch the bucket: {}", error_chain(&err))))
+        })
+        .await?;
         let records = watch.filter_map(|entry| {
             futures::future::ready(match entry {
                 Err(err) => Some(Err(unavailable(format!("the watch failed: {}", error_chain(&err))))),
@@ -224,6 +210,31 @@ impl Store for KvStore {
         &self,
     ) -> BoxFuture<'_, Result<Option<BoxStream<'static, Result<ContractRecord, StoreError>>>, StoreError>> {
         async move { self.watch().await.map(Some) }.boxed()
+    }
+}
+
+/// One attempt at opening the bucket, creating it when missing.
+async fn open_bucket(js: &jetstream::Context, bucket: &str, replicas: usize) -> Result<kv::Store, StoreError> {
+    if let Ok(kv) = js.get_key_value(bucket).await {
+        raise_replicas(js, &kv.stream.cached_info().config, replicas)
+            .await
+            .map_err(|error| unavailable(error.to_string()))?;
+        return Ok(kv);
+    }
+    let config = kv::Config {
+        bucket: bucket.to_owned(),
+        description: "soabus registry: contract versions and service owners".to_owned(),
+        history: 1,
+        num_replicas: replicas,
+        ..Default::default()
+    };
+    match js.create_key_value(config).await {
+        Ok(kv) => Ok(kv),
+        // Another replica may have created it meanwhile.
+        Err(create) => js
+            .get_key_value(bucket)
+            .await
+            .map_err(|_| unavailable(format!("cannot create the bucket {bucket}: {}", error_chain(&create)))),
     }
 }
 
