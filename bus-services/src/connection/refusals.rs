@@ -192,8 +192,28 @@ pub struct RefusalWatch {
 /// Starts watching `client`'s connection for permission refusals. Call it
 /// before sending, then race [`RefusalWatch::refused`] against the reply.
 pub fn watch(client: &async_nats::Client) -> RefusalWatch {
-    RefusalWatch {
-        receiver: of(client).map(|refusals| refusals.sender.subscribe()),
+    Watcher::of(client).watch()
+}
+
+/// A connection's refusals, looked up once, so that a client sending many
+/// messages watches before each without finding its connection again.
+#[derive(Debug, Clone, Default)]
+pub struct Watcher {
+    refusals: Option<Arc<Refusals>>,
+}
+
+impl Watcher {
+    /// The watcher of `client`'s connection; one that never sees a refusal
+    /// for a connection not made by [`connect`](super::connect).
+    pub fn of(client: &async_nats::Client) -> Self {
+        Self { refusals: of(client) }
+    }
+
+    /// Starts watching, as [`watch`] does.
+    pub fn watch(&self) -> RefusalWatch {
+        RefusalWatch {
+            receiver: self.refusals.as_ref().map(|refusals| refusals.sender.subscribe()),
+        }
     }
 }
 

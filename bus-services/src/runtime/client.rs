@@ -138,6 +138,7 @@ impl CallError {
 #[derive(Debug, Clone)]
 pub struct ServiceClient {
     nats: async_nats::Client,
+    refusals: refusals::Watcher,
     contract: Arc<ContractDocument>,
     options: CallOptions,
     propagation: Option<Propagation>,
@@ -148,6 +149,7 @@ impl ServiceClient {
     /// A client of the service whose contract is `contract`.
     pub fn new(nats: async_nats::Client, contract: ContractDocument) -> Self {
         Self {
+            refusals: refusals::Watcher::of(&nats),
             nats,
             contract: Arc::new(contract),
             options: CallOptions::default(),
@@ -254,7 +256,7 @@ impl ServiceClient {
             .timeout(Some(self.options.timeout));
         // A refused request is dropped by the server, which says so on the
         // connection: without the watch the caller would only time out.
-        let refused = refusals::watch(&self.nats);
+        let refused = self.refusals.watch();
         let sent = tokio::select! {
             sent = self.nats.send_request(subject.to_owned(), request) => sent,
             refusal = refused.refused(RefusedAction::Publish, subject) => {

@@ -184,7 +184,7 @@ pub async fn ensure_event_stream_with_replicas(
 /// Publishes one contract's events.
 #[derive(Clone)]
 pub struct EventPublisher {
-    nats: async_nats::Client,
+    refusals: refusals::Watcher,
     js: jetstream::Context,
     contract: Arc<ContractDocument>,
     validators: Arc<HashMap<MemberName, Arc<MessageValidator>>>,
@@ -219,7 +219,7 @@ impl EventPublisher {
         let js = jetstream::new(nats.clone());
         ensure_event_stream_with_replicas(&js, &contract, replicas).await?;
         Ok(Self {
-            nats,
+            refusals: refusals::Watcher::of(&nats),
             validators: Arc::new(event_validators(&contract, external)?),
             js,
             contract: Arc::new(contract),
@@ -260,20 +260,18 @@ impl EventPublisher {
 
     /// Validates and publishes an event by name, for tools without the Rust types.
     pub async fn publish_json(&self, event: &str, message_id: Option<&str>, payload: &Value) -> Result<(), EventError> {
+        let (subject, map, body) = self.message(event, message_id, payload)?;
         // A refused publish is dropped by the server, which says so on the
         // connection: without the watch the caller would only time out.
-        let refused = refusals::watch(&self.nats);
+        let refused = self.refusals.watch();
         let stored = async {
-            self.send(event, message_id, payload)
-                .await?
+            self.js
+                .publish_with_headers(subject.clone(), map, body.into())
+                .await
+                .map_err(jetstream_error)?
                 .await
                 .map_err(jetstream_error)
         };
-        let subject = MemberName::parse(event)
-            .ok()
-            .and_then(|name| self.contract.events.get(&name))
-            .map(|declared| declared.subject.to_string())
-            .unwrap_or_default();
         tokio::select! {
             stored = stored => stored.map(drop),
             refusal = refused.refused(RefusedAction::Publish, &subject) => Err(EventError::Refused {
@@ -293,6 +291,21 @@ impl EventPublisher {
         message_id: Option<&str>,
         payload: &Value,
     ) -> Result<jetstream::context::PublishAckFuture, EventError> {
+        let (subject, map, body) = self.message(event, message_id, payload)?;
+        self.js
+            .publish_with_headers(subject, map, body.into())
+            .await
+            .map_err(jetstream_error)
+    }
+
+    /// The subject, headers and body of event `event` with `payload`, once
+    /// the payload is valid.
+    fn message(
+        &self,
+        event: &str,
+        message_id: Option<&str>,
+        payload: &Value,
+    ) -> Result<(String, HeaderMap, Vec<u8>), EventError> {
         let unknown = || EventError::UnknownEvent {
             contract: self.contract.id().to_string(),
             event: event.to_owned(),
@@ -314,10 +327,7 @@ impl EventPublisher {
         if let Some(state) = span.tracestate() {
             wire::insert_header(&mut map, headers::TRACESTATE, state);
         }
-        self.js
-            .publish_with_headers(declared.subject.to_string(), map, body.into())
-            .await
-            .map_err(jetstream_error)
+        Ok((declared.subject.to_string(), map, body))
     }
 }
 
