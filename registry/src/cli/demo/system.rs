@@ -20,7 +20,7 @@ use bus_services::orchestrator::{Orchestrator, OrchestratorConfig};
 use bus_services::order_view::{OrderViewConfig, OrderViewService};
 use bus_services::runtime::{CallOptions, ServiceClient, ServiceConfig};
 use bus_services::shop::{Shop, ShopConfig, ShopService};
-use contracts::orchestrator_api::{LoadRequest, ops as orchestrator_ops};
+use contracts::orchestrator_api::{LoadRequest, LoadResponse, ops as orchestrator_ops};
 use contracts::registry_api::{RegisterRequest, ops as registry_ops};
 use contracts::shop::order_view::{self, GetViewStats};
 use tokio::task::JoinHandle;
@@ -140,17 +140,7 @@ impl System {
             client.call::<registry_ops::List>(&Default::default()).await.is_ok()
         })
         .await?;
-        // The shop's contracts first, so the workflow's load finds them;
-        // the services register the same documents again when they start.
-        for document in contracts::shop::contracts()? {
-            registry
-                .call::<registry_ops::Register>(&RegisterRequest {
-                    document: document.to_value(),
-                    owner_token: None,
-                })
-                .await
-                .with_context(|| format!("registering {}", document.id()))?;
-        }
+        register_shop_contracts(&registry).await?;
         for service in ShopService::ALL {
             self.start_service(service).await?;
         }
@@ -172,12 +162,7 @@ impl System {
                 .is_ok()
         })
         .await?;
-        let definition: serde_json::Value = serde_json::from_str(contracts::shop::fulfilment::DEFINITION)
-            .context("the fulfilment definition is not JSON")?;
-        let loaded = orchestrator
-            .call::<orchestrator_ops::Load>(&LoadRequest { definition })
-            .await
-            .context("loading the fulfilment workflow")?;
+        let loaded = load_fulfilment(&orchestrator).await?;
         writeln!(
             out,
             "   registry{}, orders, inventory, payments, shipping, notifications, the order view, and the orchestrator with {} are up.",
@@ -440,6 +425,33 @@ where
 }
 
 /// Flushes and drains a connection, bounded in time; a down connection is left as it is.
+/// Registers the shop's contracts with `registry`, so the workflow's load
+/// finds them; the services register the same documents again when they
+/// start.
+pub(crate) async fn register_shop_contracts(registry: &ServiceClient) -> anyhow::Result<()> {
+    for document in contracts::shop::contracts()? {
+        registry
+            .call::<registry_ops::Register>(&RegisterRequest {
+                document: document.to_value(),
+                owner_token: None,
+            })
+            .await
+            .with_context(|| format!("registering {}", document.id()))?;
+    }
+    Ok(())
+}
+
+/// Loads the shop's `fulfilment` workflow into the orchestrator behind
+/// `orchestrator` (its callees' contracts must be registered first).
+pub(crate) async fn load_fulfilment(orchestrator: &ServiceClient) -> anyhow::Result<LoadResponse> {
+    let definition: serde_json::Value = serde_json::from_str(contracts::shop::fulfilment::DEFINITION)
+        .context("the fulfilment definition is not JSON")?;
+    orchestrator
+        .call::<orchestrator_ops::Load>(&LoadRequest { definition })
+        .await
+        .context("loading the fulfilment workflow")
+}
+
 pub(crate) async fn drain(client: &Client) {
     if client.connection_state() != async_nats::connection::State::Connected {
         return;

@@ -21,12 +21,11 @@ use bus_services::connection::{self, ConnectConfig};
 use bus_services::runtime::{CallOptions, ServiceClient};
 use bus_services::shop::{DriveConfig, OrderDriver, ShopService, unit_interval, wait_settled};
 use clap::Args;
-use contracts::orchestrator_api::{LoadRequest, ops as orchestrator_ops};
-use contracts::registry_api::{RegisterRequest, ops as registry_ops};
 use tokio_util::sync::CancellationToken;
 
 pub use processes::{ProcessError, ServerProcess, SoaProcess};
 
+use super::demo::system;
 use super::{Exit, UsageError};
 
 /// Units of each product: never why an order fails.
@@ -501,22 +500,9 @@ async fn load_fulfilment(nats: &async_nats::Client) -> anyhow::Result<()> {
         ..CallOptions::default()
     };
     let registry = ServiceClient::new(nats.clone(), contracts::registry_api::contract()?).with_options(options.clone());
-    for document in contracts::shop::contracts()? {
-        registry
-            .call::<registry_ops::Register>(&RegisterRequest {
-                document: document.to_value(),
-                owner_token: None,
-            })
-            .await
-            .with_context(|| format!("registering {}", document.id()))?;
-    }
+    system::register_shop_contracts(&registry).await?;
     let orchestrator = ServiceClient::new(nats.clone(), contracts::orchestrator_api::contract()?).with_options(options);
-    let definition: serde_json::Value = serde_json::from_str(contracts::shop::fulfilment::DEFINITION)
-        .context("the fulfilment definition is not JSON")?;
-    orchestrator
-        .call::<orchestrator_ops::Load>(&LoadRequest { definition })
-        .await
-        .context("loading the fulfilment workflow")?;
+    system::load_fulfilment(&orchestrator).await?;
     Ok(())
 }
 
