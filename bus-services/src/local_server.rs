@@ -49,6 +49,22 @@ pub struct ServerLaunch {
 }
 
 impl ServerLaunch {
+    /// Starts `binary` with these arguments, its output going to `log`, in
+    /// a process group of its own (a Ctrl-C in the terminal reaches only its
+    /// parent, which stops it in order, after draining its clients), killed
+    /// if its handle is dropped.
+    pub fn spawn(&self, binary: &Path, log: fs::File) -> std::io::Result<Child> {
+        let log_for_stdout = log.try_clone()?;
+        Command::new(binary)
+            .args(self.arguments())
+            .stdin(Stdio::null())
+            .stdout(log_for_stdout)
+            .stderr(log)
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+    }
+
     /// The arguments to pass to nats-server.
     pub fn arguments(&self) -> Vec<OsString> {
         let port = self.port.map_or_else(|| "-1".to_owned(), |port| port.to_string());
@@ -282,26 +298,14 @@ impl LocalNatsServer {
                 action: format!("open the server log {}", log_file.display()),
                 source,
             })?;
-        let log_for_stdout = log.try_clone().map_err(|source| LocalServerError::Io {
-            action: "duplicate the server log's file handle".to_owned(),
-            source,
-        })?;
         let launch = ServerLaunch {
             port: None,
             name: Some(config.name),
             store_dir: dir.clone(),
             ports_file_dir: dir.clone(),
         };
-        let mut child = Command::new(&binary)
-            .args(launch.arguments())
-            .stdin(Stdio::null())
-            .stdout(log_for_stdout)
-            .stderr(log)
-            // Its own process group, so a Ctrl-C in the terminal reaches only
-            // us and we stop the server in order, after draining our clients.
-            .process_group(0)
-            .kill_on_drop(true)
-            .spawn()
+        let mut child = launch
+            .spawn(&binary, log)
             .map_err(|source| LocalServerError::Spawn {
                 binary: binary.clone(),
                 source,

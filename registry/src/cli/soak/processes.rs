@@ -264,22 +264,14 @@ impl ServerProcess {
             .truncate(true)
             .open(&log_file)
             .map_err(io(format!("open {}", log_file.display())))?;
-        let log_for_stdout = log.try_clone().map_err(io("duplicate a file handle".to_owned()))?;
         let launch = ServerLaunch {
             port,
             name: Some("soa-soak".to_owned()),
             store_dir: self.dir.join("jetstream"),
             ports_file_dir: self.dir.clone(),
         };
-        let mut child = Command::new(&self.binary)
-            .args(launch.arguments())
-            .stdin(Stdio::null())
-            .stdout(log_for_stdout)
-            .stderr(log)
-            // Its own process group: a Ctrl-C in the terminal reaches only the soak, which stops it in order.
-            .process_group(0)
-            .kill_on_drop(true)
-            .spawn()
+        let mut child = launch
+            .spawn(&self.binary, log)
             .map_err(io(format!("start {}", self.binary.display())))?;
         let pid = child.id().unwrap_or_default();
         let waited = local_server::wait_for_client_port(&self.dir, pid, WAIT, || child.try_wait().ok().flatten()).await;
