@@ -16,7 +16,6 @@ use contracts::orchestrator_api::{InstanceStatus, ops};
 use registry::cli::{CancellationToken, Exit};
 use serde_json::{Value, json};
 use tests::NatsServer;
-use tests::harness::workspace_root;
 use tests::registry::RunningRegistry;
 use tests::workflows::{
     Ledger, LedgerBus, RunningOrchestrator, Script, ledger_step, ledger_workflow, orchestrator_client, test_config,
@@ -625,36 +624,10 @@ async fn a_served_orchestrator_stops_cleanly_on_ctrl_c() {
 // ---------------------------------------------------------------------------
 // `soa` as a process.
 
-/// The `soa` binary: `$SOA_BIN`, or built now (a debug build, incremental)
-/// into the target directory this test binary was built in. Cargo gives
-/// `CARGO_BIN_EXE_soa` only to the `registry` crate's own tests.
+/// The `soa` binary ([`tests::faults::soa_binary`]: `$SOA_BIN`, or built
+/// now into this test binary's target directory).
 pub(crate) async fn soa_binary() -> PathBuf {
-    static BINARY: tokio::sync::OnceCell<PathBuf> = tokio::sync::OnceCell::const_new();
-    BINARY
-        .get_or_init(|| async {
-            if let Some(binary) = std::env::var_os("SOA_BIN") {
-                return PathBuf::from(binary);
-            }
-            // <target>/<profile>/deps/e2e-<hash>
-            let exe = std::env::current_exe().unwrap();
-            let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_owned();
-            let target_dir = profile_dir.parent().unwrap();
-            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            let mut build = Command::new(cargo);
-            build
-                .args(["build", "--quiet", "-p", "registry", "--bin", "soa", "--target-dir"])
-                .arg(target_dir)
-                .current_dir(workspace_root());
-            let profile = profile_dir.file_name().unwrap().to_str().unwrap();
-            if profile != "debug" {
-                build.args(["--profile", profile]);
-            }
-            let status = build.status().await.unwrap();
-            assert!(status.success(), "building soa failed: {status}");
-            profile_dir.join("soa")
-        })
-        .await
-        .clone()
+    tests::faults::soa_binary().await.unwrap()
 }
 
 /// A `soa orchestrator serve` process, killed when dropped.
