@@ -304,12 +304,10 @@ impl LocalNatsServer {
             store_dir: dir.clone(),
             ports_file_dir: dir.clone(),
         };
-        let mut child = launch
-            .spawn(&binary, log)
-            .map_err(|source| LocalServerError::Spawn {
-                binary: binary.clone(),
-                source,
-            })?;
+        let mut child = launch.spawn(&binary, log).map_err(|source| LocalServerError::Spawn {
+            binary: binary.clone(),
+            source,
+        })?;
         let Some(pid) = child.id() else {
             // `id` is None only once the child has been reaped, which nothing here did.
             let status = child
