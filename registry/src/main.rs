@@ -8,6 +8,9 @@ use anyhow::Context;
 use registry::cli::{self, CancellationToken, Exit};
 use tracing_subscriber::EnvFilter;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     init_tracing();
     match run() {
