@@ -199,9 +199,9 @@ pub(crate) async fn start_checked(
         history: Vec::new(),
     };
     plan::push(&mut state, now, "started", None, None, Some(loaded.id.clone()));
-    // The first attempt's clock starts with the commit, so its timeout holds
-    // across a restart from the very beginning.
-    let _ = plan::plan(&loaded.definition, &mut state, now);
+    // No step starts here: the first drive starts them, so the time an
+    // instance waits in the work queue (a backlog) does not eat into its
+    // first attempt's timeout. That drive commits the start beside the call.
     let (created, status) = match shared.stores.create_instance(&state).await? {
         Created::New => (true, state.status),
         Created::Exists(existing) => (false, existing.status),

@@ -88,7 +88,7 @@ pub(crate) struct Engine {
     js: jetstream::Context,
     config: OrderViewConfig,
     sources: Vec<Source>,
-    bucket: RwLock<Bucket>,
+    bucket: RwLock<Arc<Bucket>>,
     index: Mutex<BTreeMap<String, Indexed>>,
     counters: Mutex<Counters>,
     replaying: AtomicBool,
@@ -120,7 +120,7 @@ impl Engine {
             js,
             config,
             sources,
-            bucket: RwLock::new(bucket),
+            bucket: RwLock::new(Arc::new(bucket)),
             index: Mutex::new(index),
             counters: Mutex::new(Counters::default()),
             replaying: AtomicBool::new(false),
@@ -307,7 +307,7 @@ impl Engine {
     /// when someone wrote first, the bucket's value is read, joined in, and
     /// the write tried again. False when the fact was known already.
     async fn write(&self, order: &str, event: &Event, stamp: Stamp) -> Result<bool, Unapplied> {
-        let bucket = read_lock(&self.bucket).clone();
+        let bucket = Arc::clone(&read_lock(&self.bucket));
         for _ in 0..MAX_WRITES {
             let Some((next, expected)) = self.next_facts(order, event, stamp) else {
                 return Ok(false);
@@ -463,7 +463,7 @@ impl Engine {
             tracing::debug!(error = %error, "No view bucket to delete.");
         }
         let bucket = open_bucket(&self.js, &self.config).await?;
-        *write_lock(&self.bucket) = bucket;
+        *write_lock(&self.bucket) = Arc::new(bucket);
         lock(&self.index).clear();
         *lock(&self.counters) = Counters::default();
         self.replaying.store(true, Ordering::Relaxed);

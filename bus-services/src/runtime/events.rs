@@ -802,7 +802,8 @@ where
 /// can make an effect happen once even when its event is redelivered.
 #[derive(Clone)]
 pub struct ProcessedKeys {
-    store: jetstream::kv::Store,
+    /// Shared: a store's clone copies its stream's whole configuration.
+    store: Arc<jetstream::kv::Store>,
 }
 
 impl std::fmt::Debug for ProcessedKeys {
@@ -830,7 +831,7 @@ impl ProcessedKeys {
                 .await
                 .map_err(jetstream_error)?,
         };
-        Ok(Self { store })
+        Ok(Self { store: Arc::new(store) })
     }
 
     /// Records `key` and returns true the first time; false when it was

@@ -1,7 +1,9 @@
 //! Where the shop keeps its state: one JetStream KV bucket per service,
 //! JSON values, every change a create-only write or a compare-and-set on the
-//! key's revision. Nothing is held in memory between messages, so any
-//! instance of a service can handle any message and a restart loses nothing.
+//! key's revision. What is held in memory between messages is only a guess
+//! that spares a read (a compare-and-set on a stale one fails and the key is
+//! read again), so any instance of a service can handle any message and a
+//! restart loses nothing.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -66,7 +68,32 @@ pub(crate) enum Change<T, R> {
 pub(crate) struct Bucket {
     name: &'static str,
     js: jetstream::Context,
-    store: kv::Store,
+    /// Shared: a store's clone copies its stream's whole configuration.
+    store: Arc<kv::Store>,
+    /// What this instance last read or wrote of recent keys, shared by the
+    /// bucket's clones.
+    recent: Arc<std::sync::Mutex<Recent>>,
+}
+
+/// The most keys a bucket remembers; past it the memory starts afresh.
+const RECENT_KEYS: usize = 4096;
+
+/// Recent keys' encoded values and revisions, as this instance last read or
+/// wrote them, so [`Bucket::modify`] can write without reading first. They
+/// may be stale (another instance wrote since): a write at a stale revision
+/// fails its compare-and-set, and the key is read again.
+#[derive(Default)]
+struct Recent {
+    values: HashMap<String, (bytes::Bytes, u64)>,
+}
+
+impl Recent {
+    fn remember(&mut self, key: &str, value: bytes::Bytes, revision: u64) {
+        if self.values.len() >= RECENT_KEYS && !self.values.contains_key(key) {
+            self.values.clear();
+        }
+        self.values.insert(key.to_owned(), (value, revision));
+    }
 }
 
 impl Bucket {
@@ -85,7 +112,8 @@ impl Bucket {
         let bucket = |store| Self {
             name,
             js: js.clone(),
-            store,
+            store: Arc::new(store),
+            recent: Arc::default(),
         };
         if let Ok(store) = js.get_key_value(name).await {
             crate::replicas::raise_replicas(js, &store.stream.cached_info().config, replicas.max(1))
@@ -116,7 +144,8 @@ impl Bucket {
         js.get_key_value(name).await.ok().map(|store| Self {
             name,
             js: js.clone(),
-            store,
+            store: Arc::new(store),
+            recent: Arc::default(),
         })
     }
 
@@ -135,12 +164,17 @@ impl Bucket {
             .entry(key)
             .await
             .map_err(|error| self.error(format!("reading {key}"), error))?;
-        let Some(entry) = entry else { return Ok(None) };
+        let Some(entry) = entry else {
+            self.forget(key);
+            return Ok(None);
+        };
         if entry.operation != kv::Operation::Put {
+            self.forget(key);
             return Ok(None);
         }
         let value =
             serde_json::from_slice(&entry.value).map_err(|error| self.error(format!("decoding {key}"), error))?;
+        self.remember(key, entry.value, entry.revision);
         Ok(Some((value, entry.revision)))
     }
 
@@ -149,26 +183,25 @@ impl Bucket {
         Ok(self.read(key).await?.map(|(value, _)| value))
     }
 
+    fn remember(&self, key: &str, value: bytes::Bytes, revision: u64) {
+        lock(&self.recent).remember(key, value, revision);
+    }
+
+    fn forget(&self, key: &str) {
+        lock(&self.recent).values.remove(key);
+    }
+
+    /// The value and revision of `key` as this instance last read or wrote
+    /// it, if it remembers them (and they still decode).
+    fn remembered<T: DeserializeOwned>(&self, key: &str) -> Option<(T, u64)> {
+        let (bytes, revision) = lock(&self.recent).values.get(key).cloned()?;
+        serde_json::from_slice(&bytes).ok().map(|value| (value, revision))
+    }
+
     /// Stores `value` under `key` unless the key holds a value; true when
     /// this call stored it.
     pub(crate) async fn create<T: Serialize>(&self, key: &str, value: &T) -> Result<bool, StoreError> {
-        let bytes = serde_json::to_vec(value).map_err(|error| self.error(format!("encoding {key}"), error))?;
-        match self.store.create(key, bytes.into()).await {
-            Ok(_) => Ok(true),
-            Err(error) if error.kind() == kv::CreateErrorKind::AlreadyExists => Ok(false),
-            Err(error) => Err(self.error(format!("creating {key}"), error)),
-        }
-    }
-
-    /// Stores `value` under `key` if the key is still at `revision`; false
-    /// when someone else wrote first.
-    async fn update<T: Serialize>(&self, key: &str, value: &T, revision: u64) -> Result<bool, StoreError> {
-        let bytes = serde_json::to_vec(value).map_err(|error| self.error(format!("encoding {key}"), error))?;
-        match self.store.update(key, bytes.into(), revision).await {
-            Ok(_) => Ok(true),
-            Err(error) if error.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(false),
-            Err(error) => Err(self.error(format!("updating {key}"), error)),
-        }
+        Ok(self.put_if(key, value, None).await?.is_some())
     }
 
     /// Stores `value` under `key` if the key is still at `expected` (`None`:
@@ -181,26 +214,40 @@ impl Bucket {
         value: &T,
         expected: Option<u64>,
     ) -> Result<Option<u64>, StoreError> {
-        let bytes = serde_json::to_vec(value).map_err(|error| self.error(format!("encoding {key}"), error))?;
-        match expected {
-            Some(revision) => match self.store.update(key, bytes.into(), revision).await {
-                Ok(written) => Ok(Some(written)),
-                Err(error) if error.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(None),
-                Err(error) => Err(self.error(format!("updating {key}"), error)),
+        let bytes: bytes::Bytes = serde_json::to_vec(value)
+            .map_err(|error| self.error(format!("encoding {key}"), error))?
+            .into();
+        let written = match expected {
+            Some(revision) => match self.store.update(key, bytes.clone(), revision).await {
+                Ok(written) => Some(written),
+                Err(error) if error.kind() == kv::UpdateErrorKind::WrongLastRevision => None,
+                Err(error) => return Err(self.error(format!("updating {key}"), error)),
             },
-            None => match self.store.create(key, bytes.into()).await {
-                Ok(written) => Ok(Some(written)),
-                Err(error) if error.kind() == kv::CreateErrorKind::AlreadyExists => Ok(None),
-                Err(error) => Err(self.error(format!("creating {key}"), error)),
+            None => match self.store.create(key, bytes.clone()).await {
+                Ok(written) => Some(written),
+                Err(error) if error.kind() == kv::CreateErrorKind::AlreadyExists => None,
+                Err(error) => return Err(self.error(format!("creating {key}"), error)),
             },
+        };
+        match written {
+            Some(revision) => self.remember(key, bytes, revision),
+            None => self.forget(key),
         }
+        Ok(written)
     }
 
-    /// Reads `key`, asks `decide` what to do with its value (`None` when
-    /// there is none), and writes the answer with compare-and-set: created
-    /// when the key was empty, updated at the revision read otherwise. When
-    /// someone else wrote in between, it reads again and asks again, so
-    /// `decide` always sees the value it replaces.
+    /// Asks `decide` what to do with the value under `key` (`None` when
+    /// there is none) and writes the answer with compare-and-set: created
+    /// when the key was empty, updated at the revision the value had
+    /// otherwise. When someone else wrote in between, it reads again and asks
+    /// again, so a write always replaces the value `decide` saw.
+    ///
+    /// The common case costs one write and no read: `decide` first sees the
+    /// value this instance last read or wrote (or, for a key it knows
+    /// nothing of, no value). A stale guess fails the compare-and-set and is
+    /// read afresh; an answer that keeps the value is only returned when
+    /// `decide` saw the value read afresh, since a guess may be wrong.
+    /// `decide` may therefore be asked more than once, and must only decide.
     pub(crate) async fn modify<T, R>(
         &self,
         key: &str,
@@ -209,24 +256,29 @@ impl Bucket {
     where
         T: Serialize + DeserializeOwned,
     {
+        // What `decide` sees next, and whether it was read just now.
+        let mut current: Option<(T, u64)> = self.remembered(key);
+        let mut fresh = false;
         for attempt in 0..MAX_ATTEMPTS {
-            let current: Option<(T, u64)> = self.read(key).await?;
-            let (value, revision) = match current {
+            let (value, revision) = match current.take() {
                 Some((value, revision)) => (Some(value), Some(revision)),
                 None => (None, None),
             };
-            let (next, result) = match decide(value.as_ref()) {
-                Change::Keep(result) => return Ok(result),
-                Change::Write(next, result) => (next, result),
-            };
-            let written = match revision {
-                Some(revision) => self.update(key, &next, revision).await?,
-                None => self.create(key, &next).await?,
-            };
-            if written {
-                return Ok(result);
+            match decide(value.as_ref()) {
+                Change::Keep(result) if fresh => return Ok(result),
+                Change::Keep(_) => {}
+                Change::Write(next, result) => {
+                    if self.put_if(key, &next, revision).await?.is_some() {
+                        return Ok(result);
+                    }
+                    if fresh {
+                        // Someone else wrote between our read and our write.
+                        tokio::time::sleep(contention_pause(attempt)).await;
+                    }
+                }
             }
-            tokio::time::sleep(contention_pause(attempt)).await;
+            current = self.read(key).await?;
+            fresh = true;
         }
         Err(self.error(
             format!("changing {key}"),
