@@ -4,7 +4,7 @@
 //! answer from, the lag figures, and the rebuild that throws all of it away
 //! and reads the streams again from their first message.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -34,8 +34,18 @@ const RETRY_PAUSE: Duration = Duration::from_secs(1);
 /// How soon an unsettled delivery is delivered again.
 const ACK_WAIT: Duration = Duration::from_secs(5);
 
-/// Writes of one event that lose a compare-and-set before it is retried later.
+/// Writes of one order that lose a compare-and-set before its events are
+/// retried later.
 const MAX_WRITES: usize = 50;
+
+/// How long an order's first unsaved fact waits for more before the write
+/// that stores them all: an order's events come from several streams a few
+/// milliseconds apart, and one write then stands for several of them. Queries
+/// see a fact at once; only its storing (and the event's ack) waits.
+const WRITE_LINGER: Duration = Duration::from_millis(50);
+
+/// How long stopping waits for the writes under way.
+const WRITES_DRAIN: Duration = Duration::from_secs(5);
 
 /// One order in the index: its facts (a superset of what the bucket holds at
 /// `revision`, since every write and read is joined into it) and the last
@@ -44,6 +54,8 @@ const MAX_WRITES: usize = 50;
 struct Indexed {
     facts: OrderFacts,
     revision: Option<u64>,
+    /// Facts applied here that no write has stored yet.
+    unsaved: bool,
 }
 
 impl Indexed {
@@ -90,6 +102,8 @@ pub(crate) struct Engine {
     sources: Vec<Source>,
     bucket: RwLock<Arc<Bucket>>,
     index: Mutex<BTreeMap<String, Indexed>>,
+    /// Orders with a write coming, and the deliveries it settles.
+    writes: Mutex<HashMap<String, Vec<jetstream::Message>>>,
     counters: Mutex<Counters>,
     replaying: AtomicBool,
     generation: tokio::sync::Mutex<Option<Generation>>,
@@ -113,7 +127,14 @@ impl Engine {
         let mut index = BTreeMap::new();
         for (key, facts) in bucket.all::<OrderFacts>().await? {
             // The revision is learnt at the first write (which then reads).
-            index.insert(key, Indexed { facts, revision: None });
+            index.insert(
+                key,
+                Indexed {
+                    facts,
+                    revision: None,
+                    unsaved: false,
+                },
+            );
         }
         tracing::info!(orders = index.len(), "The order view loaded its bucket.");
         Ok(Arc::new(Self {
@@ -122,6 +143,7 @@ impl Engine {
             sources,
             bucket: RwLock::new(Arc::new(bucket)),
             index: Mutex::new(index),
+            writes: Mutex::new(HashMap::new()),
             counters: Mutex::new(Counters::default()),
             replaying: AtomicBool::new(false),
             generation: tokio::sync::Mutex::new(None),
@@ -152,6 +174,20 @@ impl Engine {
         if let Some(generation) = taken {
             stop_generation(generation).await;
         }
+        self.writes_done().await;
+    }
+
+    /// Waits (a while) until no write is coming: the events they settle are
+    /// then stored and acked.
+    async fn writes_done(&self) {
+        let deadline = Instant::now() + WRITES_DRAIN;
+        while !lock(&self.writes).is_empty() {
+            if Instant::now() >= deadline {
+                tracing::warn!("Some order view writes were still under way; their events come back after the ack wait.");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     /// Follows one stream until `stop`, starting again after an error.
@@ -171,7 +207,7 @@ impl Engine {
     }
 
     /// One run of a stream's durable consumer, until `stop` or an error.
-    async fn consume(&self, source: &Source, stop: &CancellationToken) -> Result<(), OrderViewError> {
+    async fn consume(self: &Arc<Self>, source: &Source, stop: &CancellationToken) -> Result<(), OrderViewError> {
         let stream = self.js.get_stream(&source.stream).await.map_err(jetstream_error)?;
         let consumer: consumer::PullConsumer = stream
             .get_or_create_consumer(
@@ -229,16 +265,17 @@ impl Engine {
         result
     }
 
-    /// Applies one message and acks it; a store failure naks it for later,
-    /// an unreadable event goes to the dead letters.
-    async fn process(&self, source: &Source, message: jetstream::Message) {
-        let outcome = match self.apply(source, &message).await {
-            Ok(()) => message.ack().await,
-            Err(Unapplied::Retry(reason)) => {
-                tracing::warn!(stream = %source.stream, reason = %reason, "The order view could not apply an event; it comes back shortly.");
-                message.ack_with(AckKind::Nak(Some(RETRY_PAUSE))).await
+    /// Applies one message to the index (queries see it at once) and hands
+    /// it to its order's coming write, which acks it once stored; an
+    /// unreadable event goes to the dead letters.
+    async fn process(self: &Arc<Self>, source: &Source, message: jetstream::Message) {
+        let outcome = match self.apply(source, &message) {
+            Ok(Some(order)) => {
+                self.store_later(order, message);
+                return;
             }
-            Err(Unapplied::DeadLetter(reason)) => {
+            Ok(None) => message.ack().await,
+            Err(reason) => {
                 tracing::warn!(stream = %source.stream, reason = %reason, "The order view cannot read an event; it goes to the dead letters.");
                 match dead_letter(&self.js, &message, &source.stream, &source.durable, &reason).await {
                     Ok(()) => {
@@ -257,10 +294,14 @@ impl Engine {
         }
     }
 
-    async fn apply(&self, source: &Source, message: &jetstream::Message) -> Result<(), Unapplied> {
+    /// Adds the event to its order's facts in the index; the order when it
+    /// has facts not yet stored (the event must wait for their write), or
+    /// `None` when everything it tells is stored already. An error is the
+    /// reason the event can never be applied.
+    fn apply(&self, source: &Source, message: &jetstream::Message) -> Result<Option<String>, String> {
         let info = message
             .info()
-            .map_err(|error| Unapplied::DeadLetter(format!("no JetStream metadata: {error}")))?;
+            .map_err(|error| format!("no JetStream metadata: {error}"))?;
         let at_us = u64::try_from(info.published.unix_timestamp_nanos() / 1_000).unwrap_or(0);
         let stamp = Stamp {
             at_us,
@@ -275,14 +316,19 @@ impl Engine {
                 || subject.rsplit('.').next().unwrap_or_default().to_owned(),
                 |value| value.as_str().to_owned(),
             );
-        let event = Event::read(&source.service, &event_name, &message.payload)
-            .map_err(|error| Unapplied::DeadLetter(error.to_string()))?;
+        let event = Event::read(&source.service, &event_name, &message.payload).map_err(|error| error.to_string())?;
         let order = event.order_id().0.clone();
         if !is_order_id(&order) {
-            return Err(Unapplied::DeadLetter(format!("{order:?} can be no order's id")));
+            return Err(format!("{order:?} can be no order's id"));
         }
-        let changed = self.write(&order, &event, stamp).await?;
-        let mode = self.mode_of(&order).or(event.mode());
+        let event_mode = event.mode();
+        let (changed, unsaved, mode) = {
+            let mut index = lock(&self.index);
+            let entry = index.entry(order.clone()).or_default();
+            let changed = entry.facts.apply(event, stamp);
+            entry.unsaved |= changed;
+            (changed, entry.unsaved, entry.facts.mode().or(event_mode))
+        };
         let lag_us = now_us().saturating_sub(at_us);
         let mut counters = lock(&self.counters);
         if !changed {
@@ -299,48 +345,96 @@ impl Engine {
                 None => {}
             }
         }
-        Ok(())
+        Ok(unsaved.then_some(order))
     }
 
-    /// Adds `event` to the order's facts in the bucket: the index's facts
-    /// plus the event, written at the index's revision (one round trip);
-    /// when someone wrote first, the bucket's value is read, joined in, and
-    /// the write tried again. False when the fact was known already.
-    async fn write(&self, order: &str, event: &Event, stamp: Stamp) -> Result<bool, Unapplied> {
-        let bucket = Arc::clone(&read_lock(&self.bucket));
-        for _ in 0..MAX_WRITES {
-            let Some((next, expected)) = self.next_facts(order, event, stamp) else {
-                return Ok(false);
+    /// Queues `message` for its order's next write, starting the writer
+    /// when none is coming.
+    fn store_later(self: &Arc<Self>, order: String, message: jetstream::Message) {
+        let start_writer = {
+            let mut writes = lock(&self.writes);
+            let waiting = writes.entry(order.clone()).or_default();
+            waiting.push(message);
+            waiting.len() == 1
+        };
+        if start_writer {
+            let engine = Arc::clone(self);
+            tokio::spawn(async move { engine.write_waiting(order).await });
+        }
+    }
+
+    /// After [`WRITE_LINGER`], stores the order's facts and settles the
+    /// events waiting for it, write after write until none wait.
+    async fn write_waiting(self: Arc<Self>, order: String) {
+        tokio::time::sleep(WRITE_LINGER).await;
+        loop {
+            let waiting = {
+                let mut writes = lock(&self.writes);
+                match writes.get_mut(&order) {
+                    Some(waiting) if !waiting.is_empty() => std::mem::take(waiting),
+                    _ => {
+                        writes.remove(&order);
+                        return;
+                    }
+                }
             };
-            let written = bucket
-                .put_if(order, &next, expected)
-                .await
-                .map_err(|error| Unapplied::Retry(error.to_string()))?;
-            if let Some(revision) = written {
-                self.join(order, &next, revision);
-                return Ok(true);
+            let stored = self.write(&order).await;
+            if let Err(reason) = &stored {
+                tracing::warn!(order = %order, reason = %reason, "The order view could not store an order; its events come back shortly.");
             }
-            let current = bucket
-                .read::<OrderFacts>(order)
-                .await
-                .map_err(|error| Unapplied::Retry(error.to_string()))?;
-            if let Some((facts, revision)) = current {
-                self.join(order, &facts, revision);
+            for message in waiting {
+                let settled = match &stored {
+                    Ok(()) => message.ack().await,
+                    Err(_) => message.ack_with(AckKind::Nak(Some(RETRY_PAUSE))).await,
+                };
+                if let Err(error) = settled {
+                    tracing::debug!(error = %error, "Could not acknowledge an event; it will be redelivered.");
+                }
             }
         }
-        Err(Unapplied::Retry(format!(
-            "the view of order {order} kept changing under {MAX_WRITES} writes"
-        )))
     }
 
-    /// The order's facts with `event` added and the revision to write them
-    /// at; `None` when the event adds nothing.
-    fn next_facts(&self, order: &str, event: &Event, stamp: Stamp) -> Option<(OrderFacts, Option<u64>)> {
-        let index = lock(&self.index);
-        let (mut next, expected) = index
-            .get(order)
-            .map_or_else(Default::default, |entry| (entry.facts.clone(), entry.revision));
-        next.apply(event.clone(), stamp).then_some((next, expected))
+    /// Stores the order's facts as the index holds them, at the index's
+    /// revision (one round trip); when someone wrote first, the bucket's
+    /// value is read, joined in, and the write tried again.
+    async fn write(&self, order: &str) -> Result<(), String> {
+        let bucket = Arc::clone(&read_lock(&self.bucket));
+        let mark_unsaved = || {
+            if let Some(entry) = lock(&self.index).get_mut(order) {
+                entry.unsaved = true;
+            }
+        };
+        for _ in 0..MAX_WRITES {
+            let (facts, expected) = {
+                let mut index = lock(&self.index);
+                let Some(entry) = index.get_mut(order).filter(|entry| entry.unsaved) else {
+                    return Ok(());
+                };
+                // Facts applied from now on are unsaved again until the next write.
+                entry.unsaved = false;
+                (entry.facts.clone(), entry.revision)
+            };
+            match bucket.put_if(order, &facts, expected).await {
+                Ok(Some(revision)) => {
+                    self.join(order, &facts, revision);
+                    return Ok(());
+                }
+                Ok(None) => {
+                    mark_unsaved();
+                    match bucket.read::<OrderFacts>(order).await {
+                        Ok(Some((stored, revision))) => self.join(order, &stored, revision),
+                        Ok(None) => {}
+                        Err(error) => return Err(error.to_string()),
+                    }
+                }
+                Err(error) => {
+                    mark_unsaved();
+                    return Err(error.to_string());
+                }
+            }
+        }
+        mark_unsaved();
+        Err(format!("the view of order {order} kept changing under {MAX_WRITES} writes"))
     }
 
     /// Joins the bucket's value of `order` at `revision` into the index (a
@@ -350,11 +444,6 @@ impl Engine {
             .entry(order.to_owned())
             .or_default()
             .join(facts, revision);
-    }
-
-    /// The order's mode as the index knows it now.
-    fn mode_of(&self, order: &str) -> Option<FlowMode> {
-        lock(&self.index).get(order).and_then(|entry| entry.facts.mode())
     }
 
     /// The view of one order.
@@ -453,6 +542,8 @@ impl Engine {
         if let Some(running) = generation.take() {
             stop_generation(running).await;
         }
+        // The writes under way belong to the bucket about to go.
+        self.writes_done().await;
         for source in &self.sources {
             let stream = self.js.get_stream(&source.stream).await.map_err(jetstream_error)?;
             if let Err(error) = stream.delete_consumer(&source.durable).await {
@@ -512,14 +603,6 @@ impl Engine {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-}
-
-/// Why an event was not applied.
-enum Unapplied {
-    /// Something on our side failed; a redelivery may succeed.
-    Retry(String),
-    /// The event will never read: it goes to the dead letters.
-    DeadLetter(String),
 }
 
 async fn stop_generation(mut generation: Generation) {
