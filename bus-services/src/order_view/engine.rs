@@ -183,7 +183,9 @@ impl Engine {
         let deadline = Instant::now() + WRITES_DRAIN;
         while !lock(&self.writes).is_empty() {
             if Instant::now() >= deadline {
-                tracing::warn!("Some order view writes were still under way; their events come back after the ack wait.");
+                tracing::warn!(
+                    "Some order view writes were still under way; their events come back after the ack wait."
+                );
                 return;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -434,7 +436,9 @@ impl Engine {
             }
         }
         mark_unsaved();
-        Err(format!("the view of order {order} kept changing under {MAX_WRITES} writes"))
+        Err(format!(
+            "the view of order {order} kept changing under {MAX_WRITES} writes"
+        ))
     }
 
     /// Joins the bucket's value of `order` at `revision` into the index (a

@@ -391,6 +391,8 @@ async fn the_demo_starts_its_own_server_when_none_answers_and_recovers_from_kill
         "1".as_ref(),
         "--restart-service".as_ref(),
         "payments".as_ref(),
+        // Faults and throughput without the message counter.
+        "--no-message-count".as_ref(),
         "--data-dir".as_ref(),
         data_dir.path().as_os_str(),
         "--out".as_ref(),
@@ -426,6 +428,17 @@ async fn the_demo_starts_its_own_server_when_none_answers_and_recovers_from_kill
     );
     assert_eq!(report["modes"]["choreographed"]["stuck"], 0);
     assert_eq!(report["violations"], serde_json::json!([]));
+    // Not counted is said so, never printed as zero.
+    for mode in ["orchestrated", "choreographed"] {
+        assert_eq!(report["modes"][mode]["messages_per_order"], serde_json::Value::Null);
+    }
+    let counted_row = run
+        .stdout
+        .lines()
+        .find(|line| line.contains("messages on the bus per order"))
+        .unwrap_or_default();
+    assert_eq!(counted_row.matches("not counted").count(), 2, "{}", run.stdout);
+    assert!(!run.stdout.contains("of which replies"), "{}", run.stdout);
 }
 
 /// Serves the NATS handshake as a nats-server of `version` would, on a free

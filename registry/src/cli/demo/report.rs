@@ -76,9 +76,11 @@ pub(crate) struct ModeReport {
     pub place_errors: u64,
     /// Every message on the bus while the mode ran, per order, but the
     /// read model's own (its KV writes, acks and queries), which are no part
-    /// of fulfilment.
-    pub messages_per_order: f64,
-    /// The same by kind (service messages, replies, JetStream, KV...).
+    /// of fulfilment. `None` when they were not counted
+    /// (`--no-message-count`).
+    pub messages_per_order: Option<f64>,
+    /// The same by kind (service messages, replies, JetStream, KV...);
+    /// empty when they were not counted.
     pub messages_per_order_by_kind: BTreeMap<String, f64>,
     /// Placed to ended, from the orders service's records.
     pub latency_ms: Percentiles,
@@ -189,12 +191,13 @@ fn mode_report(set: &OrderSet, run: &ModeRun, orders: &[&OrderAudit], graph: &Gr
     let mut latencies: Vec<u64> = orders.iter().filter_map(|order| order.latency_ms()).collect();
     latencies.sort_unstable();
     let per_order = |n: u64| if count == 0 { 0.0 } else { n as f64 / count as f64 };
-    let total: u64 = run
-        .messages
-        .iter()
-        .filter(|(kind, _)| kind.as_str() != READ_MODEL)
-        .map(|(_, n)| n)
-        .sum();
+    let total: Option<u64> = run.messages.as_ref().map(|messages| {
+        messages
+            .iter()
+            .filter(|(kind, _)| kind.as_str() != READ_MODEL)
+            .map(|(_, n)| n)
+            .sum()
+    });
     let elapsed_ms = u64::try_from(run.elapsed.as_millis()).unwrap_or(u64::MAX);
     let edges = mode_edges(graph, run.mode);
     let mut coupling: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -232,10 +235,11 @@ fn mode_report(set: &OrderSet, run: &ModeRun, orders: &[&OrderAudit], graph: &Gr
         stuck: count.saturating_sub(completed + compensated),
         failures,
         place_errors: run.place_errors,
-        messages_per_order: per_order(total),
+        messages_per_order: total.map(per_order),
         messages_per_order_by_kind: run
             .messages
             .iter()
+            .flatten()
             .map(|(kind, n)| (kind.clone(), per_order(*n)))
             .collect(),
         latency_ms: Percentiles {
@@ -313,8 +317,9 @@ fn tradeoffs(graph: &GraphResponse, modes: &BTreeMap<String, ModeReport>, view: 
     let events_per_order = modes
         .get("choreographed")
         .and_then(|mode| mode.messages_per_order_by_kind.get("service messages"))
-        .copied()
-        .unwrap_or(0.0);
+        .map_or_else(String::new, |n| {
+            format!("{n:.1} service messages per order on the bus; ")
+        });
     let read_state = BTreeMap::from([
         (
             "orchestrated".to_owned(),
@@ -324,7 +329,7 @@ fn tradeoffs(graph: &GraphResponse, modes: &BTreeMap<String, ModeReport>, view: 
         (
             "choreographed".to_owned(),
             format!(
-                "rebuilt from events: the order's correlation id across the event streams of {} services ({}); {events_per_order:.1} service messages per order on the bus; or 1 query of the order view (soa order-view get), which reads those events for every order, {:.1} ms behind them at p99",
+                "rebuilt from events: the order's correlation id across the event streams of {} services ({}); {events_per_order}or 1 query of the order view (soa order-view get), which reads those events for every order, {:.1} ms behind them at p99",
                 producers.len(),
                 producers.iter().copied().collect::<Vec<_>>().join(", "),
                 view.by_mode.get("choreographed").map_or(0.0, |lag| lag.lag_p99_ms)
@@ -422,20 +427,24 @@ pub(crate) fn print(report: &Report, out: &mut dyn Write) -> std::io::Result<()>
         chor.compensated.to_string(),
     )?;
     row(out, "stuck", orch.stuck.to_string(), chor.stuck.to_string())?;
-    row(
-        out,
-        "messages on the bus per order",
-        format!("{:.1}", orch.messages_per_order),
-        format!("{:.1}", chor.messages_per_order),
-    )?;
-    for kind in [
-        "service messages",
-        "replies",
-        "jetstream acks",
-        "kv writes",
-        "jetstream api",
-        "orchestrator work",
-    ] {
+    let counted = |mode: &ModeReport| {
+        mode.messages_per_order
+            .map_or_else(|| "not counted".to_owned(), |n| format!("{n:.1}"))
+    };
+    row(out, "messages on the bus per order", counted(orch), counted(chor))?;
+    let kinds: &[&str] = if orch.messages_per_order.is_some() || chor.messages_per_order.is_some() {
+        &[
+            "service messages",
+            "replies",
+            "jetstream acks",
+            "kv writes",
+            "jetstream api",
+            "orchestrator work",
+        ]
+    } else {
+        &[]
+    };
+    for &kind in kinds {
         let get = |mode: &ModeReport| mode.messages_per_order_by_kind.get(kind).copied().unwrap_or(0.0);
         row(
             out,

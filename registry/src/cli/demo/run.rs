@@ -51,8 +51,9 @@ pub(crate) struct ModeRun {
     pub mode: FlowMode,
     /// From the first order placed to the last one ended (or given up on).
     pub elapsed: Duration,
-    /// Messages seen on the bus while the mode ran, by kind.
-    pub messages: BTreeMap<String, u64>,
+    /// Messages seen on the bus while the mode ran, by kind; `None` when
+    /// they were not counted.
+    pub messages: Option<BTreeMap<String, u64>>,
     /// Orders whose end was seen, and when (ms since the first order).
     pub ended_at_ms: Vec<u64>,
     /// Places refused or unanswered.
@@ -69,6 +70,7 @@ pub(crate) async fn run_mode(
     mode: FlowMode,
     concurrency: usize,
     faults: &Faults,
+    count_messages: bool,
     progress: bool,
 ) -> anyhow::Result<ModeRun> {
     let (nats, counter_config) = {
@@ -81,7 +83,12 @@ pub(crate) async fn run_mode(
     let watcher = bus_services::connection::connect(&counter_config)
         .await
         .context("connecting the message counter")?;
-    let mut everything = watcher.subscribe(">").await?;
+    // Not counting: nothing is subscribed to every subject.
+    let mut everything = if count_messages {
+        Some(watcher.subscribe(">").await?)
+    } else {
+        None
+    };
     let ends_subject = match mode {
         FlowMode::Orchestrated => "shop.fulfilment.v1.finished",
         FlowMode::Choreographed => "shop.orders.v1.*",
@@ -92,6 +99,7 @@ pub(crate) async fn run_mode(
     let counting = {
         let counts = Arc::clone(&counts);
         tokio::spawn(async move {
+            let Some(everything) = everything.as_mut() else { return };
             while let Some(message) = everything.next().await {
                 let kind = kind_of(message.subject.as_str());
                 if let Ok(mut counts) = counts.lock() {
@@ -176,8 +184,10 @@ pub(crate) async fn run_mode(
             Ok(None) => break,
             Err(_) => {}
         }
-        let messages: u64 = counts.lock().map(|counts| counts.values().sum()).unwrap_or(0);
-        bar.set_message(format!("{messages} messages on the bus"));
+        if count_messages {
+            let messages: u64 = counts.lock().map(|counts| counts.values().sum()).unwrap_or(0);
+            bar.set_message(format!("{messages} messages on the bus"));
+        }
         if last_end.elapsed() > QUIET_LIMIT && placing.is_finished() {
             tracing::warn!(
                 ended = seen.len(),
@@ -200,7 +210,7 @@ pub(crate) async fn run_mode(
     watcher.flush().await?;
     tokio::time::sleep(Duration::from_millis(200)).await;
     counting.abort();
-    let messages = counts.lock().map(|counts| counts.clone()).unwrap_or_default();
+    let messages = count_messages.then(|| counts.lock().map(|counts| counts.clone()).unwrap_or_default());
     let outages = outages.lock().map(|outages| outages.clone()).unwrap_or_default();
     Ok(ModeRun {
         mode,
