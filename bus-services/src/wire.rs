@@ -29,8 +29,11 @@ pub fn error_headers(body: &ErrorBody) -> HeaderMap {
 /// Adds the error headers of `body` to `map`, replacing any already there.
 pub fn write_error_headers(map: &mut HeaderMap, body: &ErrorBody) {
     let message: String = body.message.chars().take(MAX_ERROR_HEADER_CHARS).collect();
-    map.insert(headers::SERVICE_ERROR, header_value(&message));
-    map.insert(headers::SERVICE_ERROR_CODE, HeaderValue::from(body.code.status()));
+    map.insert(HeaderName::from_static(headers::SERVICE_ERROR), header_value(&message));
+    map.insert(
+        HeaderName::from_static(headers::SERVICE_ERROR_CODE),
+        HeaderValue::from(body.code.status()),
+    );
 }
 
 /// Reads an error reply: `None` when the reply carries no error headers (it is
@@ -192,25 +195,67 @@ impl Envelope {
 
     /// Adds the headers to `map`, replacing any soabus headers already there.
     pub fn write_into(&self, map: &mut HeaderMap) {
-        map.insert(headers::CONTRACT, header_value(&self.contract.to_string()));
+        map.insert(
+            HeaderName::from_static(headers::CONTRACT),
+            header_value(&self.contract.to_string()),
+        );
         match &self.kind {
             MessageKind::Operation(name) => {
-                map.insert(headers::OPERATION, header_value(name.as_str()));
+                map.insert(HeaderName::from_static(headers::OPERATION), header_value(name.as_str()));
             }
-            MessageKind::Event(name) => map.insert(headers::EVENT, header_value(name.as_str())),
+            MessageKind::Event(name) => {
+                map.insert(HeaderName::from_static(headers::EVENT), header_value(name.as_str()))
+            }
         }
-        map.insert(headers::MESSAGE_ID, header_value(&self.message_id));
+        map.insert(
+            HeaderName::from_static(headers::MESSAGE_ID),
+            header_value(&self.message_id),
+        );
         if let Some(correlation_id) = &self.correlation_id {
-            map.insert(headers::CORRELATION_ID, header_value(correlation_id.as_str()));
+            map.insert(
+                HeaderName::from_static(headers::CORRELATION_ID),
+                header_value(correlation_id.as_str()),
+            );
         }
     }
 }
 
 /// The value of header `name`, if the message has it (and `name` is a valid header name).
 pub fn header<'a>(map: Option<&'a HeaderMap>, name: &str) -> Option<&'a str> {
-    // Parsed rather than passed as `&str`, which async-nats would panic on if invalid.
-    let name: HeaderName = name.parse().ok()?;
-    map?.get(name).map(HeaderValue::as_str)
+    let map = map?;
+    map.get(header_name(name)?).map(HeaderValue::as_str)
+}
+
+/// The soabus and NATS header names the runtime reads and writes on every
+/// message: looked up without allocating.
+const KNOWN_HEADERS: [&str; 17] = [
+    headers::CONTRACT,
+    headers::OPERATION,
+    headers::EVENT,
+    headers::MESSAGE_ID,
+    headers::CORRELATION_ID,
+    headers::IDEMPOTENCY_KEY,
+    headers::TRACEPARENT,
+    headers::TRACESTATE,
+    headers::SERVICE_ERROR,
+    headers::SERVICE_ERROR_CODE,
+    headers::DEAD_LETTER_REASON,
+    headers::DEAD_LETTER_SUBJECT,
+    headers::DEAD_LETTER_CONSUMER,
+    headers::DEAD_LETTER_DELIVERIES,
+    headers::DEAD_LETTER_SEQUENCE,
+    headers::DEAD_LETTER_MESSAGE_ID,
+    headers::REPLAY_OF,
+];
+
+/// `name` as a header name; `None` when it is not a valid one. Parsed
+/// rather than passed to async-nats as `&str`, which panics on an invalid
+/// name; the names of [`KNOWN_HEADERS`] cost no allocation.
+fn header_name(name: &str) -> Option<HeaderName> {
+    match KNOWN_HEADERS.iter().find(|known| **known == name) {
+        Some(known) => Some(HeaderName::from_static(known)),
+        None => name.parse().ok(),
+    }
 }
 
 /// The correlation id a received message carries, if it carries a valid one.
@@ -261,7 +306,7 @@ pub async fn round_trip(client: &async_nats::Client, timeout: std::time::Duratio
 /// Sets header `name` to `value`; control characters in the value become
 /// spaces, and a name that is not a valid header name is skipped.
 pub fn insert_header(map: &mut HeaderMap, name: &str, value: &str) {
-    if let Ok(name) = name.parse::<HeaderName>() {
+    if let Some(name) = header_name(name) {
         map.insert(name, header_value(value));
     }
 }
@@ -269,6 +314,9 @@ pub fn insert_header(map: &mut HeaderMap, name: &str, value: &str) {
 /// A header value from any text: control characters (which async-nats refuses
 /// with a panic) become spaces.
 fn header_value(text: &str) -> HeaderValue {
+    if !text.chars().any(char::is_control) {
+        return text.parse().unwrap_or_default();
+    }
     let cleaned: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
     cleaned.parse().unwrap_or_default()
 }
@@ -278,6 +326,19 @@ mod tests {
     use contracts::ErrorDetail;
 
     use super::*;
+
+    #[test]
+    fn every_known_header_name_is_valid_and_found_without_parsing() {
+        for name in KNOWN_HEADERS {
+            assert!(name.parse::<HeaderName>().is_ok(), "{name}");
+            let mut map = HeaderMap::new();
+            insert_header(&mut map, name, "value");
+            assert_eq!(header(Some(&map), name), Some("value"), "{name}");
+            // Found by a parsed name too: a static name and a parsed one are equal.
+            let parsed: HeaderName = name.parse().unwrap();
+            assert_eq!(map.get(parsed).map(HeaderValue::as_str), Some("value"), "{name}");
+        }
+    }
 
     fn validation_error() -> ErrorBody {
         ErrorBody {

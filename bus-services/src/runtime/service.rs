@@ -270,6 +270,7 @@ impl ServiceBuilder {
         };
         Ok(Service {
             inner: Arc::new(ServiceInner {
+                contract_id: self.document.id(),
                 document: self.document,
                 identity,
                 endpoints,
@@ -308,6 +309,8 @@ struct Endpoint {
 
 struct ServiceInner {
     document: ContractDocument,
+    /// The document's id, made once rather than per request.
+    contract_id: ContractId,
     identity: Identity,
     endpoints: Vec<Endpoint>,
     config: ServiceConfig,
@@ -628,7 +631,7 @@ impl Service {
                     "the service failed to handle the request",
                 ))
             });
-        let mut headers = Envelope::operation(self.inner.document.id(), endpoint.name.clone())
+        let mut headers = Envelope::operation(self.inner.contract_id.clone(), endpoint.name.clone())
             .with_correlation_id(propagation.correlation_id.clone())
             .to_headers();
         wire::insert_header(
@@ -668,12 +671,7 @@ impl Service {
     }
 
     fn check_envelope(&self, endpoint: &Endpoint, inbound: Option<&async_nats::HeaderMap>) -> Option<ErrorBody> {
-        check_request_envelope(
-            &self.inner.document.id(),
-            &endpoint.name,
-            &endpoint.info.subject,
-            inbound,
-        )
+        check_request_envelope(&self.inner.contract_id, &endpoint.name, &endpoint.info.subject, inbound)
     }
 
     async fn respond(
@@ -685,7 +683,7 @@ impl Service {
     ) -> Result<Vec<u8>, ErrorBody> {
         let request = endpoint.request.validate_bytes(payload).map_err(ErrorBody::from)?;
         let context = Context::new(
-            self.inner.document.id(),
+            self.inner.contract_id.clone(),
             endpoint.name.clone(),
             propagation.clone(),
             idempotency_key,
