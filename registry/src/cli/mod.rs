@@ -159,10 +159,13 @@ pub enum Command {
     /// Check and export contract documents, and print the NATS permissions each service needs.
     #[command(subcommand)]
     Contract(ContractCommand),
-    /// Run the shop's orders service on NATS and call it, validated against its contract.
+    /// Run the same orders through the orchestrated and the choreographed flow, and compare them.
     ///
-    /// Uses the server at --nats-url, or starts the installed nats-server
-    /// when none answers there.
+    /// Starts the registry, the five shop services, the order view and an
+    /// orchestrator; places the orders in each mode; audits every store;
+    /// prints a side-by-side table and writes report.json and Mermaid
+    /// diagrams. Uses the server at --nats-url, or starts the installed
+    /// nats-server when none answers there.
     Demo(DemoArgs),
     /// List the NATS micro services on the bus, with their endpoints and counters.
     ///
