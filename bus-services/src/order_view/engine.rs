@@ -351,13 +351,22 @@ impl Engine {
     }
 
     /// Queues `message` for its order's next write, starting the writer
-    /// when none is coming.
+    /// when none is coming. An order has at most one writer: its entry lives
+    /// from the writer's start until it finds nothing more to write, so one
+    /// writer's success is what acks every event it took.
     fn store_later(self: &Arc<Self>, order: String, message: jetstream::Message) {
         let start_writer = {
             let mut writes = lock(&self.writes);
-            let waiting = writes.entry(order.clone()).or_default();
-            waiting.push(message);
-            waiting.len() == 1
+            match writes.entry(order.clone()) {
+                std::collections::hash_map::Entry::Occupied(mut waiting) => {
+                    waiting.get_mut().push(message);
+                    false
+                }
+                std::collections::hash_map::Entry::Vacant(vacant) => {
+                    vacant.insert(vec![message]);
+                    true
+                }
+            }
         };
         if start_writer {
             let engine = Arc::clone(self);
