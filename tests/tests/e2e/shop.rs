@@ -685,3 +685,77 @@ async fn a_stopped_service_catches_up_from_its_durable_consumers() {
     payments.stop().await.unwrap();
     rest.stop().await.unwrap();
 }
+
+/// Two instances of every service share the buckets and the durable
+/// consumers, so each remembers values of keys the other then writes: a
+/// change decided on a stale value must fail its compare-and-set and be
+/// decided again on the value it replaces. Every order is placed twice (once
+/// through each instance, most likely), and each reservation is also
+/// released and reserved again at once through both.
+#[tokio::test]
+async fn two_instances_of_every_service_keep_the_books_together() {
+    tests::init_tracing();
+    const ORDERS: usize = 30;
+    let config = failing_config(11, 0.2, 0.2);
+    let bus = ShopBus::start(config.clone()).await.unwrap();
+    let second = RunningShop::start(&bus.server, config).await.unwrap();
+
+    let placing = (0..ORDERS).flat_map(|n| {
+        [FlowMode::Choreographed, FlowMode::Orchestrated]
+            .map(|mode| seeded_order(n, mode))
+            .into_iter()
+    });
+    let placed = join_all(placing.map(|order| {
+        let bus = &bus;
+        async move {
+            let (first, again) = futures::join!(bus.place(&order), bus.place(&order));
+            first.and(again).map(|_| order.order_id.0)
+        }
+    }))
+    .await;
+    let ids: Vec<String> = placed.into_iter().map(Result::unwrap).collect();
+
+    // Orders of nobody's: each reserved, then released and reserved again
+    // through whichever instances answer, many times over.
+    let inventory_client = ServiceClient::new(bus.nats.clone(), inventory::contract().unwrap());
+    let direct: Vec<String> = (0..5).map(|n| format!("direct-{n}")).collect();
+    join_all(direct.iter().map(|id| {
+        let client = inventory_client.clone();
+        async move {
+            let reserve = ReserveStock {
+                order_id: OrderId(id.clone()),
+                items: vec![StockLine {
+                    sku: "sku-mug".to_owned(),
+                    quantity: 2,
+                }],
+            };
+            let release = inventory::ReleaseStock {
+                order_id: OrderId(id.clone()),
+            };
+            for round in 0..4 {
+                let reserver = client.with_idempotency_key(format!("{id}/reserve/{round}"));
+                let (reserved, released) = futures::join!(
+                    reserver.call::<inventory::Reserve>(&reserve),
+                    client.call::<inventory::Release>(&release)
+                );
+                assert!(reserved.is_ok() || released.is_ok(), "{reserved:?} {released:?}");
+            }
+        }
+    }))
+    .await;
+
+    let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let books = bus.settled(&id_refs, SETTLE).await.unwrap();
+    for n in 0..ORDERS {
+        let chor = &books.orders[&format!("chor-{n}")];
+        let orch = &books.orders[&format!("orch-{n}")];
+        assert_eq!(chor.outcome(), orch.outcome(), "order {n}: {chor:#?}\n{orch:#?}");
+    }
+    // A released reservation holds nothing, whatever came after it.
+    for id in &direct {
+        assert_eq!(books.orders[id].held_units, 0, "{:#?}", books.orders[id]);
+    }
+    assert_eq!(books.stock["sku-mug"].held, 0, "{:?}", books.stock["sku-mug"]);
+    second.stop().await.unwrap();
+    bus.stop().await.unwrap();
+}
