@@ -89,8 +89,12 @@ struct Recent {
 
 impl Recent {
     fn remember(&mut self, key: &str, value: bytes::Bytes, revision: u64) {
-        if self.values.len() >= RECENT_KEYS && !self.values.contains_key(key) {
-            self.values.clear();
+        match self.values.get(key) {
+            // Two changes of this instance may finish out of order: keep the later.
+            Some((_, known)) if *known > revision => return,
+            Some(_) => {}
+            None if self.values.len() >= RECENT_KEYS => self.values.clear(),
+            None => {}
         }
         self.values.insert(key.to_owned(), (value, revision));
     }
