@@ -261,6 +261,15 @@ async fn each_failure_is_undone_both_ways() {
 
 /// The `n`th order of the seeded set: one to three lines, now and then a
 /// product the shop does not have.
+/// Orders `chor-0`, `orch-0`, `chor-1`, ...: each seeded order in both modes.
+fn seeded_both_ways(count: usize) -> impl Iterator<Item = contracts::shop::orders::PlaceOrder> {
+    (0..count).flat_map(|n| {
+        [FlowMode::Choreographed, FlowMode::Orchestrated]
+            .map(|mode| seeded_order(n, mode))
+            .into_iter()
+    })
+}
+
 fn seeded_order(n: usize, mode: FlowMode) -> contracts::shop::orders::PlaceOrder {
     let id = format!("{}{n}", mode_prefix(mode));
     let mut lines: Vec<(&str, u32, u64)> = (0..=n % 3)
@@ -284,12 +293,7 @@ async fn the_same_seeded_orders_end_alike_in_both_modes() {
     tests::init_tracing();
     const ORDERS: usize = 50;
     let bus = ShopBus::start(failing_config(7, 0.2, 0.2)).await.unwrap();
-    let placing = (0..ORDERS).flat_map(|n| {
-        [FlowMode::Choreographed, FlowMode::Orchestrated]
-            .map(|mode| seeded_order(n, mode))
-            .into_iter()
-    });
-    let placed = join_all(placing.map(|order| {
+    let placed = join_all(seeded_both_ways(ORDERS).map(|order| {
         let bus = &bus;
         async move { bus.place(&order).await.map(|_| order.order_id.0) }
     }))
@@ -700,12 +704,7 @@ async fn two_instances_of_every_service_keep_the_books_together() {
     let bus = ShopBus::start(config.clone()).await.unwrap();
     let second = RunningShop::start(&bus.server, config).await.unwrap();
 
-    let placing = (0..ORDERS).flat_map(|n| {
-        [FlowMode::Choreographed, FlowMode::Orchestrated]
-            .map(|mode| seeded_order(n, mode))
-            .into_iter()
-    });
-    let placed = join_all(placing.map(|order| {
+    let placed = join_all(seeded_both_ways(ORDERS).map(|order| {
         let bus = &bus;
         async move {
             let (first, again) = futures::join!(bus.place(&order), bus.place(&order));
