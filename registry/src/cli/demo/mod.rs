@@ -42,7 +42,8 @@ pub struct DemoArgs {
     /// Orders per mode.
     #[arg(long, default_value_t = 2_000)]
     pub orders: usize,
-    /// Orders placed at once, and workflow instances the orchestrator drives at once.
+    /// Orders placed at once; the orchestrator drives up to four times as
+    /// many workflow instances at once.
     #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
     /// Share of payments declined (0 to 1).
@@ -78,6 +79,10 @@ pub struct DemoArgs {
     #[arg(long)]
     pub no_message_count: bool,
 }
+
+/// Workflow instances the demo's orchestrator drives at once, per order
+/// placed at once.
+const ORCHESTRATOR_IN_FLIGHT_FACTOR: usize = 4;
 
 /// Runs `soa demo`.
 pub(super) async fn run(
@@ -128,9 +133,12 @@ pub(super) async fn run(
         },
         orchestrator: OrchestratorConfig {
             ack_wait: Duration::from_secs(args.ack_wait.max(1)),
-            // Instances driven at once: the same bound as orders placed at once,
-            // so the orchestrator pushes back instead of flooding the services.
-            max_in_flight: args.concurrency.max(1),
+            // Instances driven at once. A placed order is handed over as soon
+            // as its workflow starts, so with the placing bound itself the
+            // work queue grew and the orchestrated latency was mostly queueing
+            // (p50 2.4 s, against 0.23 s at four times it, which also gave
+            // 1.2x the orders/s). Still bounded, so the services are not flooded.
+            max_in_flight: args.concurrency.max(1).saturating_mul(ORCHESTRATOR_IN_FLIGHT_FACTOR),
             ..OrchestratorConfig::default()
         },
     };
