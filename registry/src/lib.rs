@@ -15,5 +15,7 @@ pub mod cli;
 pub mod export;
 pub mod http;
 pub mod metrics;
+#[cfg(test)]
+mod sample;
 pub mod server;
 pub mod store;

@@ -206,6 +206,8 @@ async fn inject(js: &jetstream::Context, run: &str, n: usize) -> Result<(), BoxE
             quantity: 1,
         }],
         mode: Some(FlowMode::Choreographed),
+        customer_id: None,
+        total: None,
     };
     let (subject, contract, event, payload) = match n % 3 {
         0 => (

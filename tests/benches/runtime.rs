@@ -54,6 +54,8 @@ fn reserved() -> StockReserved {
         reservation_id: "res-ord-bench-1".into(),
         items: request().items,
         mode: None,
+        customer_id: None,
+        total: None,
     }
 }
 

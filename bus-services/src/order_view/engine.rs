@@ -16,6 +16,7 @@ use contracts::shop::order_view::{
 };
 use contracts::shop::{FlowMode, OrderId};
 use futures::StreamExt;
+use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -38,11 +39,18 @@ const ACK_WAIT: Duration = Duration::from_secs(5);
 /// retried later.
 const MAX_WRITES: usize = 50;
 
-/// How long an order's first unsaved fact waits for more before the write
-/// that stores them all: an order's events come from several streams a few
-/// milliseconds apart, and one write then stands for several of them. Queries
-/// see a fact at once; only its storing (and the event's ack) waits.
-const WRITE_LINGER: Duration = Duration::from_millis(50);
+/// How long an unsettled order's unsaved facts wait for more before the
+/// write that stores them all. An order's events come from several streams
+/// over the few hundred milliseconds its flow takes; one write then stands
+/// for most of them. An order whose flow has settled (its last notification
+/// is known) is written at once. Queries see a fact at once; only its storing
+/// (and the event's ack) waits.
+const WRITE_LINGER: Duration = Duration::from_millis(250);
+
+/// Unsettled deliveries a view consumer may hold: every event waits up to
+/// [`WRITE_LINGER`] for its write, so at a few thousand events a second per
+/// stream the server's default of 1,000 would stall the consumer.
+const MAX_ACK_PENDING: i64 = 20_000;
 
 /// How long stopping waits for the writes under way.
 const WRITES_DRAIN: Duration = Duration::from_secs(5);
@@ -64,6 +72,14 @@ impl Indexed {
         self.facts.merge(facts);
         self.revision = Some(self.revision.map_or(revision, |known| known.max(revision)));
     }
+}
+
+/// The deliveries one order's coming write settles, and the signal that
+/// the write should not wait any longer (the order settled, or the view stops).
+#[derive(Default)]
+struct Waiting {
+    messages: Vec<jetstream::Message>,
+    now: Arc<Notify>,
 }
 
 /// One shop event stream the view reads.
@@ -103,7 +119,7 @@ pub(crate) struct Engine {
     bucket: RwLock<Arc<Bucket>>,
     index: Mutex<BTreeMap<String, Indexed>>,
     /// Orders with a write coming, and the deliveries it settles.
-    writes: Mutex<HashMap<String, Vec<jetstream::Message>>>,
+    writes: Mutex<HashMap<String, Waiting>>,
     counters: Mutex<Counters>,
     replaying: AtomicBool,
     generation: tokio::sync::Mutex<Option<Generation>>,
@@ -178,8 +194,11 @@ impl Engine {
     }
 
     /// Waits (a while) until no write is coming: the events they settle are
-    /// then stored and acked.
+    /// then stored and acked. Writes waiting for more facts go at once.
     async fn writes_done(&self) {
+        for waiting in lock(&self.writes).values() {
+            waiting.now.notify_one();
+        }
         let deadline = Instant::now() + WRITES_DRAIN;
         while !lock(&self.writes).is_empty() {
             if Instant::now() >= deadline {
@@ -211,23 +230,23 @@ impl Engine {
     /// One run of a stream's durable consumer, until `stop` or an error.
     async fn consume(self: &Arc<Self>, source: &Source, stop: &CancellationToken) -> Result<(), OrderViewError> {
         let stream = self.js.get_stream(&source.stream).await.map_err(jetstream_error)?;
+        let config = consumer::pull::Config {
+            durable_name: Some(source.durable.clone()),
+            description: Some("soabus order view: every event of the stream, from the first".to_owned()),
+            deliver_policy: consumer::DeliverPolicy::All,
+            ack_policy: consumer::AckPolicy::Explicit,
+            // A delivery taken and not settled (the view stopped or
+            // was killed) comes back this soon; applying twice is harmless.
+            ack_wait: ACK_WAIT,
+            max_deliver: -1,
+            max_ack_pending: MAX_ACK_PENDING,
+            ..Default::default()
+        };
         let consumer: consumer::PullConsumer = stream
-            .get_or_create_consumer(
-                &source.durable,
-                consumer::pull::Config {
-                    durable_name: Some(source.durable.clone()),
-                    description: Some("soabus order view: every event of the stream, from the first".to_owned()),
-                    deliver_policy: consumer::DeliverPolicy::All,
-                    ack_policy: consumer::AckPolicy::Explicit,
-                    // A delivery taken and not settled (the view stopped or
-                    // was killed) comes back this soon; applying twice is harmless.
-                    ack_wait: ACK_WAIT,
-                    max_deliver: -1,
-                    ..Default::default()
-                },
-            )
+            .get_or_create_consumer(&source.durable, config.clone())
             .await
             .map_err(jetstream_error)?;
+        let consumer = raise_ack_pending(&stream, consumer, config).await;
         let max_in_flight = self.config.max_in_flight.max(1);
         let mut messages = consumer
             .stream()
@@ -272,8 +291,8 @@ impl Engine {
     /// unreadable event goes to the dead letters.
     async fn process(self: &Arc<Self>, source: &Source, message: jetstream::Message) {
         let outcome = match self.apply(source, &message) {
-            Ok(Some(order)) => {
-                self.store_later(order, message);
+            Ok(Some(Unsaved { order, settled })) => {
+                self.store_later(order, message, settled);
                 return;
             }
             Ok(None) => message.ack().await,
@@ -300,7 +319,7 @@ impl Engine {
     /// has facts not yet stored (the event must wait for their write), or
     /// `None` when everything it tells is stored already. An error is the
     /// reason the event can never be applied.
-    fn apply(&self, source: &Source, message: &jetstream::Message) -> Result<Option<String>, String> {
+    fn apply(&self, source: &Source, message: &jetstream::Message) -> Result<Option<Unsaved>, String> {
         let info = message
             .info()
             .map_err(|error| format!("no JetStream metadata: {error}"))?;
@@ -324,12 +343,17 @@ impl Engine {
             return Err(format!("{order:?} can be no order's id"));
         }
         let event_mode = event.mode();
-        let (changed, unsaved, mode) = {
+        let (changed, unsaved, settled, mode) = {
             let mut index = lock(&self.index);
             let entry = index.entry(order.clone()).or_default();
             let changed = entry.facts.apply(event, stamp);
             entry.unsaved |= changed;
-            (changed, entry.unsaved, entry.facts.mode().or(event_mode))
+            (
+                changed,
+                entry.unsaved,
+                entry.facts.settled(),
+                entry.facts.mode().or(event_mode),
+            )
         };
         let lag_us = now_us().saturating_sub(at_us);
         let mut counters = lock(&self.counters);
@@ -347,42 +371,47 @@ impl Engine {
                 None => {}
             }
         }
-        Ok(unsaved.then_some(order))
+        Ok(unsaved.then_some(Unsaved { order, settled }))
     }
 
     /// Queues `message` for its order's next write, starting the writer
-    /// when none is coming. An order has at most one writer: its entry lives
-    /// from the writer's start until it finds nothing more to write, so one
-    /// writer's success is what acks every event it took.
-    fn store_later(self: &Arc<Self>, order: String, message: jetstream::Message) {
+    /// when none is coming; a `settled` order's write goes without waiting
+    /// for more. An order has at most one writer: its entry lives from the
+    /// writer's start until it finds nothing more to write, so one writer's
+    /// success is what acks every event it took.
+    fn store_later(self: &Arc<Self>, order: String, message: jetstream::Message, settled: bool) {
         let start_writer = {
             let mut writes = lock(&self.writes);
-            match writes.entry(order.clone()) {
-                std::collections::hash_map::Entry::Occupied(mut waiting) => {
-                    waiting.get_mut().push(message);
-                    false
-                }
-                std::collections::hash_map::Entry::Vacant(vacant) => {
-                    vacant.insert(vec![message]);
-                    true
-                }
+            let (waiting, new) = match writes.entry(order.clone()) {
+                std::collections::hash_map::Entry::Occupied(waiting) => (waiting.into_mut(), false),
+                std::collections::hash_map::Entry::Vacant(vacant) => (vacant.insert(Waiting::default()), true),
+            };
+            waiting.messages.push(message);
+            if settled {
+                waiting.now.notify_one();
             }
+            new.then(|| Arc::clone(&waiting.now))
         };
-        if start_writer {
+        if let Some(now) = start_writer {
             let engine = Arc::clone(self);
-            tokio::spawn(async move { engine.write_waiting(order).await });
+            tokio::spawn(async move { engine.write_waiting(order, now).await });
         }
     }
 
-    /// After [`WRITE_LINGER`], stores the order's facts and settles the
-    /// events waiting for it, write after write until none wait.
-    async fn write_waiting(self: Arc<Self>, order: String) {
-        tokio::time::sleep(WRITE_LINGER).await;
+    /// Stores the order's facts and settles the events waiting for it, write
+    /// after write until none wait. Each write waits [`WRITE_LINGER`] for
+    /// more facts, or less when `now` is signalled (the order settled, or
+    /// the view stops).
+    async fn write_waiting(self: Arc<Self>, order: String, now: Arc<Notify>) {
         loop {
+            tokio::select! {
+                () = tokio::time::sleep(WRITE_LINGER) => {}
+                () = now.notified() => {}
+            }
             let waiting = {
                 let mut writes = lock(&self.writes);
                 match writes.get_mut(&order) {
-                    Some(waiting) if !waiting.is_empty() => std::mem::take(waiting),
+                    Some(waiting) if !waiting.messages.is_empty() => std::mem::take(&mut waiting.messages),
                     _ => {
                         writes.remove(&order);
                         return;
@@ -614,6 +643,36 @@ impl Engine {
                 });
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// An event whose fact is not stored yet: its order, and whether the
+/// order's flow has settled (so its write need not wait for more).
+struct Unsaved {
+    order: String,
+    settled: bool,
+}
+
+/// Raises the ack-pending limit of a view consumer made before the limit was
+/// set (the server's default is 1,000); a consumer the server will not
+/// change is used as it is, at the cost of pauses under heavy load.
+async fn raise_ack_pending(
+    stream: &jetstream::stream::Stream,
+    consumer: consumer::PullConsumer,
+    wanted: consumer::pull::Config,
+) -> consumer::PullConsumer {
+    if consumer.cached_info().config.max_ack_pending >= wanted.max_ack_pending {
+        return consumer;
+    }
+    match stream.update_consumer(wanted).await {
+        Ok(updated) => updated,
+        Err(error) => {
+            tracing::warn!(
+                error = %error,
+                "Could not raise the order view consumer's ack-pending limit; it keeps the one it has."
+            );
+            consumer
         }
     }
 }

@@ -312,6 +312,14 @@ impl OrderFacts {
         named.first().map(|(_, mode)| *mode)
     }
 
+    /// Whether the order's flow has settled: it ended and its customer was
+    /// told (the last event of either flow). A compensation may still come
+    /// after, but seldom does.
+    pub fn settled(&self) -> bool {
+        (self.completed.is_some() && self.confirmation_sent.is_some())
+            || (self.cancelled.is_some() && self.cancellation_sent.is_some())
+    }
+
     /// Where the order stands: the first of `cancelled`, `completed`,
     /// `cancelling` (a failure or a compensation is known), `shipped`,
     /// `paid`, `reserved`, `placed` whose fact is present.
@@ -589,6 +597,8 @@ mod tests {
                     reservation_id: "res-o-1".to_owned(),
                     items: Vec::new(),
                     mode,
+                    customer_id: None,
+                    total: None,
                 }),
                 stamp(2_000, 1),
             ),
@@ -599,6 +609,7 @@ mod tests {
                     payment_id: "pay-o-1".to_owned(),
                     amount: money(2000),
                     mode,
+                    items: None,
                 }),
                 stamp(3_000, 1),
             ),

@@ -228,8 +228,17 @@ impl Inventory {
         let attempt = nuid::next().to_string();
         // Products this attempt put a hold on.
         let mut added: Vec<String> = Vec::new();
+        // The first round takes the order for a new one (the common case)
+        // and creates its record without reading first; when a record is
+        // there already, the create fails and the next round reads it.
+        let mut guess_new = true;
         for _ in 0..MAX_ROUNDS {
-            let mut record = match self.reservations.get::<ReservationRecord>(key).await? {
+            let existing = if std::mem::take(&mut guess_new) {
+                None
+            } else {
+                self.reservations.get::<ReservationRecord>(key).await?
+            };
+            let mut record = match existing {
                 Some(record) => record,
                 None => {
                     let record = ReservationRecord {
@@ -617,6 +626,7 @@ fn service(reactions: &Arc<Reactions>, config: &ShopConfig) -> Result<Service, S
                         &request.order_id,
                         &reserved,
                         FlowMode::Orchestrated,
+                        None,
                     )
                     .await?;
                 match reserved {
@@ -668,17 +678,21 @@ impl Reactions {
             &placed.order_id,
             &reserved,
             FlowMode::Choreographed,
+            Some(&placed),
         )
         .await
     }
 
-    /// Announces what reserving for an order of `mode` came to.
+    /// Announces what reserving for an order of `mode` came to. A
+    /// reservation for a `placed` event carries on who pays and how much,
+    /// which payments needs next in the choreography.
     async fn announce_reserved(
         &self,
         cause: &Propagation,
         order_id: &OrderId,
         reserved: &Reserved,
         mode: FlowMode,
+        placed: Option<&OrderPlaced>,
     ) -> Result<(), ServiceError> {
         let order = order_id.0.as_str();
         let publisher = self.publisher.in_flow(&order_flow(cause, order));
@@ -693,6 +707,8 @@ impl Reactions {
                             reservation_id: reservation.reservation_id.clone(),
                             items: reservation.items.clone(),
                             mode: Some(mode),
+                            customer_id: placed.map(|placed| placed.customer_id.clone()),
+                            total: placed.map(|placed| placed.total.clone()),
                         },
                     )
                     .await

@@ -13,13 +13,13 @@
 use std::sync::Arc;
 
 use async_nats::jetstream;
+use contracts::ErrorDetail;
 use contracts::shop::inventory::{self, StockReserved};
-use contracts::shop::orders::{self, OrderPlaced};
 use contracts::shop::payments::{
     self, ChargePayment, PaymentCharged, PaymentDeclined, PaymentReceipt, PaymentRefunded, RefundPayment, RefundReceipt,
 };
 use contracts::shop::shipping::{self, ShipmentFailed};
-use contracts::shop::{FlowMode, Money, OrderId};
+use contracts::shop::{FlowMode, Money, OrderId, StockLine};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
@@ -82,22 +82,9 @@ impl PaymentRecord {
     }
 }
 
-/// What a choreographed order will cost, learnt from its `placed` event.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct DueRecord {
-    /// Who pays.
-    pub(crate) customer_id: String,
-    /// How much.
-    pub(crate) amount: Money,
-}
-
 /// The key of an order's charge.
 pub(crate) fn charge_key(order: &str) -> String {
     format!("charge.{order}")
-}
-
-fn due_key(order: &str) -> String {
-    format!("due.{order}")
 }
 
 /// What charging came to.
@@ -141,8 +128,14 @@ impl Payments {
         amount: &Money,
     ) -> Result<Charged, StoreError> {
         let key = charge_key(&order_id.0);
+        // The first round takes the order for one not charged yet (the
+        // common case) and reads nothing; when a record is there already,
+        // the create fails and the next round answers from it.
+        let mut guess_new = true;
         for _ in 0..4 {
-            if let Some(record) = self.payments.get::<PaymentRecord>(&key).await? {
+            if !std::mem::take(&mut guess_new)
+                && let Some(record) = self.payments.get::<PaymentRecord>(&key).await?
+            {
                 return Ok(answer(record, amount));
             }
             // A new charge: the gateway takes its time, then decides by the seeded rule.
@@ -216,20 +209,32 @@ impl Payments {
             })
             .await
     }
+}
 
-    /// Remembers what a choreographed order will cost (the first time only).
-    async fn expect(&self, placed: &OrderPlaced) -> Result<(), StoreError> {
-        let due = DueRecord {
-            customer_id: placed.customer_id.clone(),
-            amount: placed.total.clone(),
-        };
-        self.payments.create(&due_key(&placed.order_id.0), &due).await?;
-        Ok(())
-    }
-
-    async fn due(&self, order: &str) -> Result<Option<DueRecord>, StoreError> {
-        self.payments.get(&due_key(order)).await
-    }
+/// Why a choreographed `reserved` event cannot be charged: it does not say
+/// who pays or how much (an inventory older than 1.2.0 published it). No
+/// retry changes that, so it goes to the dead letters.
+fn no_payer(reserved: &StockReserved) -> ServiceError {
+    let missing = [
+        ("/customer_id", reserved.customer_id.is_none()),
+        ("/total", reserved.total.is_none()),
+    ];
+    ServiceError::invalid(
+        format!(
+            "the reservation of order {} does not say who pays or how much; inventory 1.2.0 or later carries \
+             both from the order's `placed` event",
+            reserved.order_id.0
+        ),
+        missing
+            .into_iter()
+            .filter(|(_, absent)| *absent)
+            .map(|(pointer, _)| ErrorDetail {
+                pointer: pointer.to_owned(),
+                schema_path: None,
+                message: "a choreographed reservation must carry this to be charged".to_owned(),
+            })
+            .collect(),
+    )
 }
 
 /// The answer of a charge from the order's record.
@@ -284,6 +289,7 @@ fn service(reactions: &Arc<Reactions>, config: &ShopConfig) -> Result<Service, S
                         &request.order_id,
                         &charged,
                         FlowMode::Orchestrated,
+                        None,
                     )
                     .await?;
                 match charged {
@@ -309,41 +315,29 @@ fn service(reactions: &Arc<Reactions>, config: &ShopConfig) -> Result<Service, S
         .build()?)
 }
 
-/// The choreography: learn what a placed order costs, charge it once its
-/// stock is reserved, refund it when no shipment can be scheduled.
+/// The choreography: charge an order once its stock is reserved (the
+/// `reserved` event says who pays and how much), refund it when no shipment
+/// can be scheduled.
 struct Reactions {
     payments: Payments,
     publisher: EventPublisher,
 }
 
 impl Reactions {
-    async fn placed(&self, placed: OrderPlaced) -> Result<(), ServiceError> {
-        if placed.mode == FlowMode::Choreographed {
-            self.payments.expect(&placed).await?;
-        }
-        Ok(())
-    }
-
     async fn reserved(&self, context: EventContext, reserved: StockReserved) -> Result<(), ServiceError> {
         if driven_by_workflow(reserved.mode) {
             return Ok(());
         }
-        let order = reserved.order_id.0.clone();
-        let Some(due) = self.payments.due(&order).await? else {
-            // The order's `placed` is still queued here: try again shortly.
-            return Err(ServiceError::unavailable(format!(
-                "what order {order} costs is not known yet"
-            )));
+        let (Some(customer_id), Some(total)) = (&reserved.customer_id, &reserved.total) else {
+            return Err(no_payer(&reserved));
         };
-        let charged = self
-            .payments
-            .charge(&reserved.order_id, &due.customer_id, &due.amount)
-            .await?;
+        let charged = self.payments.charge(&reserved.order_id, customer_id, total).await?;
         self.announce_charge(
             context.propagation(),
             &reserved.order_id,
             &charged,
             FlowMode::Choreographed,
+            Some(&reserved.items),
         )
         .await?;
         match charged {
@@ -353,13 +347,16 @@ impl Reactions {
     }
 
     /// Announces what charging an order of `mode` came to (a conflict
-    /// changed nothing and announces nothing).
+    /// changed nothing and announces nothing). A charge for a `reserved`
+    /// event carries on its `items`, which shipping needs next in the
+    /// choreography.
     async fn announce_charge(
         &self,
         cause: &Propagation,
         order_id: &OrderId,
         charged: &Charged,
         mode: FlowMode,
+        items: Option<&Vec<StockLine>>,
     ) -> Result<(), ServiceError> {
         let order = order_id.0.as_str();
         let publisher = self.publisher.in_flow(&order_flow(cause, order));
@@ -375,6 +372,7 @@ impl Reactions {
                             payment_id: record.payment_id.clone(),
                             amount: record.amount.clone(),
                             mode: Some(mode),
+                            items: items.cloned(),
                         },
                     )
                     .await
@@ -447,18 +445,6 @@ pub(crate) async fn run(
     let reactions = Arc::new(Reactions { payments, publisher });
     let service = service(&reactions, &config)?;
     let mut tasks = Tasks::new(&shutdown);
-    let on_placed = Arc::clone(&reactions);
-    spawn_consumer::<orders::Placed, _, _>(
-        &mut tasks,
-        &nats,
-        &config,
-        &orders::contract()?,
-        "payments-orders-placed",
-        move |_context, placed| {
-            let reactions = Arc::clone(&on_placed);
-            async move { reactions.placed(placed).await }
-        },
-    );
     let on_reserved = Arc::clone(&reactions);
     spawn_consumer::<inventory::Reserved, _, _>(
         &mut tasks,

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use async_nats::jetstream;
-use contracts::shop::inventory::{self, StockReserved};
+use contracts::ErrorDetail;
 use contracts::shop::payments::{self, PaymentCharged};
 use contracts::shop::shipping::{
     self, CancelShipment, ScheduleShipment, Shipment, ShipmentCancelled, ShipmentFailed, ShipmentScheduled,
@@ -57,19 +57,9 @@ pub(crate) struct ShipmentRecord {
     pub(crate) updated_at_ms: u64,
 }
 
-/// What a choreographed order's parcel holds, learnt from its `reserved` event.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct ParcelRecord {
-    items: Vec<StockLine>,
-}
-
 /// The key of an order's shipment.
 pub(crate) fn shipment_key(order: &str) -> String {
     format!("shipment.{order}")
-}
-
-fn parcel_key(order: &str) -> String {
-    format!("parcel.{order}")
 }
 
 /// What scheduling came to.
@@ -177,20 +167,6 @@ impl Shipping {
             cancelled: record.was_scheduled,
         })
     }
-
-    async fn remember_parcel(&self, reserved: &StockReserved) -> Result<(), StoreError> {
-        let parcel = ParcelRecord {
-            items: reserved.items.clone(),
-        };
-        self.shipments
-            .create(&parcel_key(&reserved.order_id.0), &parcel)
-            .await?;
-        Ok(())
-    }
-
-    async fn parcel(&self, order: &str) -> Result<Option<ParcelRecord>, StoreError> {
-        self.shipments.get(&parcel_key(order)).await
-    }
 }
 
 /// The operations: the state changes, a schedule announced as an event of
@@ -233,8 +209,8 @@ fn service(reactions: &Arc<Reactions>, config: &ShopConfig) -> Result<Service, S
         .build()?)
 }
 
-/// The choreography: learn what a reserved order's parcel holds, schedule it
-/// once the order is paid for.
+/// The choreography: schedule an order's shipment once it is paid for (the
+/// `charged` event says what the parcel holds).
 struct Reactions {
     shipping: Shipping,
     publisher: EventPublisher,
@@ -245,14 +221,10 @@ impl Reactions {
         if driven_by_workflow(charged.mode) {
             return Ok(());
         }
-        let order = charged.order_id.0.clone();
-        let Some(parcel) = self.shipping.parcel(&order).await? else {
-            // The order's `reserved` is still queued here: try again shortly.
-            return Err(ServiceError::unavailable(format!(
-                "what order {order}'s parcel holds is not known yet"
-            )));
+        let Some(items) = &charged.items else {
+            return Err(no_parcel(&charged));
         };
-        let scheduled = self.shipping.schedule(&charged.order_id, &parcel.items).await?;
+        let scheduled = self.shipping.schedule(&charged.order_id, items).await?;
         self.announce_schedule(
             context.propagation(),
             &charged.order_id,
@@ -308,6 +280,24 @@ impl Reactions {
     }
 }
 
+/// Why a choreographed `charged` event cannot be shipped: it does not say
+/// what the parcel holds (payments older than 1.3.0 published it). No retry
+/// changes that, so it goes to the dead letters.
+fn no_parcel(charged: &PaymentCharged) -> ServiceError {
+    ServiceError::invalid(
+        format!(
+            "the charge of order {} does not say what the parcel holds; payments 1.3.0 or later carries the \
+             items from the order's `reserved` event",
+            charged.order_id.0
+        ),
+        vec![ErrorDetail {
+            pointer: "/items".to_owned(),
+            schema_path: None,
+            message: "a choreographed charge must carry this to be shipped".to_owned(),
+        }],
+    )
+}
+
 /// Runs shipping (its operations and its reactions) until `shutdown`.
 pub(crate) async fn run(
     config: Arc<ShopConfig>,
@@ -320,23 +310,6 @@ pub(crate) async fn run(
     let reactions = Arc::new(Reactions { shipping, publisher });
     let service = service(&reactions, &config)?;
     let mut tasks = Tasks::new(&shutdown);
-    let on_reserved = Arc::clone(&reactions);
-    spawn_consumer::<inventory::Reserved, _, _>(
-        &mut tasks,
-        &nats,
-        &config,
-        &inventory::contract()?,
-        "shipping-inventory-reserved",
-        move |_context, reserved: StockReserved| {
-            let reactions = Arc::clone(&on_reserved);
-            async move {
-                if driven_by_workflow(reserved.mode) {
-                    return Ok(());
-                }
-                Ok(reactions.shipping.remember_parcel(&reserved).await?)
-            }
-        },
-    );
     let on_charged = reactions;
     spawn_consumer::<payments::Charged, _, _>(
         &mut tasks,

@@ -22,11 +22,9 @@ pub const ORDERS_BUCKET: &str = "SHOP_ORDERS";
 pub const STOCK_BUCKET: &str = "SHOP_STOCK";
 /// The inventory's reservations: one per order.
 pub const RESERVATIONS_BUCKET: &str = "SHOP_RESERVATIONS";
-/// Payments: one charge per order (`charge.<order>`), and what each
-/// choreographed order will cost (`due.<order>`).
+/// Payments: one charge per order (`charge.<order>`).
 pub const PAYMENTS_BUCKET: &str = "SHOP_PAYMENTS";
-/// Shipping: one shipment per order (`shipment.<order>`), and what each
-/// choreographed order's parcel holds (`parcel.<order>`).
+/// Shipping: one shipment per order (`shipment.<order>`).
 pub const SHIPMENTS_BUCKET: &str = "SHOP_SHIPMENTS";
 /// Notifications: one per order and kind (`<order>.<kind>`).
 pub const NOTIFICATIONS_BUCKET: &str = "SHOP_NOTIFICATIONS";

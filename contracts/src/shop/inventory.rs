@@ -3,7 +3,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{DOMAIN, FlowMode, OWNER, OrderId, StockLine};
+use super::{DOMAIN, FlowMode, Money, OWNER, OrderId, StockLine};
 use crate::catalog::{ContractBuilder, OperationSpec};
 use crate::document::ContractDocument;
 use crate::names::NameError;
@@ -84,6 +84,15 @@ pub struct StockReserved {
     /// order's events say `orchestrated`, and the choreography ignores them (since 1.1.0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<FlowMode>,
+    /// Who pays for the order, carried from its `placed` event so the
+    /// choreography's payments need not remember it (choreographed orders,
+    /// since 1.2.0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_id: Option<String>,
+    /// What the order costs, carried from its `placed` event like
+    /// `customer_id` (choreographed orders, since 1.2.0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<Money>,
 }
 
 /// An order asked for more than there is.
@@ -124,7 +133,7 @@ crate::events! {
 /// The `inventory@1` contract.
 pub fn contract() -> Result<ContractDocument, NameError> {
     Ok(
-        ContractBuilder::new(DOMAIN, "inventory", "1.1.0", "Stock levels and reservations", OWNER)?
+        ContractBuilder::new(DOMAIN, "inventory", "1.2.0", "Stock levels and reservations", OWNER)?
             .tags(&["shop", "stock"])
             .operation::<Reserve>(OperationSpec {
                 description: "Reserve stock for an order",

@@ -3,7 +3,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{DOMAIN, FlowMode, Money, OWNER, OrderId};
+use super::{DOMAIN, FlowMode, Money, OWNER, OrderId, StockLine};
 use crate::catalog::{ContractBuilder, OperationSpec};
 use crate::document::ContractDocument;
 use crate::names::NameError;
@@ -66,6 +66,11 @@ pub struct PaymentCharged {
     /// order's events say `orchestrated`, and the choreography ignores them (since 1.2.0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<FlowMode>,
+    /// What the order's parcel holds, carried from its `reserved` event so
+    /// the choreography's shipping need not remember it (choreographed
+    /// orders, since 1.3.0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items: Option<Vec<StockLine>>,
 }
 
 /// A charge was declined.
@@ -117,7 +122,7 @@ crate::events! {
 /// The `payments@1` contract.
 pub fn contract() -> Result<ContractDocument, NameError> {
     Ok(
-        ContractBuilder::new(DOMAIN, "payments", "1.2.0", "Charges customers and refunds them", OWNER)?
+        ContractBuilder::new(DOMAIN, "payments", "1.3.0", "Charges customers and refunds them", OWNER)?
             .tags(&["shop", "money"])
             .operation::<Charge>(OperationSpec {
                 description: "Charge a customer for an order",
@@ -132,7 +137,6 @@ pub fn contract() -> Result<ContractDocument, NameError> {
             .event::<Charged>("A customer was charged for an order")?
             .event::<Declined>("A charge for an order was declined")?
             .event::<Refunded>("A charge for an order was refunded")?
-            .consumes("orders@1#placed")?
             .consumes("inventory@1#reserved")?
             .consumes("shipping@1#failed")?
             .build(),

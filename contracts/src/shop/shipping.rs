@@ -92,7 +92,7 @@ crate::events! {
 /// The `shipping@1` contract.
 pub fn contract() -> Result<ContractDocument, NameError> {
     Ok(
-        ContractBuilder::new(DOMAIN, "shipping", "1.2.0", "Schedules and cancels shipments", OWNER)?
+        ContractBuilder::new(DOMAIN, "shipping", "1.3.0", "Schedules and cancels shipments", OWNER)?
             .tags(&["shop", "logistics"])
             .operation::<Schedule>(OperationSpec {
                 description: "Schedule the shipment of an order",
@@ -106,7 +106,6 @@ pub fn contract() -> Result<ContractDocument, NameError> {
             })?
             .event::<Scheduled>("A shipment was scheduled for an order")?
             .event::<Failed>("No shipment could be scheduled for an order")?
-            .consumes("inventory@1#reserved")?
             .consumes("payments@1#charged")?
             .build(),
     )

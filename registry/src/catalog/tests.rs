@@ -8,13 +8,12 @@ use contracts::registry_api::{
     BindingKind, ConsumersRequest, GetRequest, GraphRequest, HeartbeatRequest, ListRequest, ResolveRequest,
     SearchRequest,
 };
-use contracts::{ContractId, ErrorCode, MemberName, ServiceName, SubjectPattern, shop};
+use contracts::{ContractId, ErrorCode, MemberName, ServiceName, SubjectPattern};
 
 use super::{Catalog, Registration, RegistrationRefusal};
 
 fn shop_documents() -> Vec<Value> {
-    shop::contracts()
-        .unwrap()
+    crate::sample::shop_contracts()
         .iter()
         .map(contracts::ContractDocument::to_value)
         .collect()

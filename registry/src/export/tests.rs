@@ -3,7 +3,7 @@
 //! dialect rewriting, and the graph drawings as snapshots.
 
 use contracts::registry_api::{EdgeKind, GraphEdge, GraphNode, GraphResponse};
-use contracts::{ContractDocument, ServiceName, Version, shop};
+use contracts::{ContractDocument, ServiceName, Version};
 use expect_test::{expect, expect_file};
 use serde_json::{Value, json};
 
@@ -13,7 +13,7 @@ use super::asyncapi::{
 use super::graph::{dot, mermaid};
 
 fn shop_contracts() -> Vec<ContractDocument> {
-    shop::contracts().unwrap()
+    crate::sample::shop_contracts()
 }
 
 fn shop_contract(service: &str) -> ContractDocument {

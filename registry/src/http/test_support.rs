@@ -11,7 +11,6 @@ use serde_json::Value;
 use tower::ServiceExt;
 
 use contracts::registry_api::RegisterRequest;
-use contracts::shop;
 
 use crate::metrics::Via;
 use crate::server::{Registry, RegistryOptions};
@@ -22,12 +21,7 @@ pub(crate) const OWNER: &str = "shop-team";
 
 /// The shop's contract of `service`, as JSON to change before registering.
 pub(crate) fn shop_document(service: &str) -> Value {
-    shop::contracts()
-        .unwrap()
-        .into_iter()
-        .find(|document| document.service.as_str() == service)
-        .unwrap()
-        .to_value()
+    crate::sample::shop_contract(service).to_value()
 }
 
 /// A registry on a memory store holding every shop contract.
@@ -35,7 +29,7 @@ pub(crate) async fn shop_registry() -> Arc<Registry> {
     let registry = Registry::open(Arc::new(MemoryStore::new()), RegistryOptions::default())
         .await
         .unwrap();
-    for document in shop::contracts().unwrap() {
+    for document in crate::sample::shop_contracts() {
         register(&registry, document.to_value()).await;
     }
     Arc::new(registry)

@@ -29,6 +29,8 @@ fn reserved(order: &str) -> StockReserved {
             quantity: 1,
         }],
         mode: None,
+        customer_id: None,
+        total: None,
     }
 }
 

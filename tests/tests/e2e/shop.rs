@@ -482,9 +482,7 @@ async fn a_repeated_event_and_a_retried_call_never_charge_twice() {
         .unwrap();
     for (stream, consumer) in [
         ("SOA_EVENTS_ORDERS_V1", "inventory-orders-placed"),
-        ("SOA_EVENTS_ORDERS_V1", "payments-orders-placed"),
         ("SOA_EVENTS_INVENTORY_V1", "payments-inventory-reserved"),
-        ("SOA_EVENTS_INVENTORY_V1", "shipping-inventory-reserved"),
         ("SOA_EVENTS_PAYMENTS_V1", "shipping-payments-charged"),
         ("SOA_EVENTS_SHIPPING_V1", "orders-shipping-scheduled"),
         ("SOA_EVENTS_ORDERS_V1", "notifications-orders-completed"),

@@ -46,6 +46,8 @@ fn reserved(order: &str, mode: Option<FlowMode>) -> StockReserved {
         reservation_id: format!("res-{order}"),
         items: reserve(order).items,
         mode,
+        customer_id: None,
+        total: None,
     }
 }
 

@@ -298,7 +298,7 @@ mod tests {
     }
 
     fn text() -> String {
-        contracts::shop::inventory::contract().unwrap().to_pretty_json()
+        crate::sample::shop_contract("inventory").to_pretty_json()
     }
 
     #[test]
