@@ -7,15 +7,21 @@ use contracts::{ContractDocument, Limits};
 
 /// The frozen shop contracts, by file name and text.
 const SHOP: [(&str, &str); 5] = [
-    ("inventory.v1.json", include_str!("../tests/data/shop/inventory.v1.json")),
-    ("notifications.v1.json", include_str!("../tests/data/shop/notifications.v1.json")),
     ("orders.v1.json", include_str!("../tests/data/shop/orders.v1.json")),
+    (
+        "inventory.v1.json",
+        include_str!("../tests/data/shop/inventory.v1.json"),
+    ),
     ("payments.v1.json", include_str!("../tests/data/shop/payments.v1.json")),
     ("shipping.v1.json", include_str!("../tests/data/shop/shipping.v1.json")),
+    (
+        "notifications.v1.json",
+        include_str!("../tests/data/shop/notifications.v1.json"),
+    ),
 ];
 
-/// The frozen shop contracts, in service name order (as
-/// `contracts::shop::contracts` returns the live ones).
+/// The frozen shop contracts, in the order `contracts::shop::contracts`
+/// returns the live ones.
 pub(crate) fn shop_contracts() -> Vec<ContractDocument> {
     SHOP.iter()
         .map(|(name, text)| {

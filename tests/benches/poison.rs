@@ -218,13 +218,13 @@ async fn inject(js: &jetstream::Context, run: &str, n: usize) -> Result<(), BoxE
         ),
         1 => (
             "shop.inventory.v1.reserved",
-            "inventory@1.1.0",
+            "inventory@1.2.0",
             "released",
             serde_json::to_vec(&ghost(format!("ghost-spoofed-{run}-{n}")))?,
         ),
         _ => (
             "shop.inventory.v1.reserved",
-            "inventory@1.1.0",
+            "inventory@1.2.0",
             "reserved",
             serde_json::to_vec(&ghost(format!("ghost-{run}-{n}")))?,
         ),

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bus_services::runtime::{ServiceClient, ServiceConfig};
+use contracts::ContractDocument;
 use contracts::registry_api::{RegisterRequest, ops};
 use registry::catalog::Catalog;
 use registry::http::{HttpState, router, serve_http};
@@ -100,19 +101,68 @@ pub async fn wait_until_answering(client: &ServiceClient) -> Result<(), Box<dyn 
 /// The owner credential the tests register the shop's contracts with.
 pub const SHOP_OWNER_TOKEN: &str = "shop-team";
 
-/// The shop's contract of `service` as JSON, to change before registering it.
+/// The frozen shop contracts (`registry/tests/data/shop/`, the shop as it
+/// stood at inventory 1.1.0, payments 1.2.0 and shipping 1.2.0), by file
+/// name and text.
+const SHOP_SAMPLE: [(&str, &str); 5] = [
+    (
+        "orders.v1.json",
+        include_str!("../../registry/tests/data/shop/orders.v1.json"),
+    ),
+    (
+        "inventory.v1.json",
+        include_str!("../../registry/tests/data/shop/inventory.v1.json"),
+    ),
+    (
+        "payments.v1.json",
+        include_str!("../../registry/tests/data/shop/payments.v1.json"),
+    ),
+    (
+        "shipping.v1.json",
+        include_str!("../../registry/tests/data/shop/shipping.v1.json"),
+    ),
+    (
+        "notifications.v1.json",
+        include_str!("../../registry/tests/data/shop/notifications.v1.json"),
+    ),
+];
+
+/// The shop's contracts at a fixed point, for tests of the registry: they
+/// check its rules, queries and pages on realistic documents and must not
+/// change whenever the live shop's contracts take a new version (a live
+/// service registering later is simply a newer, compatible version).
+pub fn shop_contracts() -> Result<Vec<ContractDocument>, Box<dyn std::error::Error + Send + Sync>> {
+    SHOP_SAMPLE
+        .iter()
+        .map(|(name, text)| {
+            ContractDocument::parse(name, text, &contracts::Limits::default())
+                .map_err(|error| format!("the frozen sample {name} does not parse: {error}").into())
+        })
+        .collect()
+}
+
+/// The sample shop contract of `service` ([`shop_contracts`]).
+pub fn shop_contract(service: &str) -> Result<ContractDocument, Box<dyn std::error::Error + Send + Sync>> {
+    shop_contracts()?
+        .into_iter()
+        .find(|document| document.service.as_str() == service)
+        .ok_or_else(|| format!("the shop has no service {service}").into())
+}
+
+/// The sample shop contract of `service` ([`shop_contracts`]) as JSON, to
+/// change before registering it.
 pub fn shop_document(service: &str) -> Result<Value, Box<dyn std::error::Error + Send + Sync>> {
-    contracts::shop::contracts()?
+    shop_contracts()?
         .into_iter()
         .find(|document| document.service.as_str() == service)
         .map(|document| document.to_value())
         .ok_or_else(|| format!("the shop has no service {service}").into())
 }
 
-/// Registers every shop contract through `client` as [`SHOP_OWNER_TOKEN`];
-/// each must be new.
+/// Registers every sample shop contract ([`shop_contracts`]) through
+/// `client` as [`SHOP_OWNER_TOKEN`]; each must be new.
 pub async fn register_shop(client: &ServiceClient) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    for document in contracts::shop::contracts()? {
+    for document in shop_contracts()? {
         let request = RegisterRequest {
             document: document.to_value(),
             owner_token: Some(SHOP_OWNER_TOKEN.to_owned()),

@@ -10,8 +10,8 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use serde_json::{Value, json};
 
-use contracts::registry_api::HeartbeatRequest;
 use contracts::ContractId;
+use contracts::registry_api::HeartbeatRequest;
 
 use super::test_support::{OWNER, Reply, get, send, shop_document, shop_registry};
 use super::{CorsPolicy, HttpConfig, HttpState, router};

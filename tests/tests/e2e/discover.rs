@@ -150,8 +150,8 @@ async fn two_instances_answer_with_their_endpoints_and_counters() {
     assert_eq!(run.stderr, "");
     expect![[r#"
         SERVICE    VERSION  INSTANCE  CONTRACT         ENDPOINTS
-        inventory  1.1.0    inv-a     inventory@1.1.0  release (shop.inventory.v1.release) 0 requests, 0 errors; reserve (shop.inventory.v1.reserve) 3 requests, 1 error; stock (shop.inventory.v1.stock) 1 request, 0 errors
-        inventory  1.1.0    inv-b     inventory@1.1.0  release (shop.inventory.v1.release) 0 requests, 0 errors; reserve (shop.inventory.v1.reserve) 0 requests, 0 errors; stock (shop.inventory.v1.stock) 0 requests, 0 errors
+        inventory  1.2.0    inv-a     inventory@1.2.0  release (shop.inventory.v1.release) 0 requests, 0 errors; reserve (shop.inventory.v1.reserve) 3 requests, 1 error; stock (shop.inventory.v1.stock) 1 request, 0 errors
+        inventory  1.2.0    inv-b     inventory@1.2.0  release (shop.inventory.v1.release) 0 requests, 0 errors; reserve (shop.inventory.v1.reserve) 0 requests, 0 errors; stock (shop.inventory.v1.stock) 0 requests, 0 errors
 
         2 instances of 1 service answered $SRV.INFO; 2 answered $SRV.STATS.
     "#]]
@@ -177,7 +177,7 @@ async fn two_instances_answer_with_their_endpoints_and_counters() {
         let info = &instance["info"];
         assert_eq!(info["type"], "io.nats.micro.v1.info_response");
         assert_eq!(info["id"], instance["id"]);
-        assert_eq!(info["metadata"]["soa.contract"], "inventory@1.1.0");
+        assert_eq!(info["metadata"]["soa.contract"], "inventory@1.2.0");
         let subjects: Vec<&str> = info["endpoints"]
             .as_array()
             .unwrap()

@@ -206,7 +206,7 @@ async fn dead_letters_are_listed_shown_and_replayed_once() {
     let run = soa_at(&url, &["dlq", "show", &sequence]).await;
     assert_exit(&run, Exit::Success);
     assert!(run.stdout.contains("the carrier refuses this parcel"), "{}", run.stdout);
-    assert!(run.stdout.contains("Soa-Contract: inventory@1.1.0"), "{}", run.stdout);
+    assert!(run.stdout.contains("Soa-Contract: inventory@1.2.0"), "{}", run.stdout);
     assert!(run.stdout.contains("Soa-Event: reserved"), "{}", run.stdout);
     assert!(run.stdout.contains("\"order_id\": \"ord-poison\""), "{}", run.stdout);
     let run = soa_at(&url, &["dlq", "show", &sequence, "--json"]).await;

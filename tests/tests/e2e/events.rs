@@ -250,7 +250,7 @@ async fn a_failing_handler_sends_the_event_to_the_dead_letters_after_max_deliver
     );
     assert_eq!(
         header(letter, "Soa-Contract"),
-        Some("inventory@1.1.0"),
+        Some("inventory@1.2.0"),
         "the original headers are kept"
     );
     assert_eq!(header(letter, "Soa-Event"), Some("reserved"));

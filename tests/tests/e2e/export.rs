@@ -3,7 +3,6 @@
 //! validate against the official schema, the graph has the shop's edges, and
 //! the exit codes say what went wrong.
 
-use contracts::shop;
 use registry::cli::Exit;
 use registry::export::asyncapi;
 use serde_json::Value;
@@ -48,7 +47,7 @@ async fn the_registry_exports_asyncapi_documents_and_the_graph() {
     );
     assert_eq!(document["operations"]["consume.orders.v1.placed"]["action"], "receive");
     // The same as exporting the documents directly.
-    let contracts = shop::contracts().unwrap();
+    let contracts = tests::registry::shop_contracts().unwrap();
     let inventory = contracts
         .iter()
         .find(|document| document.service.as_str() == "inventory")

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use contracts::ServiceName;
 use contracts::registry_api::{GetRequest, RegistryChange, ops};
-use contracts::{ServiceName, shop};
 use futures::StreamExt;
 use registry::http::{CorsPolicy, HttpConfig, HttpState};
 use registry::server::Registry;
@@ -62,7 +62,7 @@ async fn the_http_api_serves_the_same_catalogue_as_nats_on_a_real_port() {
     );
 
     // Register the shop over HTTP.
-    for document in shop::contracts().unwrap() {
+    for document in tests::registry::shop_contracts().unwrap() {
         let reply = client
             .post(format!("{base}/v1/services"))
             .bearer_auth(TOKEN)

@@ -198,7 +198,7 @@ async fn services_register_themselves_expire_and_come_back_after_a_registry_rest
     let nats = server.client().await.unwrap();
     let beat = HeartbeatRequest {
         instance_id: "silent".to_owned(),
-        contract: contracts::ContractId::parse("inventory@1.1.0").unwrap(),
+        contract: inventory::contract().unwrap().id(),
         digest: "sha256:not-registered".to_owned(),
         ttl_ms: 200,
     };
@@ -257,7 +257,7 @@ async fn the_eviction_guard_keeps_the_fleet_when_all_beats_stop() {
         .unwrap();
     let client = registry_client(&server).await.unwrap();
     register_shop(&client).await.unwrap();
-    let digest = inventory::contract().unwrap().digest();
+    let digest = tests::registry::shop_contract("inventory").unwrap().digest();
     let beat = |id: usize| HeartbeatRequest {
         instance_id: format!("i{id}"),
         contract: contracts::ContractId::parse("inventory@1.1.0").unwrap(),
@@ -384,7 +384,7 @@ async fn two_replicas_on_one_kv_bucket_see_each_others_writes_and_instances() {
         first.catalog().version_count() == 5 && second.catalog().version_count() == 5
     })
     .await;
-    let digest = inventory::contract().unwrap().digest();
+    let digest = tests::registry::shop_contract("inventory").unwrap().digest();
     for id in 0..10 {
         client
             .call::<ops::Heartbeat>(&HeartbeatRequest {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use async_nats::jetstream;
 use bus_services::runtime::{RegistrationConfig, Service, ServiceClient, ServiceConfig};
 use contracts::envelope::headers;
-use contracts::registry_api::{InstancesRequest, ops};
+use contracts::registry_api::{InstancesRequest, RegisterRequest, ops};
 use contracts::shop::inventory;
 use contracts::{ServiceName, subjects};
 use expect_test::expect;
@@ -20,7 +20,7 @@ use registry::cli::Exit;
 use serde_json::{Value, json};
 use tests::NatsServer;
 use tests::harness::workspace_root;
-use tests::registry::shop_bus;
+use tests::registry::{SHOP_OWNER_TOKEN, shop_bus};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -238,6 +238,13 @@ async fn start_service(
 async fn request_and_publish_validate_before_sending() {
     tests::init_tracing();
     let (server, registry, client) = shop_bus().await.unwrap();
+    // The live inventory (a later version than the sample registered) is
+    // registered by its owner, so the instance's own registration finds it.
+    let live = RegisterRequest {
+        document: inventory::contract().unwrap().to_value(),
+        owner_token: Some(SHOP_OWNER_TOKEN.to_owned()),
+    };
+    assert!(client.call::<ops::Register>(&live).await.unwrap().created);
     let url = server.url();
     let handled = Arc::new(AtomicUsize::new(0));
     let (shutdown, task) = start_service(&server, &client, inventory_service(Arc::clone(&handled))).await;
@@ -256,7 +263,7 @@ async fn request_and_publish_validate_before_sending() {
     assert!(
         run.stdout
             .lines()
-            .any(|line| line.starts_with("  inv-cli  inventory@1.1.0  yes      no     ")),
+            .any(|line| line.starts_with("  inv-cli  inventory@1.2.0  yes      no     ")),
         "{}",
         run.stdout
     );
@@ -292,7 +299,7 @@ async fn request_and_publish_validate_before_sending() {
     .await;
     assert_exit(&run, Exit::Success);
     let answer: Value = serde_json::from_str(&run.stdout).unwrap();
-    assert_eq!(answer["contract"], "inventory@1.1.0");
+    assert_eq!(answer["contract"], "inventory@1.2.0");
     assert_eq!(answer["operation"], "reserve");
     assert_eq!(answer["correlation_id"], "ord-2");
     assert_eq!(answer["reply"]["reservation_id"], "res-ord-2");
@@ -306,7 +313,7 @@ async fn request_and_publish_validate_before_sending() {
     let mut lines = run.stderr.lines();
     assert_eq!(
         lines.next(),
-        Some("error: the payload does not match the request of reserve of inventory@1.1.0; nothing was sent:")
+        Some("error: the payload does not match the request of reserve of inventory@1.2.0; nothing was sent:")
     );
     let details: Vec<&str> = lines.collect();
     assert!(
@@ -336,7 +343,7 @@ async fn request_and_publish_validate_before_sending() {
     assert_exit(&run, Exit::Failure);
     assert_eq!(
         run.stderr,
-        "error: shop.inventory.v1.reserved is the event reserved of inventory@1.1.0, not an operation; use `soa publish`\n"
+        "error: shop.inventory.v1.reserved is the event reserved of inventory@1.2.0, not an operation; use `soa publish`\n"
     );
     let run = soa_at(&url, &["request", "shop.nothing.v1.x", "{}"]).await;
     assert_exit(&run, Exit::Failure);
@@ -377,7 +384,7 @@ async fn request_and_publish_validate_before_sending() {
     assert_exit(&run, Exit::Success);
     assert!(
         run.stdout.starts_with(&format!(
-            "Published the event reserved of inventory@1.1.0 on shop.inventory.v1.reserved: stored in stream {stream_name} at sequence 1.\n  message id msg-1, correlation id ord-1, trace "
+            "Published the event reserved of inventory@1.2.0 on shop.inventory.v1.reserved: stored in stream {stream_name} at sequence 1.\n  message id msg-1, correlation id ord-1, trace "
         )),
         "{}",
         run.stdout
@@ -388,7 +395,7 @@ async fn request_and_publish_validate_before_sending() {
     let payload: Value = serde_json::from_slice(&stored.payload).unwrap();
     assert_eq!(payload["reservation_id"], "res-ord-1");
     let header = |name: &str| stored.headers.get(name).map(|value| value.as_str().to_owned());
-    assert_eq!(header(headers::CONTRACT).as_deref(), Some("inventory@1.1.0"));
+    assert_eq!(header(headers::CONTRACT).as_deref(), Some("inventory@1.2.0"));
     assert_eq!(header(headers::EVENT).as_deref(), Some("reserved"));
     assert_eq!(header(headers::MESSAGE_ID).as_deref(), Some("msg-1"));
     assert_eq!(header(headers::CORRELATION_ID).as_deref(), Some("ord-1"));
@@ -410,7 +417,7 @@ async fn request_and_publish_validate_before_sending() {
     assert_exit(&run, Exit::Success);
     let published: Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(published["stored"]["duplicate"], true);
-    assert_eq!(published["contract"], "inventory@1.1.0");
+    assert_eq!(published["contract"], "inventory@1.2.0");
 
     // An invalid event: exit 1 with the pointer, and nothing stored.
     let run = soa_at(
@@ -425,7 +432,7 @@ async fn request_and_publish_validate_before_sending() {
     assert_exit(&run, Exit::Failure);
     assert!(
         run.stderr.starts_with(
-            "error: the payload does not match the event reserved of inventory@1.1.0; nothing was sent:\n"
+            "error: the payload does not match the event reserved of inventory@1.2.0; nothing was sent:\n"
         ),
         "{}",
         run.stderr

@@ -417,8 +417,8 @@ async fn discovery_answers_ping_info_and_stats_as_adr_32_says() {
             assert!(errors.is_empty(), "{subject}: {errors:?}\n{reply:#}");
             assert_eq!(reply["name"], "inventory");
             assert_eq!(reply["id"], id.as_str());
-            assert_eq!(reply["version"], "1.1.0");
-            assert_eq!(reply["metadata"]["soa.contract"], "inventory@1.1.0");
+            assert_eq!(reply["version"], "1.2.0");
+            assert_eq!(reply["metadata"]["soa.contract"], "inventory@1.2.0");
             assert!(reply["metadata"]["soa.digest"].as_str().unwrap().starts_with("sha256:"));
         }
     }
@@ -607,7 +607,7 @@ async fn building_refuses_missing_and_unknown_handlers() {
     assert!(
         unknown
             .to_string()
-            .contains("\"teleport\", which inventory@1.1.0 does not declare"),
+            .contains("\"teleport\", which inventory@1.2.0 does not declare"),
         "{unknown}"
     );
     let mut broken = inventory::contract().unwrap().to_value();
@@ -629,7 +629,7 @@ async fn registry_responder(server: &NatsServer, log: Arc<Mutex<Vec<(String, Val
             let verb = message.subject.as_str().rsplit('.').next().unwrap().to_owned();
             let body: Value = serde_json::from_slice(&message.payload).unwrap();
             let reply = match verb.as_str() {
-                "register" => json!({"id": "inventory@1.1.0", "digest": "sha256:x", "created": true}),
+                "register" => json!({"id": "inventory@1.2.0", "digest": "sha256:x", "created": true}),
                 "heartbeat" => json!({"drift": false}),
                 "deregister" => json!({"removed": true}),
                 _ => json!({}),
@@ -690,7 +690,7 @@ async fn registers_heartbeats_and_deregisters() {
     let document = ContractDocument::from_json_value("register", &register["document"], None).unwrap();
     assert_eq!(document, inventory::contract().unwrap());
     let heartbeat = &log[1].1;
-    assert_eq!(heartbeat["contract"], "inventory@1.1.0");
+    assert_eq!(heartbeat["contract"], "inventory@1.2.0");
     let deregistered = &log.last().unwrap().1;
     assert_eq!(heartbeat["instance_id"], deregistered["instance_id"]);
     assert_eq!(heartbeat["ttl_ms"], 400);

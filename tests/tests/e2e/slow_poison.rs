@@ -377,20 +377,21 @@ async fn poison_events_become_dead_letters_while_orders_keep_flowing_and_the_boo
                 &js,
                 "a reserved event whose Soa-Event header says released",
                 reserved_subject.clone(),
-                event_headers("inventory@1.1.0", "released", &format!("poison-spoofed-{round}")),
+                event_headers("inventory@1.2.0", "released", &format!("poison-spoofed-{round}")),
                 payload,
             )
             .await,
         );
-        // Valid and well addressed, for an order nobody placed: payments
-        // cannot know what to charge, retries with backoff, then gives up.
+        // Valid and well addressed, for an order nobody placed, and without
+        // the payer a choreographed reservation carries: payments cannot
+        // know whom to charge, and no retry changes that.
         let payload = serde_json::to_vec(&reserved(&format!("ghost-{round}"), Some(FlowMode::Choreographed))).unwrap();
         poison.push(
             inject(
                 &js,
                 "a reserved event of an order never placed",
                 reserved_subject.clone(),
-                event_headers("inventory@1.1.0", "reserved", &format!("poison-ghost-{round}")),
+                event_headers("inventory@1.2.0", "reserved", &format!("poison-ghost-{round}")),
                 payload,
             )
             .await,
@@ -442,6 +443,7 @@ async fn poison_events_become_dead_letters_while_orders_keep_flowing_and_the_boo
         let expected = match poison.what {
             what if what.contains("breaks its schema") => "VALIDATION_FAILED",
             what if what.contains("Soa-Event") => "Soa-Event header names \"released\"",
+            what if what.contains("never placed") => "does not say who pays or how much",
             _ => "gave up after",
         };
         assert!(

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use contracts::registry_api::{GetRequest, HeartbeatRequest, RegisterRequest};
-use contracts::{ContractId, ServiceName, shop};
+use contracts::{ContractId, ServiceName};
 use futures::FutureExt as _;
 use registry::http::{HttpConfig, HttpState, Via};
 use registry::server::Registry;
@@ -47,7 +47,7 @@ async fn the_web_page_works_in_a_headless_browser() {
             .await
             .unwrap(),
     );
-    for document in shop::contracts().unwrap() {
+    for document in tests::registry::shop_contracts().unwrap() {
         let request = RegisterRequest {
             document: document.to_value(),
             owner_token: Some(SHOP_OWNER_TOKEN.to_owned()),
