@@ -15,12 +15,15 @@
 //!   component is configured for (a cluster's copies).
 //! - [`patience`] sets JetStream assets up again when a request timed out
 //!   while a cluster elects leaders.
+//! - `recent` remembers what a process last read or wrote of recent KV
+//!   keys, so a compare-and-set needs no read first.
 
 pub mod connection;
 pub mod local_server;
 pub mod orchestrator;
 pub mod order_view;
 pub mod patience;
+mod recent;
 pub mod replicas;
 pub mod runtime;
 pub mod server_binary;

@@ -145,7 +145,17 @@ pub(crate) async fn drive(
     id: &str,
     stopping: &CancellationToken,
 ) -> Result<Disposition, OrchestratorError> {
-    let Some((mut state, mut revision)) = shared.stores.instance(id).await? else {
+    // The state this process last committed saves a read; it may be stale
+    // (another replica or a cancel wrote since). A commit at its revision
+    // then fails and the instance is read again, as after any lost
+    // compare-and-set; a round that would commit nothing reads first.
+    let remembered = shared.stores.remembered_instance(id);
+    let mut fresh = remembered.is_none();
+    let found = match remembered {
+        Some(remembered) => Some(remembered),
+        None => shared.stores.instance(id).await?,
+    };
+    let Some((mut state, mut revision)) = found else {
         tracing::warn!(
             instance = id,
             "A work item names an instance that is not stored; dropping it."
@@ -177,6 +187,12 @@ pub(crate) async fn drive(
         }
         let (next, planned) = plan::plan(definition, &mut state, now);
         let dirty = changed || planned;
+        if !dirty && !fresh {
+            // Nothing to commit would confirm the remembered state: read it.
+            (state, revision) = reload(shared, id).await?;
+            fresh = true;
+            continue;
+        }
         if dirty {
             state.updated_at_ms = now;
         }
@@ -192,6 +208,7 @@ pub(crate) async fn drive(
                     // Someone else wrote first (a cancel, another replica):
                     // read again; this round's outcomes are applied anew.
                     (state, revision) = reload(shared, id).await?;
+                    fresh = true;
                     continue;
                 }
             }
@@ -250,12 +267,14 @@ pub(crate) async fn drive(
         match committed? {
             Some(committed) => {
                 revision = committed;
+                fresh = true;
                 pending = outcomes;
             }
             None => {
                 // The outcomes that commit carried are applied again to
                 // what is stored now, with this round's.
                 (state, revision) = reload(shared, id).await?;
+                fresh = true;
                 pending.extend(outcomes);
             }
         }

@@ -2,6 +2,7 @@
 //! a KV bucket written with revision compare-and-set, definitions in a KV
 //! bucket written create-only, and work items in a work-queue stream.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, kv, stream};
@@ -14,6 +15,7 @@ use serde_json::Value;
 
 use super::error::OrchestratorError;
 use crate::patience::{self, SETUP_PATIENCE};
+use crate::recent::Recent;
 use crate::wire;
 
 /// The bucket of instance states, one key per instance.
@@ -61,6 +63,9 @@ pub(crate) struct Stores {
     pub(crate) js: jetstream::Context,
     instances: kv::Store,
     definitions: kv::Store,
+    /// The instances this process last read or wrote, so a drive can start
+    /// from its own last commit without reading.
+    recent: Arc<Recent>,
 }
 
 impl Stores {
@@ -93,6 +98,7 @@ impl Stores {
             js,
             instances,
             definitions,
+            recent: Arc::default(),
         })
     }
 
@@ -155,19 +161,33 @@ impl Stores {
         Ok(consumer)
     }
 
-    /// An instance and its revision.
+    /// An instance and its revision, as stored now.
     pub(crate) async fn instance(&self, id: &str) -> Result<Option<(InstanceState, u64)>, OrchestratorError> {
         let entry = self
             .instances
             .entry(id)
             .await
             .map_err(|error| OrchestratorError::jetstream(format!("reading instance {id}"), error))?;
-        let Some(entry) = entry else { return Ok(None) };
+        let Some(entry) = entry else {
+            self.recent.forget(id);
+            return Ok(None);
+        };
         if entry.operation != kv::Operation::Put {
+            self.recent.forget(id);
             return Ok(None);
         }
         let state = decode_instance(id, &entry.value)?;
+        self.recent.remember(id, entry.value, entry.revision);
         Ok(Some((state, entry.revision)))
+    }
+
+    /// An instance and its revision as this process last read or wrote it,
+    /// if it remembers it: possibly stale (another replica, or a cancel,
+    /// wrote since), so only a compare-and-set at its revision, or a read,
+    /// confirms it.
+    pub(crate) fn remembered_instance(&self, id: &str) -> Option<(InstanceState, u64)> {
+        let (value, revision) = self.recent.get(id)?;
+        decode_instance(id, &value).ok().map(|state| (state, revision))
     }
 
     /// Stores a new instance, or finds the one already under its id.
@@ -175,9 +195,12 @@ impl Stores {
         &self,
         state: &InstanceState,
     ) -> Result<Created<InstanceState>, OrchestratorError> {
-        let value = encode(state)?;
-        match self.instances.create(&state.id, value.into()).await {
-            Ok(_) => Ok(Created::New),
+        let value: bytes::Bytes = encode(state)?.into();
+        match self.instances.create(&state.id, value.clone()).await {
+            Ok(revision) => {
+                self.recent.remember(&state.id, value, revision);
+                Ok(Created::New)
+            }
             Err(error) if error.kind() == kv::CreateErrorKind::AlreadyExists => match self.instance(&state.id).await? {
                 Some((existing, _)) => Ok(Created::Exists(existing)),
                 None => Err(OrchestratorError::jetstream(
@@ -199,10 +222,16 @@ impl Stores {
         state: &InstanceState,
         revision: u64,
     ) -> Result<Option<u64>, OrchestratorError> {
-        let value = encode(state)?;
-        match self.instances.update(&state.id, value.into(), revision).await {
-            Ok(revision) => Ok(Some(revision)),
-            Err(error) if error.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(None),
+        let value: bytes::Bytes = encode(state)?.into();
+        match self.instances.update(&state.id, value.clone(), revision).await {
+            Ok(revision) => {
+                self.recent.remember(&state.id, value, revision);
+                Ok(Some(revision))
+            }
+            Err(error) if error.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                self.recent.forget(&state.id);
+                Ok(None)
+            }
             Err(error) => Err(OrchestratorError::jetstream(
                 format!("updating instance {}", state.id),
                 error,

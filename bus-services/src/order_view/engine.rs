@@ -41,11 +41,11 @@ const MAX_WRITES: usize = 50;
 
 /// How long an unsettled order's unsaved facts wait for more before the
 /// write that stores them all. An order's events come from several streams
-/// over the few hundred milliseconds its flow takes; one write then stands
-/// for most of them. An order whose flow has settled (its last notification
-/// is known) is written at once. Queries see a fact at once; only its storing
-/// (and the event's ack) waits.
-const WRITE_LINGER: Duration = Duration::from_millis(250);
+/// over the few hundred milliseconds its flow takes under load; one write
+/// then stands for all of them. An order whose flow has settled (its last
+/// notification is known) is written at once. Queries see a fact at once;
+/// only its storing (and the event's ack) waits.
+const WRITE_LINGER: Duration = Duration::from_secs(1);
 
 /// Unsettled deliveries a view consumer may hold: every event waits up to
 /// [`WRITE_LINGER`] for its write, so at a few thousand events a second per

@@ -275,13 +275,6 @@ impl Orders {
         let Some(order) = finished.correlation_id.as_deref().filter(|id| is_order_id(id)) else {
             return Ok(());
         };
-        let Some(known) = self.record(order).await? else {
-            tracing::debug!(order, "A fulfilment ended for an order never placed here; ignored.");
-            return Ok(());
-        };
-        if known.order.mode != FlowMode::Orchestrated {
-            return Ok(());
-        }
         let ending = match finished.status {
             InstanceStatus::Completed => Ending::Completed {
                 shipment_id: finished
@@ -306,9 +299,15 @@ impl Orders {
                 return Ok(());
             }
         };
+        // `end` leaves an order of the other mode as it is, and finds none
+        // for an order never placed here.
         let Some(record) = self.end(order, FlowMode::Orchestrated, &ending).await? else {
+            tracing::debug!(order, "A fulfilment ended for an order never placed here; ignored.");
             return Ok(());
         };
+        if record.order.mode != FlowMode::Orchestrated {
+            return Ok(());
+        }
         let flow = order_flow(context.propagation(), order);
         self.announce_end(&flow, record.clone()).await?;
         if let (OrderStatus::Cancelled, Some(reason)) = (record.order.status, record.order.failure) {

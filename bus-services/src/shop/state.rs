@@ -14,6 +14,7 @@ use futures::StreamExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::recent::Recent;
 use crate::runtime::ServiceError;
 
 /// The orders service's bucket: one order per key (its id).
@@ -69,33 +70,8 @@ pub(crate) struct Bucket {
     /// Shared: a store's clone copies its stream's whole configuration.
     store: Arc<kv::Store>,
     /// What this instance last read or wrote of recent keys, shared by the
-    /// bucket's clones.
-    recent: Arc<std::sync::Mutex<Recent>>,
-}
-
-/// The most keys a bucket remembers; past it the memory starts afresh.
-const RECENT_KEYS: usize = 4096;
-
-/// Recent keys' encoded values and revisions, as this instance last read or
-/// wrote them, so [`Bucket::modify`] can write without reading first. They
-/// may be stale (another instance wrote since): a write at a stale revision
-/// fails its compare-and-set, and the key is read again.
-#[derive(Default)]
-struct Recent {
-    values: HashMap<String, (bytes::Bytes, u64)>,
-}
-
-impl Recent {
-    fn remember(&mut self, key: &str, value: bytes::Bytes, revision: u64) {
-        match self.values.get(key) {
-            // Two changes of this instance may finish out of order: keep the later.
-            Some((_, known)) if *known > revision => return,
-            Some(_) => {}
-            None if self.values.len() >= RECENT_KEYS => self.values.clear(),
-            None => {}
-        }
-        self.values.insert(key.to_owned(), (value, revision));
-    }
+    /// bucket's clones, so [`Bucket::modify`] can write without reading first.
+    recent: Arc<Recent>,
 }
 
 impl Bucket {
@@ -186,17 +162,17 @@ impl Bucket {
     }
 
     fn remember(&self, key: &str, value: bytes::Bytes, revision: u64) {
-        lock(&self.recent).remember(key, value, revision);
+        self.recent.remember(key, value, revision);
     }
 
     fn forget(&self, key: &str) {
-        lock(&self.recent).values.remove(key);
+        self.recent.forget(key);
     }
 
     /// The value and revision of `key` as this instance last read or wrote
     /// it, if it remembers them (and they still decode).
     fn remembered<T: DeserializeOwned>(&self, key: &str) -> Option<(T, u64)> {
-        let (bytes, revision) = lock(&self.recent).values.get(key).cloned()?;
+        let (bytes, revision) = self.recent.get(key)?;
         serde_json::from_slice(&bytes).ok().map(|value| (value, revision))
     }
 
