@@ -1,7 +1,8 @@
 //! The engine: drives instances from their committed state.
 //!
 //! A work item (an instance id on the work stream) is taken by one replica
-//! through the shared durable consumer. The replica loops: read the state,
+//! through the shared durable consumer. The replica loops: take the state
+//! (the one it last committed, or read),
 //! [`plan`], commit what planning settled together with the outcomes of the
 //! last round (compare-and-set on the revision; on a conflict it reads again
 //! and re-applies them, stale ones change nothing), run the calls the plan

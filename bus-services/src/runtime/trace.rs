@@ -19,12 +19,16 @@ pub struct TraceContext {
 const MAX_TRACESTATE_CHARS: usize = 512;
 
 impl TraceContext {
-    /// A new trace, as started by a flow's first message.
+    /// A new trace, as started by a flow's first message. It is not marked
+    /// sampled: soabus records no spans to a tracing backend itself, and a
+    /// sampled `traceparent` makes nats-server (2.11+) read every message's
+    /// headers into a map in case message tracing is on. A caller's own
+    /// flags (sampled or not) pass through unchanged.
     pub fn new_root() -> Self {
         Self {
             trace_id: (u128::from(random_u64()) << 64) | u128::from(random_u64()),
             span_id: random_u64(),
-            flags: 0x01,
+            flags: 0x00,
             state: None,
         }
     }
@@ -167,5 +171,10 @@ mod tests {
         let b = TraceContext::new_root();
         assert_ne!(a.trace_id(), b.trace_id());
         assert!(TraceContext::parse(&a.traceparent(), None).is_some());
+        // Not sampled: nothing here records them.
+        assert!(a.traceparent().ends_with("-00"), "{}", a.traceparent());
+        // A caller's sampled flag passes on to the children.
+        let sampled = TraceContext::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", None).unwrap();
+        assert!(sampled.child().traceparent().ends_with("-01"));
     }
 }
