@@ -360,3 +360,47 @@ async fn a_restarted_view_loses_nothing() {
     view.stop().await;
     bus.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_view_consumer_made_with_a_lower_ack_limit_is_raised() {
+    tests::init_tracing();
+    let config = failing_config();
+    let outcomes = pick_outcomes(&config, 3);
+    let bus = ShopBus::start(config).await.unwrap();
+    let js = async_nats::jetstream::new(bus.server.client().await.unwrap());
+    let stream = js.get_stream("SOA_EVENTS_ORDERS_V1").await.unwrap();
+    // As an earlier view made it: the server's default limit of unacked deliveries.
+    let made = stream
+        .create_consumer(async_nats::jetstream::consumer::pull::Config {
+            durable_name: Some("order-view-orders".to_owned()),
+            description: Some("soabus order view: every event of the stream, from the first".to_owned()),
+            deliver_policy: async_nats::jetstream::consumer::DeliverPolicy::All,
+            ack_policy: async_nats::jetstream::consumer::AckPolicy::Explicit,
+            ack_wait: Duration::from_secs(5),
+            max_deliver: -1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(made.cached_info().config.max_ack_pending < 20_000);
+
+    let view = RunningView::start(&bus).await;
+    let deadline = tokio::time::Instant::now() + SETTLE;
+    loop {
+        let mut consumer: async_nats::jetstream::consumer::PullConsumer =
+            stream.get_consumer("order-view-orders").await.unwrap();
+        if consumer.info().await.unwrap().config.max_ack_pending == 20_000 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the limit was never raised");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // And the view works on it.
+    let ids = place_every_outcome(&bus, &outcomes).await;
+    let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let audit = bus.settled(&id_refs, SETTLE).await.unwrap();
+    view.caught_up().await;
+    assert_matches(&view.all(500).await, &audit, &ids);
+    view.stop().await;
+    bus.stop().await.unwrap();
+}
