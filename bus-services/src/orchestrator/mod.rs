@@ -300,9 +300,37 @@ async fn watch_definitions(shared: Arc<Shared>, stop: CancellationToken) {
     }
 }
 
-/// Starts instances from JetStream messages on `soa.wf.start.<workflow>`.
+/// How long the starts consumer waits before opening again after a failure, at first.
+const STARTS_RETRY_FIRST: Duration = Duration::from_millis(250);
+
+/// The longest wait before opening the starts consumer again.
+const STARTS_RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// Starts instances from JetStream messages on `soa.wf.start.<workflow>`
+/// until `stop`. A consumer that cannot be opened or read, or whose
+/// message stream ends (the consumer was deleted, the server restarted), is
+/// opened again after a pause that doubles up to [`STARTS_RETRY_MAX`], so
+/// JetStream starts never stop for good while the orchestrator runs.
 async fn take_starts(shared: Arc<Shared>, stop: CancellationToken) {
-    let consumer = match shared
+    let mut pause = STARTS_RETRY_FIRST;
+    loop {
+        let failure = match read_starts(&shared, &stop, &mut pause).await {
+            Ok(()) => return,
+            Err(failure) => failure,
+        };
+        tracing::warn!(error = %failure, retry_in = ?pause, "The starts consumer stopped; opening it again.");
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(pause) => {}
+        }
+        pause = (pause * 2).min(STARTS_RETRY_MAX);
+    }
+}
+
+/// One run of the starts consumer: `Ok` once told to stop, else why it
+/// cannot go on. A message taken resets `pause` to its first value.
+async fn read_starts(shared: &Shared, stop: &CancellationToken, pause: &mut Duration) -> Result<(), String> {
+    let consumer = shared
         .stores
         .consumer(
             store::STARTS_STREAM,
@@ -311,33 +339,27 @@ async fn take_starts(shared: Arc<Shared>, stop: CancellationToken) {
             1024,
         )
         .await
-    {
-        Ok(consumer) => consumer,
-        Err(error) => {
-            tracing::error!(error = %error, "JetStream starts are off: the consumer cannot be opened.");
-            return;
-        }
-    };
-    let mut messages = match consumer.stream().max_messages_per_batch(64).messages().await {
-        Ok(messages) => messages,
-        Err(error) => {
-            tracing::error!(error = %error, "JetStream starts are off: the consumer cannot be read.");
-            return;
-        }
-    };
+        .map_err(|error| format!("the consumer cannot be opened: {error}"))?;
+    let mut messages = consumer
+        .stream()
+        .max_messages_per_batch(64)
+        .messages()
+        .await
+        .map_err(|error| format!("the consumer cannot be read: {error}"))?;
     loop {
         let message = tokio::select! {
-            () = stop.cancelled() => return,
+            () = stop.cancelled() => return Ok(()),
             message = messages.next() => match message {
                 Some(Ok(message)) => message,
                 Some(Err(error)) => {
                     tracing::warn!(error = %error, "The starts stream reported an error.");
                     continue;
                 }
-                None => return,
+                None => return Err("its message stream ended".to_owned()),
             },
         };
-        let outcome = start_from_message(&shared, &message).await;
+        *pause = STARTS_RETRY_FIRST;
+        let outcome = start_from_message(shared, &message).await;
         let settled = match outcome {
             Ok(()) => message.ack().await,
             Err(StartFailure::Retry(error)) => {

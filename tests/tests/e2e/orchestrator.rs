@@ -523,6 +523,46 @@ async fn a_jetstream_message_starts_an_instance_once_and_a_bad_one_is_a_dead_let
 }
 
 #[tokio::test]
+async fn a_deleted_starts_consumer_is_opened_again() {
+    let bus = bus().await;
+    bus.load(ledger_workflow("restarted", vec![ledger_step("s1", "2s")]))
+        .await;
+    let js = async_nats::jetstream::new(bus.server.client().await.unwrap());
+    let starts = js.get_stream("SOA_WF_STARTS").await.unwrap();
+    // The orchestrator made its consumer at start; someone deletes it.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while starts.delete_consumer("orchestrator-starts").await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the starts consumer never appeared"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    js.publish(
+        contracts::subjects::orchestrator_start("restarted"),
+        serde_json::to_vec(&StartWorkflowRequest {
+            input: json!({"order": "o-restarted"}),
+            idempotency_key: None,
+            correlation_id: None,
+        })
+        .unwrap()
+        .into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+    // The orchestrator opens the consumer again and takes the start.
+    loop {
+        if bus.applied("o-restarted") == ["s1"] {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the start was never taken");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
 async fn a_cancel_compensates_what_was_done() {
     let bus = bus().await;
     bus.ledger.script("s2", Script::Delay(Duration::from_millis(800)));
