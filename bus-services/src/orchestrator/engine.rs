@@ -147,9 +147,10 @@ pub(crate) async fn drive(
     stopping: &CancellationToken,
 ) -> Result<Disposition, OrchestratorError> {
     // The state this process last committed saves a read; it may be stale
-    // (another replica or a cancel wrote since). A commit at its revision
-    // then fails and the instance is read again, as after any lost
-    // compare-and-set; a round that would commit nothing reads first.
+    // (another replica or a cancel wrote since). A round planned from it
+    // commits before its calls, so a stale one fails that compare-and-set
+    // and is read again, as after any lost one; a round that would commit
+    // nothing reads first.
     let remembered = shared.stores.remembered_instance(id);
     let mut fresh = remembered.is_none();
     let found = match remembered {
@@ -187,7 +188,7 @@ pub(crate) async fn drive(
             };
         }
         let (next, planned) = plan::plan(definition, &mut state, now);
-        let dirty = changed || planned;
+        let mut dirty = changed || planned;
         if !dirty && !fresh {
             // Nothing to commit would confirm the remembered state: read it.
             (state, revision) = reload(shared, id).await?;
@@ -198,11 +199,17 @@ pub(crate) async fn drive(
             state.updated_at_ms = now;
         }
         let calls_next = matches!(next, Next::Call(_) | Next::Compensate(_));
-        if dirty && (!calls_next || stopping.is_cancelled()) {
-            // Ending, waiting or handing back: the state is committed first.
+        if dirty && (!calls_next || stopping.is_cancelled() || !fresh) {
+            // Ending, waiting or handing back, or about to call from a
+            // remembered state: the state is committed first. A call is
+            // never made from a state no commit or read has confirmed, so a
+            // stale memory cannot start a step the stored instance never
+            // started (one a cancel stopped, say).
             match shared.stores.update_instance(&state, revision).await? {
                 Some(committed) => {
+                    // Confirmed: the round's calls follow without committing again.
                     revision = committed;
+                    dirty = false;
                     pending.clear();
                 }
                 None => {

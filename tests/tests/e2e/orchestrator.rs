@@ -523,6 +523,73 @@ async fn a_jetstream_message_starts_an_instance_once_and_a_bad_one_is_a_dead_let
 }
 
 #[tokio::test]
+async fn a_stale_memory_of_an_instance_never_starts_a_call() {
+    let bus = bus().await;
+    // s1 fails once, then waits two seconds before its retry.
+    bus.ledger.script(
+        "s1",
+        Script::FailTimes {
+            times: 1,
+            code: "UNAVAILABLE".to_owned(),
+        },
+    );
+    let mut step = ledger_step("s1", "2s");
+    step["retry"]["initial_interval"] = json!("2s");
+    step["retry"]["max_interval"] = json!("2s");
+    step["retry"]["jitter"] = json!(0.0);
+    bus.load(ledger_workflow("stale", vec![step])).await;
+    let started = bus.start("stale", "o-stale").await;
+    let requests = || {
+        bus.ledger
+            .read(|log| log.requests.get(&("o-stale".to_owned(), "s1".to_owned())).copied())
+            .unwrap_or(0)
+    };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while requests() < 1 {
+        assert!(tokio::time::Instant::now() < deadline, "s1 was never called");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // While the retry waits, another replica's cancel is stored: the
+    // orchestrator here still remembers the instance without it.
+    let js = async_nats::jetstream::new(bus.server.client().await.unwrap());
+    let instances = js.get_key_value("SOA_WF_INSTANCES").await.unwrap();
+    loop {
+        let entry = instances.entry(&started.instance).await.unwrap().unwrap();
+        let mut state: Value = serde_json::from_slice(&entry.value).unwrap();
+        // Once the failed attempt and the retry's time are committed.
+        if !state["steps"]["s1"]["retry_at_ms"].is_u64() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the retry was never scheduled: {state:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        }
+        state["cancel_requested"] = json!("cancelled on another replica");
+        let written = instances
+            .update(
+                &started.instance,
+                serde_json::to_vec(&state).unwrap().into(),
+                entry.revision,
+            )
+            .await;
+        if written.is_ok() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "could not store the cancel");
+    }
+    // Nothing asks the orchestrator meanwhile (a read would refresh its
+    // memory) until the retry's time has passed.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let state = wait_final(&bus.client, &started.instance, WAIT).await.unwrap();
+    assert_eq!(state.status, InstanceStatus::Cancelled, "{state:#?}");
+    // The retry was never made from the stale memory: nothing was applied
+    // that the cancel would then leave undone.
+    assert_eq!(requests(), 1);
+    assert!(bus.applied("o-stale").is_empty(), "{:?}", bus.applied("o-stale"));
+}
+
+#[tokio::test]
 async fn a_deleted_starts_consumer_is_opened_again() {
     let bus = bus().await;
     bus.load(ledger_workflow("restarted", vec![ledger_step("s1", "2s")]))
