@@ -94,6 +94,31 @@ impl Bus {
 
 const WAIT: Duration = Duration::from_secs(20);
 
+/// Publishes a start of `workflow` for `order` on its JetStream subject,
+/// with `headers`, and waits until JetStream stores it.
+async fn publish_start(
+    js: &async_nats::jetstream::Context,
+    workflow: &str,
+    order: &str,
+    headers: async_nats::HeaderMap,
+) {
+    js.publish_with_headers(
+        contracts::subjects::orchestrator_start(workflow),
+        headers,
+        serde_json::to_vec(&StartWorkflowRequest {
+            input: json!({"order": order}),
+            idempotency_key: None,
+            correlation_id: None,
+        })
+        .unwrap()
+        .into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+}
+
 #[tokio::test]
 async fn the_happy_path_runs_every_step_once_and_announces_the_end() {
     let bus = bus().await;
@@ -455,21 +480,7 @@ async fn a_jetstream_message_starts_an_instance_once_and_a_bad_one_is_a_dead_let
     for _ in 0..2 {
         let mut headers = async_nats::HeaderMap::new();
         headers.insert("Nats-Msg-Id", "order-8-placed");
-        js.publish_with_headers(
-            contracts::subjects::orchestrator_start("streamed"),
-            headers,
-            serde_json::to_vec(&StartWorkflowRequest {
-                input: json!({"order": "o-8"}),
-                idempotency_key: None,
-                correlation_id: None,
-            })
-            .unwrap()
-            .into(),
-        )
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+        publish_start(&js, "streamed", "o-8", headers).await;
     }
     js.publish(
         contracts::subjects::orchestrator_start("streamed"),
@@ -605,20 +616,7 @@ async fn a_deleted_starts_consumer_is_opened_again() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    js.publish(
-        contracts::subjects::orchestrator_start("restarted"),
-        serde_json::to_vec(&StartWorkflowRequest {
-            input: json!({"order": "o-restarted"}),
-            idempotency_key: None,
-            correlation_id: None,
-        })
-        .unwrap()
-        .into(),
-    )
-    .await
-    .unwrap()
-    .await
-    .unwrap();
+    publish_start(&js, "restarted", "o-restarted", async_nats::HeaderMap::new()).await;
     // The orchestrator opens the consumer again and takes the start.
     loop {
         if bus.applied("o-restarted") == ["s1"] {
