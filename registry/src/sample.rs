@@ -1,7 +1,8 @@
 //! Realistic contracts for the registry's own tests: the shop's five as
 //! they stood at a fixed point (`registry/tests/data/shop/`), so the
 //! registry's tests do not change whenever the shop's contracts take a new
-//! version.
+//! version. The end-to-end tests read the same files
+//! (`tests::registry::shop_contracts`); this crate cannot use theirs.
 
 use contracts::{ContractDocument, Limits};
 

@@ -103,7 +103,8 @@ pub const SHOP_OWNER_TOKEN: &str = "shop-team";
 
 /// The frozen shop contracts (`registry/tests/data/shop/`, the shop as it
 /// stood at inventory 1.1.0, payments 1.2.0 and shipping 1.2.0), by file
-/// name and text.
+/// name and text; the registry's own unit tests read the same files
+/// (`registry/src/sample.rs`, test-only there).
 const SHOP_SAMPLE: [(&str, &str); 5] = [
     (
         "orders.v1.json",
