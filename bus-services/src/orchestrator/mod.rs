@@ -22,6 +22,7 @@ mod engine;
 mod error;
 mod plan;
 pub mod store;
+mod sweep;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -233,7 +234,7 @@ impl Orchestrator {
             Arc::clone(&shared),
             stop.clone(),
         ))));
-        tasks.push(AbortOnDropHandle::new(tokio::spawn(sweep(
+        tasks.push(AbortOnDropHandle::new(tokio::spawn(sweep::sweep(
             Arc::clone(&shared),
             stop.clone(),
         ))));
@@ -427,48 +428,6 @@ async fn start_from_message(shared: &Shared, message: &jetstream::Message) -> Re
             Err(StartFailure::Retry(error))
         }
         Err(error) => Err(StartFailure::Refused(api::start_failure(&error))),
-    }
-}
-
-/// Queues instances that nobody drives: a start that stopped between
-/// storing and queueing, or work lost with a stream. Only instances quiet
-/// for twice the ack wait and not waiting for a retry are queued; repeats
-/// across replicas carry the same message id and are dropped.
-async fn sweep(shared: Arc<Shared>, stop: CancellationToken) {
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            () = tokio::time::sleep(shared.config.sweep_interval) => {}
-        }
-        let instances = match shared.stores.all_instances().await {
-            Ok(instances) => instances,
-            Err(error) => {
-                tracing::warn!(error = %error, "The sweep could not list instances.");
-                continue;
-            }
-        };
-        let now = now_ms();
-        let quiet = u64::try_from(shared.config.ack_wait.as_millis().saturating_mul(2)).unwrap_or(u64::MAX);
-        for instance in instances {
-            let waiting = instance
-                .steps
-                .values()
-                .any(|step| step.retry_at_ms.is_some_and(|at| at > now))
-                || instance
-                    .compensation
-                    .as_ref()
-                    .is_some_and(|record| record.retry_at_ms.is_some_and(|at| at > now));
-            if instance.status.is_final() || waiting || now.saturating_sub(instance.updated_at_ms) < quiet {
-                continue;
-            }
-            let message_id = format!("{}/sweep/{}", instance.id, instance.updated_at_ms);
-            match shared.stores.enqueue(&instance.id, &message_id).await {
-                Ok(()) => tracing::info!(instance = %instance.id, "Queued a quiet instance again."),
-                Err(error) => {
-                    tracing::warn!(instance = %instance.id, error = %error, "Could not queue a quiet instance.")
-                }
-            }
-        }
     }
 }
 

@@ -57,6 +57,14 @@ pub(crate) enum Created<T> {
     Exists(T),
 }
 
+/// How far [`Stores::instance_changes`] read.
+pub(crate) enum Changes {
+    /// Every change before this revision is read.
+    ReadTo(u64),
+    /// The bucket was made again since: read it again from revision 1.
+    Restarted,
+}
+
 /// The JetStream handles the orchestrator works with.
 #[derive(Clone)]
 pub(crate) struct Stores {
@@ -247,6 +255,61 @@ impl Stores {
             .into_iter()
             .map(|(key, value)| decode_instance(&key, &value))
             .collect()
+    }
+
+    /// Reads the instances bucket's changes from revision `from` up to its
+    /// last revision now, in order, handing each key with its value
+    /// (`None`: deleted) to `visit`. Only each key's latest revision is
+    /// stored, so this reads the instances changed since `from`, not every
+    /// write. Returns the revision to read from next time, or
+    /// [`Changes::Restarted`] when the bucket holds fewer revisions than
+    /// were read before (it was made again).
+    pub(crate) async fn instance_changes(
+        &self,
+        from: u64,
+        mut visit: impl FnMut(&str, Option<&[u8]>),
+    ) -> Result<Changes, OrchestratorError> {
+        let fail = |error: String| OrchestratorError::jetstream("reading the instances' changes", error);
+        let mut stream = self
+            .js
+            .get_stream(format!("KV_{INSTANCES_BUCKET}"))
+            .await
+            .map_err(|error| fail(error.to_string()))?;
+        let last = stream
+            .info()
+            .await
+            .map_err(|error| fail(error.to_string()))?
+            .state
+            .last_sequence;
+        if last.saturating_add(1) < from {
+            return Ok(Changes::Restarted);
+        }
+        if last < from {
+            return Ok(Changes::ReadTo(from));
+        }
+        let mut watch = self
+            .instances
+            .watch_all_from_revision(from)
+            .await
+            .map_err(|error| fail(error.to_string()))?;
+        let mut next = from;
+        loop {
+            let entry = match tokio::time::timeout(Duration::from_secs(5), watch.next()).await {
+                Ok(Some(Ok(entry))) => entry,
+                Ok(Some(Err(error))) => return Err(fail(error.to_string())),
+                // Deleted revisions may leave nothing more to deliver.
+                Ok(None) | Err(_) => break,
+            };
+            next = entry.revision.saturating_add(1);
+            match entry.operation {
+                kv::Operation::Put => visit(&entry.key, Some(&entry.value)),
+                kv::Operation::Delete | kv::Operation::Purge => visit(&entry.key, None),
+            }
+            if entry.revision >= last || entry.delta == 0 {
+                break;
+            }
+        }
+        Ok(Changes::ReadTo(next))
     }
 
     /// Puts an instance on the work stream; `message_id` drops repeats.

@@ -601,6 +601,59 @@ async fn a_stale_memory_of_an_instance_never_starts_a_call() {
 }
 
 #[tokio::test]
+async fn the_sweep_drives_an_instance_nobody_queued_and_leaves_ended_ones_alone() {
+    let bus = bus().await;
+    bus.load(ledger_workflow("swept", vec![ledger_step("s1", "2s")])).await;
+    let first = bus.start("swept", "o-first").await;
+    let ended = wait_final(&bus.client, &first.instance, WAIT).await.unwrap();
+    assert_eq!(ended.status, InstanceStatus::Completed, "{ended:#?}");
+    // Past the sweep's first round (every 2 s here), which read the bucket
+    // from its start: the instance below comes as a change since.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    // An instance stored and never queued (its starter stopped in between),
+    // quiet for a minute.
+    let mut orphan = serde_json::to_value(&ended).unwrap();
+    let now_ms = u64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap();
+    for field in [
+        "output",
+        "reason",
+        "compensation",
+        "cancel_requested",
+        "idempotency_key",
+    ] {
+        orphan.as_object_mut().unwrap().remove(field);
+    }
+    orphan["id"] = json!("orphan-1");
+    orphan["status"] = json!("running");
+    orphan["input"] = json!({"order": "o-orphan"});
+    orphan["correlation_id"] = json!("o-orphan");
+    orphan["steps"] = json!({});
+    orphan["completed"] = json!([]);
+    orphan["history"] = json!([]);
+    orphan["created_at_ms"] = json!(now_ms - 60_000);
+    orphan["updated_at_ms"] = json!(now_ms - 60_000);
+    let js = async_nats::jetstream::new(bus.server.client().await.unwrap());
+    let instances = js.get_key_value("SOA_WF_INSTANCES").await.unwrap();
+    instances
+        .create("orphan-1", serde_json::to_vec(&orphan).unwrap().into())
+        .await
+        .unwrap();
+    let state = wait_final(&bus.client, "orphan-1", WAIT).await.unwrap();
+    assert_eq!(state.status, InstanceStatus::Completed, "{state:#?}");
+    assert_eq!(bus.applied("o-orphan"), ["s1"]);
+    // Rounds later, neither instance was driven again.
+    tokio::time::sleep(Duration::from_millis(4_500)).await;
+    assert_eq!(bus.applied("o-first"), ["s1"]);
+    assert_eq!(bus.applied("o-orphan"), ["s1"]);
+}
+
+#[tokio::test]
 async fn a_deleted_starts_consumer_is_opened_again() {
     let bus = bus().await;
     bus.load(ledger_workflow("restarted", vec![ledger_step("s1", "2s")]))
