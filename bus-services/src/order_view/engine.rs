@@ -20,6 +20,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::acks::{ACK_EVERY, AckFloor};
 use super::facts::{Event, OrderFacts, Stamp};
 use super::lag::LagHistogram;
 use super::{OrderViewConfig, OrderViewError, VIEW_BUCKET};
@@ -78,8 +79,23 @@ impl Indexed {
 /// the write should not wait any longer (the order settled, or the view stops).
 #[derive(Default)]
 struct Waiting {
-    messages: Vec<jetstream::Message>,
+    deliveries: Vec<Delivery>,
     now: Arc<Notify>,
+}
+
+/// A delivery waiting for its order's write, with its consumer's floor.
+struct Delivery {
+    floor: Arc<Mutex<AckFloor>>,
+    sequence: u64,
+    message: jetstream::Message,
+}
+
+impl Delivery {
+    /// What it tells is stored: its consumer's next flush acks it, with
+    /// every delivery before it.
+    fn settle(self) {
+        lock(&self.floor).settle(self.sequence, self.message);
+    }
 }
 
 /// One shop event stream the view reads.
@@ -91,6 +107,8 @@ pub(crate) struct Source {
     pub(crate) stream: String,
     /// The view's durable consumer on it.
     pub(crate) durable: String,
+    /// Its deliveries not acked yet.
+    pub(crate) floor: Arc<Mutex<AckFloor>>,
 }
 
 /// What the view counted since it started (or was rebuilt).
@@ -137,6 +155,7 @@ impl Engine {
                 service: contract.service.as_str().to_owned(),
                 durable: format!("order-view-{}", contract.service.as_str()),
                 stream,
+                floor: Arc::default(),
             });
         }
         let bucket = open_bucket(&js, &config).await?;
@@ -191,6 +210,9 @@ impl Engine {
             stop_generation(generation).await;
         }
         self.writes_done().await;
+        for source in &self.sources {
+            flush_acks(source).await;
+        }
     }
 
     /// Waits (a while) until no write is coming: the events they settle are
@@ -234,7 +256,8 @@ impl Engine {
             durable_name: Some(source.durable.clone()),
             description: Some("soabus order view: every event of the stream, from the first".to_owned()),
             deliver_policy: consumer::DeliverPolicy::All,
-            ack_policy: consumer::AckPolicy::Explicit,
+            // One ack settles every delivery up to it (see `acks.rs`).
+            ack_policy: consumer::AckPolicy::All,
             // A delivery taken and not settled (the view stopped or
             // was killed) comes back this soon; applying twice is harmless.
             ack_wait: ACK_WAIT,
@@ -242,11 +265,9 @@ impl Engine {
             max_ack_pending: MAX_ACK_PENDING,
             ..Default::default()
         };
-        let consumer: consumer::PullConsumer = stream
-            .get_or_create_consumer(&source.durable, config.clone())
-            .await
-            .map_err(jetstream_error)?;
-        let consumer = raise_ack_pending(&stream, consumer, config).await;
+        // What an earlier run took is delivered again (see `open_consumer`).
+        lock(&source.floor).clear();
+        let consumer = open_consumer(&stream, config).await?;
         let max_in_flight = self.config.max_in_flight.max(1);
         let mut messages = consumer
             .stream()
@@ -257,11 +278,14 @@ impl Engine {
             .await
             .map_err(jetstream_error)?;
         let mut in_flight = futures::stream::FuturesUnordered::new();
+        let mut acks = tokio::time::interval(ACK_EVERY);
+        acks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let result = loop {
             tokio::select! {
                 biased;
                 () = stop.cancelled() => break Ok(()),
                 Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+                _ = acks.tick() => flush_acks(source).await,
                 message = messages.next(), if in_flight.len() < max_in_flight => match message {
                     Some(Ok(message)) => in_flight.push(self.process(source, message)),
                     Some(Err(error)) => {
@@ -274,6 +298,7 @@ impl Engine {
         // Finish what was taken, and hand back what was pulled but not
         // started, so it is delivered again at once rather than after the ack wait.
         while in_flight.next().await.is_some() {}
+        flush_acks(source).await;
         // At most one batch: a handed-back event may be pulled again at once.
         for _ in 0..max_in_flight {
             let Ok(Some(Ok(message))) = tokio::time::timeout(Duration::from_millis(20), messages.next()).await else {
@@ -287,21 +312,46 @@ impl Engine {
     }
 
     /// Applies one message to the index (queries see it at once) and hands
-    /// it to its order's coming write, which acks it once stored; an
-    /// unreadable event goes to the dead letters.
+    /// it to its order's coming write, which settles it once stored (the
+    /// consumer's next ack flush then covers it); an unreadable event goes
+    /// to the dead letters and is settled.
     async fn process(self: &Arc<Self>, source: &Source, message: jetstream::Message) {
-        let outcome = match self.apply(source, &message) {
-            Ok(Some(Unsaved { order, settled })) => {
-                self.store_later(order, message, settled);
+        let sequence = message.info().ok().map(|info| info.stream_sequence);
+        if let Some(sequence) = sequence {
+            lock(&source.floor).take(sequence);
+        }
+        let applied = match sequence {
+            Some(sequence) => self.apply(source, &message).map(|unsaved| (unsaved, sequence)),
+            None => Err("no JetStream metadata".to_owned()),
+        };
+        let outcome = match applied {
+            Ok((Some(Unsaved { order, settled }), sequence)) => {
+                let delivery = Delivery {
+                    floor: Arc::clone(&source.floor),
+                    sequence,
+                    message,
+                };
+                self.store_later(order, delivery, settled);
                 return;
             }
-            Ok(None) => message.ack().await,
+            Ok((None, sequence)) => {
+                lock(&source.floor).settle(sequence, message);
+                return;
+            }
             Err(reason) => {
                 tracing::warn!(stream = %source.stream, reason = %reason, "The order view cannot read an event; it goes to the dead letters.");
                 match dead_letter(&self.js, &message, &source.stream, &source.durable, &reason).await {
                     Ok(()) => {
                         lock(&self.counters).dead_letters += 1;
-                        message.ack_with(AckKind::Term).await
+                        match sequence {
+                            // Settled: the consumer's next ack covers it. (A
+                            // `Term` would ack every delivery before it too.)
+                            Some(sequence) => {
+                                lock(&source.floor).settle(sequence, message);
+                                return;
+                            }
+                            None => message.ack_with(AckKind::Term).await,
+                        }
                     }
                     Err(error) => {
                         tracing::error!(error = %error, "Could not store the dead letter; the event will be redelivered.");
@@ -379,14 +429,14 @@ impl Engine {
     /// for more. An order has at most one writer: its entry lives from the
     /// writer's start until it finds nothing more to write, so one writer's
     /// success is what acks every event it took.
-    fn store_later(self: &Arc<Self>, order: String, message: jetstream::Message, settled: bool) {
+    fn store_later(self: &Arc<Self>, order: String, delivery: Delivery, settled: bool) {
         let start_writer = {
             let mut writes = lock(&self.writes);
             let (waiting, new) = match writes.entry(order.clone()) {
                 std::collections::hash_map::Entry::Occupied(waiting) => (waiting.into_mut(), false),
                 std::collections::hash_map::Entry::Vacant(vacant) => (vacant.insert(Waiting::default()), true),
             };
-            waiting.messages.push(message);
+            waiting.deliveries.push(delivery);
             if settled {
                 waiting.now.notify_one();
             }
@@ -411,7 +461,7 @@ impl Engine {
             let waiting = {
                 let mut writes = lock(&self.writes);
                 match writes.get_mut(&order) {
-                    Some(waiting) if !waiting.messages.is_empty() => std::mem::take(&mut waiting.messages),
+                    Some(waiting) if !waiting.deliveries.is_empty() => std::mem::take(&mut waiting.deliveries),
                     _ => {
                         writes.remove(&order);
                         return;
@@ -422,13 +472,14 @@ impl Engine {
             if let Err(reason) = &stored {
                 tracing::warn!(order = %order, reason = %reason, "The order view could not store an order; its events come back shortly.");
             }
-            for message in waiting {
-                let settled = match &stored {
-                    Ok(()) => message.ack().await,
-                    Err(_) => message.ack_with(AckKind::Nak(Some(RETRY_PAUSE))).await,
-                };
-                if let Err(error) = settled {
-                    tracing::debug!(error = %error, "Could not acknowledge an event; it will be redelivered.");
+            for delivery in waiting {
+                match &stored {
+                    Ok(()) => delivery.settle(),
+                    Err(_) => {
+                        if let Err(error) = delivery.message.ack_with(AckKind::Nak(Some(RETRY_PAUSE))).await {
+                            tracing::debug!(error = %error, "Could not hand an event back; it will be redelivered.");
+                        }
+                    }
                 }
             }
         }
@@ -584,8 +635,12 @@ impl Engine {
         if let Some(running) = generation.take() {
             stop_generation(running).await;
         }
-        // The writes under way belong to the bucket about to go.
+        // The writes under way belong to the bucket about to go, and the
+        // deliveries not acked to the consumers about to go.
         self.writes_done().await;
+        for source in &self.sources {
+            lock(&source.floor).clear();
+        }
         for source in &self.sources {
             let stream = self.js.get_stream(&source.stream).await.map_err(jetstream_error)?;
             if let Err(error) = stream.delete_consumer(&source.durable).await {
@@ -652,6 +707,61 @@ impl Engine {
 struct Unsaved {
     order: String,
     settled: bool,
+}
+
+/// Opens (creating when missing) a view consumer as `wanted` says, with
+/// nothing delivered and not acked.
+///
+/// One ack settles every delivery up to it, so deliveries an earlier run
+/// took and did not settle must not wait on the server for their
+/// redelivery: this run's first ack would cover them unseen. Such a
+/// consumer is made again from its ack floor, and so is one made by an
+/// earlier view that acked each event (the server cannot change an ack
+/// policy). What was not acked is delivered again; applying twice is harmless.
+async fn open_consumer(
+    stream: &jetstream::stream::Stream,
+    wanted: consumer::pull::Config,
+) -> Result<consumer::PullConsumer, OrderViewError> {
+    let durable = wanted.durable_name.clone().unwrap_or_default();
+    let consumer: consumer::PullConsumer = stream
+        .get_or_create_consumer(&durable, wanted.clone())
+        .await
+        .map_err(jetstream_error)?;
+    let info = consumer.cached_info();
+    let floor = info.ack_floor.stream_sequence;
+    let unsettled = info.num_ack_pending > 0 || info.delivered.stream_sequence > floor;
+    if info.config.ack_policy == wanted.ack_policy && !unsettled {
+        return Ok(raise_ack_pending(stream, consumer, wanted).await);
+    }
+    tracing::info!(consumer = %durable, acked_through = floor, "Making the order view's consumer again from what it acked.");
+    stream.delete_consumer(&durable).await.map_err(jetstream_error)?;
+    let deliver_policy = if floor == 0 {
+        consumer::DeliverPolicy::All
+    } else {
+        consumer::DeliverPolicy::ByStartSequence {
+            start_sequence: floor.saturating_add(1),
+        }
+    };
+    stream
+        .get_or_create_consumer(
+            &durable,
+            consumer::pull::Config {
+                deliver_policy,
+                ..wanted
+            },
+        )
+        .await
+        .map_err(jetstream_error)
+}
+
+/// Acks the consumer's deliveries settled so far (one ack stands for all).
+async fn flush_acks(source: &Source) {
+    let due = lock(&source.floor).take_due();
+    if let Some(message) = due
+        && let Err(error) = message.ack().await
+    {
+        tracing::debug!(consumer = %source.durable, error = %error, "Could not acknowledge the view's events; they will be redelivered.");
+    }
 }
 
 /// Raises the ack-pending limit of a view consumer made before the limit was

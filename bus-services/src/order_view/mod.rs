@@ -15,6 +15,7 @@
 //! events (see `facts`), so the live view and one rebuilt from the streams
 //! are equal field for field, whatever order the events arrived in.
 
+mod acks;
 mod engine;
 mod facts;
 mod lag;

@@ -326,12 +326,12 @@ async fn wait_until_answering(nats: &async_nats::Client, stop: &CancellationToke
     }
 }
 
-/// The kind of message a subject carries, for the per-order count.
 /// The kind of the order view's own messages: its bucket's writes, its
 /// consumers' acks and pulls, its queries (its deliveries arrive on inboxes
 /// like everyone's and count as replies).
 pub(crate) const READ_MODEL: &str = "read model";
 
+/// The kind of message a subject carries, for the per-order count.
 fn kind_of(subject: &str) -> &'static str {
     if subject.starts_with("$KV.SOA_ORDER_VIEW.")
         || subject.starts_with("shop.order-view.")
