@@ -63,7 +63,10 @@ pub(crate) struct OrderRecord {
     /// The shipment that carries it, once completed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) shipment_id: Option<String>,
-    /// The fulfilment workflow instance, when orchestrated.
+    /// The fulfilment workflow instance, once an orchestrated order ended
+    /// (from the workflow's `finished` event; until then `soa order
+    /// timeline` finds it by correlation id). Storing it at the start cost
+    /// every order a write of its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) instance: Option<String>,
 }
@@ -166,30 +169,25 @@ impl Orders {
             idempotency_key: Some(key.to_owned()),
             correlation_id: Some(key.to_owned()),
         };
-        let started = self
-            .fulfilment
+        self.fulfilment
             .in_flow(flow)
             .call::<workflow_ops::Start>(&request)
             .await
             .map_err(|error| start_failed(key, &error))?;
-        self.orders
-            .modify(key, |current: Option<&OrderRecord>| match current {
-                Some(record) if record.instance.is_none() => {
-                    let mut next = record.clone();
-                    next.instance = Some(started.instance.clone());
-                    Change::Write(next, ())
-                }
-                _ => Change::Keep(()),
-            })
-            .await?;
         Ok(())
     }
 
     /// Ends `order` once: from `placed` to completed or cancelled, if it is
-    /// driven in `mode` (the other mode's messages never end an order).
-    /// Returns the record as it is after, or `None` for an order never
-    /// placed here.
-    async fn end(&self, order: &str, mode: FlowMode, ending: &Ending) -> Result<Option<OrderRecord>, StoreError> {
+    /// driven in `mode` (the other mode's messages never end an order),
+    /// naming the workflow `instance` that drove it, if any. Returns the
+    /// record as it is after, or `None` for an order never placed here.
+    async fn end(
+        &self,
+        order: &str,
+        mode: FlowMode,
+        ending: &Ending,
+        instance: Option<&str>,
+    ) -> Result<Option<OrderRecord>, StoreError> {
         self.orders
             .modify(order, |current: Option<&OrderRecord>| match current {
                 None => Change::Keep(None),
@@ -199,6 +197,9 @@ impl Orders {
                 Some(record) => {
                     let mut next = record.clone();
                     next.finished_at_ms = Some(now_ms());
+                    if let Some(instance) = instance {
+                        next.instance.get_or_insert_with(|| instance.to_owned());
+                    }
                     match ending {
                         Ending::Completed { shipment_id } => {
                             next.order.status = OrderStatus::Completed;
@@ -217,7 +218,7 @@ impl Orders {
 
     /// The choreography's end of an order: record it and announce it.
     async fn end_choreographed(&self, context: &EventContext, order: &str, ending: Ending) -> Result<(), ServiceError> {
-        let Some(record) = self.end(order, FlowMode::Choreographed, &ending).await? else {
+        let Some(record) = self.end(order, FlowMode::Choreographed, &ending, None).await? else {
             tracing::debug!(order, "An event about an order never placed here; ignored.");
             return Ok(());
         };
@@ -301,7 +302,10 @@ impl Orders {
         };
         // `end` leaves an order of the other mode as it is, and finds none
         // for an order never placed here.
-        let Some(record) = self.end(order, FlowMode::Orchestrated, &ending).await? else {
+        let Some(record) = self
+            .end(order, FlowMode::Orchestrated, &ending, Some(&finished.instance))
+            .await?
+        else {
             tracing::debug!(order, "A fulfilment ended for an order never placed here; ignored.");
             return Ok(());
         };

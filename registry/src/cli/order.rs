@@ -176,7 +176,7 @@ fn call_options() -> CallOptions {
 
 /// The fulfilment instance of an orchestrated order, how it was found, and
 /// how many orchestrator queries that took: the orders service's record
-/// names it once started; until then (or without the record) `list`
+/// names it once the order ended; until then (or without the record) `list`
 /// finds it by correlation id.
 async fn find_instance(
     nats: &async_nats::Client,
