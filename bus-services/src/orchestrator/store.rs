@@ -270,17 +270,7 @@ impl Stores {
         mut visit: impl FnMut(&str, Option<&[u8]>),
     ) -> Result<Changes, OrchestratorError> {
         let fail = |error: String| OrchestratorError::jetstream("reading the instances' changes", error);
-        let mut stream = self
-            .js
-            .get_stream(format!("KV_{INSTANCES_BUCKET}"))
-            .await
-            .map_err(|error| fail(error.to_string()))?;
-        let last = stream
-            .info()
-            .await
-            .map_err(|error| fail(error.to_string()))?
-            .state
-            .last_sequence;
+        let last = bucket_state(&self.js, INSTANCES_BUCKET, fail).await?.last_sequence;
         if last.saturating_add(1) < from {
             return Ok(Changes::Restarted);
         }
@@ -411,6 +401,25 @@ fn encode(state: &InstanceState) -> Result<Vec<u8>, OrchestratorError> {
     })
 }
 
+/// The state of a bucket's stream now (the store's own status is the one
+/// cached when it was opened).
+async fn bucket_state(
+    js: &jetstream::Context,
+    bucket: &str,
+    fail: impl Fn(String) -> OrchestratorError,
+) -> Result<stream::State, OrchestratorError> {
+    let mut stream = js
+        .get_stream(format!("KV_{bucket}"))
+        .await
+        .map_err(|error| fail(error.to_string()))?;
+    Ok(stream
+        .info()
+        .await
+        .map_err(|error| fail(error.to_string()))?
+        .state
+        .clone())
+}
+
 /// The latest value of every key of a bucket, read in one pass.
 async fn latest_values(
     js: &jetstream::Context,
@@ -418,18 +427,7 @@ async fn latest_values(
     store: &kv::Store,
     fail: impl Fn(String) -> OrchestratorError,
 ) -> Result<Vec<(String, bytes::Bytes)>, OrchestratorError> {
-    // The store's own status is the one cached when it was opened: ask afresh.
-    let mut stream = js
-        .get_stream(format!("KV_{bucket}"))
-        .await
-        .map_err(|error| fail(error.to_string()))?;
-    let messages = stream
-        .info()
-        .await
-        .map_err(|error| fail(error.to_string()))?
-        .state
-        .messages;
-    if messages == 0 {
+    if bucket_state(js, bucket, &fail).await?.messages == 0 {
         return Ok(Vec::new());
     }
     let mut watch = store
