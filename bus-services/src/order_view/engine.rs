@@ -216,7 +216,8 @@ impl Engine {
     }
 
     /// Waits (a while) until no write is coming: the events they settle are
-    /// then stored and acked. Writes waiting for more facts go at once.
+    /// then stored and settled, for the next ack flush. Writes waiting for
+    /// more facts go at once.
     async fn writes_done(&self) {
         for waiting in lock(&self.writes).values() {
             waiting.now.notify_one();
@@ -428,7 +429,7 @@ impl Engine {
     /// when none is coming; a `settled` order's write goes without waiting
     /// for more. An order has at most one writer: its entry lives from the
     /// writer's start until it finds nothing more to write, so one writer's
-    /// success is what acks every event it took.
+    /// success is what settles every event it took.
     fn store_later(self: &Arc<Self>, order: String, delivery: Delivery, settled: bool) {
         let start_writer = {
             let mut writes = lock(&self.writes);
