@@ -228,9 +228,12 @@ impl Inventory {
         let attempt = nuid::next().to_string();
         // Products this attempt put a hold on.
         let mut added: Vec<String> = Vec::new();
-        // The first round takes the order for a new one (the common case)
-        // and creates its record without reading first; when a record is
-        // there already, the create fails and the next round reads it.
+        // The first round takes the order for a new one (the common case):
+        // it takes the holds, then stores the outcome in one create, without
+        // reading first. When a record is there already, the create fails
+        // and the next round reads it. A release that finds no record looks
+        // for the order's holds itself, so holds taken by an attempt that
+        // stopped before its create are given back all the same.
         let mut guess_new = true;
         for _ in 0..MAX_ROUNDS {
             let existing = if std::mem::take(&mut guess_new) {
@@ -238,46 +241,42 @@ impl Inventory {
             } else {
                 self.reservations.get::<ReservationRecord>(key).await?
             };
-            let mut record = match existing {
-                Some(record) => record,
+            let (record, found_settled) = match existing {
                 None => {
-                    let record = ReservationRecord {
-                        order_id: order_id.clone(),
-                        reservation_id: format!("res-{key}"),
-                        items: wanted.clone(),
-                        status: ReservationStatus::Pending,
-                        shortage: None,
-                        released_held: false,
-                        attempts: BTreeMap::new(),
-                        updated_at_ms: now_ms(),
-                    };
+                    let taken = self.take(order_id, &wanted, &attempt, &mut added).await?;
+                    let record = settled_record(order_id, &wanted, taken);
                     if !self.reservations.create(key, &record).await? {
-                        // Someone else started this order's reservation: read theirs.
+                        // Someone stored this order's reservation first: read theirs.
                         continue;
                     }
-                    record
+                    (record, false)
                 }
+                // Written by an earlier version, which stored a reservation
+                // before taking its holds.
+                Some(record) if record.status == ReservationStatus::Pending => {
+                    // Take what the record says (the first request's items), so
+                    // every attempt at this order works towards the same holds.
+                    let taken = self.take(order_id, &record.items, &attempt, &mut added).await?;
+                    // Answer from the settled record, whoever settled it.
+                    match self.settle(key, taken).await? {
+                        Some(settled) => (settled, false),
+                        None => continue,
+                    }
+                }
+                Some(record) => (record, true),
             };
-            let found_settled = record.status != ReservationStatus::Pending;
-            if !found_settled {
-                // Take what the record says (the first request's items), so
-                // every attempt at this order works towards the same holds.
-                let taken = self.take(order_id, &record.items, &attempt, &mut added).await?;
-                // Answer from the settled record, whoever settled it.
-                match self.settle(key, taken).await? {
-                    Some(settled) => record = settled,
-                    None => continue,
-                }
-            }
             match record.status {
                 ReservationStatus::Held | ReservationStatus::Shipped => {
                     // A hold the record does not name is a late attempt's
-                    // (this one's, or one that died before giving it back).
-                    let suspects: Vec<&str> = if found_settled {
-                        record.items.iter().map(|line| line.sku.as_str()).collect()
-                    } else {
-                        added.iter().map(String::as_str).collect()
-                    };
+                    // (this one's, or one that died before giving it back);
+                    // this attempt's holds may be on products the record
+                    // does not list (a request with other items).
+                    let mut suspects: Vec<&str> = added.iter().map(String::as_str).collect();
+                    if found_settled {
+                        suspects.extend(record.items.iter().map(|line| line.sku.as_str()));
+                        suspects.sort_unstable();
+                        suspects.dedup();
+                    }
                     for sku in suspects {
                         if !found_settled && record.attempt_for(sku) == attempt {
                             continue;
@@ -425,6 +424,28 @@ impl Inventory {
         Ok(())
     }
 
+    /// Removes `order`'s holds on every product (idempotent): for a release
+    /// that found no reservation naming the products.
+    async fn give_back_everywhere(&self, order: &str) -> Result<(), StoreError> {
+        for (key, stock) in self.stock.bucket().all::<StockRecord>().await? {
+            if !stock.holds.contains_key(order) {
+                continue;
+            }
+            let order = order.to_owned();
+            self.stock
+                .modify(&key, move |current: Option<&StockRecord>| match current {
+                    Some(record) if record.holds.contains_key(&order) => {
+                        let mut next = record.clone();
+                        next.holds.remove(&order);
+                        Change::Write(next, ())
+                    }
+                    _ => Change::Keep(()),
+                })
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Removes `order`'s hold on `sku` unless the `named` attempt took it
     /// (idempotent).
     async fn drop_unnamed(&self, order: &str, sku: &str, named: &str) -> Result<(), StoreError> {
@@ -456,7 +477,7 @@ impl Inventory {
 
     async fn release_to_the_end(&self, order_id: &OrderId) -> Result<StockReleased, StoreError> {
         let key = order_id.0.as_str();
-        let record = self
+        let (record, first) = self
             .reservations
             .modify(key, |current: Option<&ReservationRecord>| match current {
                 None => {
@@ -470,20 +491,25 @@ impl Inventory {
                         attempts: BTreeMap::new(),
                         updated_at_ms: now_ms(),
                     };
-                    Change::Write(record.clone(), record)
+                    Change::Write(record.clone(), (record, true))
                 }
                 Some(record) if matches!(record.status, ReservationStatus::Pending | ReservationStatus::Held) => {
                     let mut next = record.clone();
                     next.status = ReservationStatus::Released;
                     next.released_held = true;
                     next.updated_at_ms = now_ms();
-                    Change::Write(next.clone(), next)
+                    Change::Write(next.clone(), (next, false))
                 }
-                Some(record) => Change::Keep(record.clone()),
+                Some(record) => Change::Keep((record.clone(), false)),
             })
             .await?;
         if record.status == ReservationStatus::Shipped {
             tracing::warn!(order = %key, "A release of an order whose stock has shipped; nothing goes back.");
+        } else if first {
+            // No reservation was stored: an attempt may have taken holds and
+            // stopped before storing it (one still under way finds this
+            // record and gives its holds back itself).
+            self.give_back_everywhere(key).await?;
         } else {
             self.give_back(key, &record.items).await?;
         }
@@ -562,6 +588,26 @@ impl Inventory {
 }
 
 /// A reservation or release task that panicked or was cancelled.
+/// A new order's reservation as its first attempt settles it: `held`,
+/// naming by product the attempt whose hold counts, or `refused` with the
+/// product that ran short.
+fn settled_record(order_id: &OrderId, items: &[StockLine], taken: Taken) -> ReservationRecord {
+    let (status, shortage, attempts) = match taken {
+        Ok(attempts) => (ReservationStatus::Held, None, attempts),
+        Err(shortage) => (ReservationStatus::Refused, Some(shortage), BTreeMap::new()),
+    };
+    ReservationRecord {
+        order_id: order_id.clone(),
+        reservation_id: format!("res-{}", order_id.0),
+        items: items.to_vec(),
+        status,
+        shortage,
+        released_held: false,
+        attempts,
+        updated_at_ms: now_ms(),
+    }
+}
+
 fn task_failed(order: &str, doing: &str, error: &tokio::task::JoinError) -> StoreError {
     StoreError {
         bucket: RESERVATIONS_BUCKET.to_owned(),

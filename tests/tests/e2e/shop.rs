@@ -563,6 +563,58 @@ async fn a_repeated_event_and_a_retried_call_never_charge_twice() {
     bus.stop().await.unwrap();
 }
 
+/// A reservation takes its holds before it stores itself: an attempt that
+/// stopped in between (a crash) leaves holds that no reservation names. A
+/// release of that order finds them and gives them back, and a reservation
+/// coming after the release holds nothing either.
+#[tokio::test]
+async fn a_release_gives_back_holds_that_no_stored_reservation_names() {
+    tests::init_tracing();
+    let bus = ShopBus::start(shop_config(3)).await.unwrap();
+    let js = jetstream::new(bus.nats.clone());
+    let stock = js.get_key_value("SHOP_STOCK").await.unwrap();
+    // As the stopped attempt left it: 2 mugs held for the order.
+    let entry = stock.entry("s.sku-mug").await.unwrap().unwrap();
+    let mut mugs: serde_json::Value = serde_json::from_slice(&entry.value).unwrap();
+    mugs["holds"]["crashed-1"] = serde_json::json!({"units": 2, "attempt": "stopped"});
+    stock
+        .update("s.sku-mug", serde_json::to_vec(&mugs).unwrap().into(), entry.revision)
+        .await
+        .unwrap();
+    let inventory_client = ServiceClient::new(bus.nats.clone(), inventory::contract().unwrap());
+    let level = |client: ServiceClient| async move {
+        client
+            .call::<inventory::Stock>(&GetStock {
+                sku: "sku-mug".to_owned(),
+            })
+            .await
+            .unwrap()
+    };
+    assert_eq!(level(inventory_client.clone()).await.reserved, 2);
+
+    let released = inventory_client
+        .call::<inventory::Release>(&inventory::ReleaseStock {
+            order_id: OrderId("crashed-1".to_owned()),
+        })
+        .await
+        .unwrap();
+    assert!(!released.released, "no stored reservation held anything: {released:?}");
+    assert_eq!(level(inventory_client.clone()).await.reserved, 0);
+    // A late reservation of the released order takes nothing.
+    let late = inventory_client
+        .call::<inventory::Reserve>(&ReserveStock {
+            order_id: OrderId("crashed-1".to_owned()),
+            items: vec![StockLine {
+                sku: "sku-mug".to_owned(),
+                quantity: 2,
+            }],
+        })
+        .await;
+    assert!(late.is_err(), "{late:?}");
+    assert_eq!(level(inventory_client).await.reserved, 0);
+    bus.stop().await.unwrap();
+}
+
 #[tokio::test]
 async fn stock_never_goes_below_zero_under_concurrent_orders() {
     tests::init_tracing();
