@@ -406,20 +406,7 @@ impl Inventory {
     /// Removes `order`'s holds on the products of `items` (idempotent).
     async fn give_back(&self, order: &str, items: &[StockLine]) -> Result<(), StoreError> {
         for line in items {
-            let order = order.to_owned();
-            self.stock
-                .modify(
-                    &sku_key(&line.sku),
-                    move |current: Option<&StockRecord>| match current {
-                        Some(record) if record.holds.contains_key(&order) => {
-                            let mut next = record.clone();
-                            next.holds.remove(&order);
-                            Change::Write(next, ())
-                        }
-                        _ => Change::Keep(()),
-                    },
-                )
-                .await?;
+            self.give_back_at(order, &sku_key(&line.sku)).await?;
         }
         Ok(())
     }
@@ -428,22 +415,26 @@ impl Inventory {
     /// that found no reservation naming the products.
     async fn give_back_everywhere(&self, order: &str) -> Result<(), StoreError> {
         for (key, stock) in self.stock.bucket().all::<StockRecord>().await? {
-            if !stock.holds.contains_key(order) {
-                continue;
+            if stock.holds.contains_key(order) {
+                self.give_back_at(order, &key).await?;
             }
-            let order = order.to_owned();
-            self.stock
-                .modify(&key, move |current: Option<&StockRecord>| match current {
-                    Some(record) if record.holds.contains_key(&order) => {
-                        let mut next = record.clone();
-                        next.holds.remove(&order);
-                        Change::Write(next, ())
-                    }
-                    _ => Change::Keep(()),
-                })
-                .await?;
         }
         Ok(())
+    }
+
+    /// Removes `order`'s hold on the product stored under `key` (idempotent).
+    async fn give_back_at(&self, order: &str, key: &str) -> Result<(), StoreError> {
+        let order = order.to_owned();
+        self.stock
+            .modify(key, move |current: Option<&StockRecord>| match current {
+                Some(record) if record.holds.contains_key(&order) => {
+                    let mut next = record.clone();
+                    next.holds.remove(&order);
+                    Change::Write(next, ())
+                }
+                _ => Change::Keep(()),
+            })
+            .await
     }
 
     /// Removes `order`'s hold on `sku` unless the `named` attempt took it
