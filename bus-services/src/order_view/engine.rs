@@ -317,13 +317,19 @@ impl Engine {
     /// consumer's next ack flush then covers it); an unreadable event goes
     /// to the dead letters and is settled.
     async fn process(self: &Arc<Self>, source: &Source, message: jetstream::Message) {
-        let sequence = message.info().ok().map(|info| info.stream_sequence);
+        let stamp = message.info().map(|info| Stamp {
+            at_us: u64::try_from(info.published.unix_timestamp_nanos() / 1_000).unwrap_or(0),
+            sequence: info.stream_sequence,
+        });
+        let sequence = stamp.as_ref().ok().map(|stamp| stamp.sequence);
         if let Some(sequence) = sequence {
             lock(&source.floor).take(sequence);
         }
-        let applied = match sequence {
-            Some(sequence) => self.apply(source, &message).map(|unsaved| (unsaved, sequence)),
-            None => Err("no JetStream metadata".to_owned()),
+        let applied = match stamp {
+            Ok(stamp) => self
+                .apply(source, &message, stamp)
+                .map(|unsaved| (unsaved, stamp.sequence)),
+            Err(error) => Err(format!("no JetStream metadata: {error}")),
         };
         let outcome = match applied {
             Ok((Some(Unsaved { order, settled }), sequence)) => {
@@ -366,19 +372,12 @@ impl Engine {
         }
     }
 
-    /// Adds the event to its order's facts in the index; the order when it
-    /// has facts not yet stored (the event must wait for their write), or
-    /// `None` when everything it tells is stored already. An error is the
-    /// reason the event can never be applied.
-    fn apply(&self, source: &Source, message: &jetstream::Message) -> Result<Option<Unsaved>, String> {
-        let info = message
-            .info()
-            .map_err(|error| format!("no JetStream metadata: {error}"))?;
-        let at_us = u64::try_from(info.published.unix_timestamp_nanos() / 1_000).unwrap_or(0);
-        let stamp = Stamp {
-            at_us,
-            sequence: info.stream_sequence,
-        };
+    /// Adds the event, stored by JetStream as `stamp` says, to its order's
+    /// facts in the index; the order when it has facts not yet stored (the
+    /// event must wait for their write), or `None` when everything it tells
+    /// is stored already. An error is the reason the event can never be
+    /// applied.
+    fn apply(&self, source: &Source, message: &jetstream::Message, stamp: Stamp) -> Result<Option<Unsaved>, String> {
         let subject = message.subject.as_str();
         let event_name = message
             .headers
@@ -406,7 +405,7 @@ impl Engine {
                 entry.facts.mode().or(event_mode),
             )
         };
-        let lag_us = now_us().saturating_sub(at_us);
+        let lag_us = now_us().saturating_sub(stamp.at_us);
         let mut counters = lock(&self.counters);
         if !changed {
             counters.duplicates += 1;
