@@ -311,6 +311,11 @@ pub fn insert_header(map: &mut HeaderMap, name: &str, value: &str) {
     }
 }
 
+/// Adds `value` to header `name`; control characters in the value become spaces.
+pub fn append_header(map: &mut HeaderMap, name: HeaderName, value: &str) {
+    map.append(name, header_value(value));
+}
+
 /// A header value from any text: control characters (which async-nats refuses
 /// with a panic) become spaces.
 fn header_value(text: &str) -> HeaderValue {

@@ -24,6 +24,7 @@ use super::acks::{ACK_EVERY, AckFloor};
 use super::facts::{Event, OrderFacts, Stamp};
 use super::lag::LagHistogram;
 use super::{OrderViewConfig, OrderViewError, VIEW_BUCKET};
+use crate::runtime::unreadable;
 use crate::runtime::{PULL_EXPIRY, dead_letter, ensure_event_stream_with_replicas};
 use crate::shop::state::{Bucket, is_order_id};
 
@@ -268,7 +269,7 @@ impl Engine {
         };
         // What an earlier run took is delivered again (see `open_consumer`).
         lock(&source.floor).clear();
-        let consumer = open_consumer(&stream, config).await?;
+        let consumer = open_consumer(&self.js, &stream, config).await?;
         let max_in_flight = self.config.max_in_flight.max(1);
         let mut messages = consumer
             .stream()
@@ -719,6 +720,7 @@ struct Unsaved {
 /// earlier view that acked each event (the server cannot change an ack
 /// policy). What was not acked is delivered again; applying twice is harmless.
 async fn open_consumer(
+    js: &jetstream::Context,
     stream: &jetstream::stream::Stream,
     wanted: consumer::pull::Config,
 ) -> Result<consumer::PullConsumer, OrderViewError> {
@@ -728,6 +730,16 @@ async fn open_consumer(
         .await
         .map_err(jetstream_error)?;
     let info = consumer.cached_info();
+    // What was taken and not acked comes again: an event async-nats cannot
+    // read among it would stop the view again.
+    let window = unreadable::Window {
+        stream: &stream.cached_info().config.name,
+        filter: ">",
+        durable: &durable,
+    };
+    unreadable::set_aside(js, &window, info)
+        .await
+        .map_err(jetstream_error)?;
     let floor = info.ack_floor.stream_sequence;
     let unsettled = info.num_ack_pending > 0 || info.delivered.stream_sequence > floor;
     if info.config.ack_policy == wanted.ack_policy && !unsettled {

@@ -25,6 +25,7 @@ use tracing::Instrument;
 use super::context::Propagation;
 use super::error::ServiceError;
 use super::trace::TraceContext;
+use super::unreadable;
 use crate::connection::refusals::{self, PermissionRefusal, RefusedAction};
 use crate::wire::{self, Envelope};
 
@@ -101,7 +102,7 @@ pub enum EventError {
     },
 }
 
-fn jetstream_error(error: impl std::fmt::Display) -> EventError {
+pub(crate) fn jetstream_error(error: impl std::fmt::Display) -> EventError {
     EventError::JetStream(error.to_string())
 }
 
@@ -507,6 +508,17 @@ where
         )
         .await
         .map_err(jetstream_error)?;
+    // What an earlier run was given and did not ack comes again: a message
+    // async-nats cannot read among it would stop this run too.
+    let window = unreadable::Window {
+        stream: &stream_name,
+        filter: &subject,
+        durable: &config.durable_name,
+    };
+    let moved = unreadable::set_aside(&js, &window, consumer.cached_info()).await?;
+    if moved > 0 {
+        tracing::warn!(durable = %config.durable_name, moved, "Moved unreadable events to the dead letters before consuming.");
+    }
     // Batches no larger than what is handled at once: a large prefetch would
     // sit past the ack wait and be redelivered while still queued here.
     let max_in_flight = config.max_in_flight.max(1);
@@ -608,7 +620,7 @@ pub async fn dead_letter(
 
 /// Creates the dead-letter stream when it is missing, with `replicas`
 /// copies, or raises an existing one with fewer.
-async fn ensure_dead_letter_stream(js: &jetstream::Context, replicas: usize) -> Result<(), EventError> {
+pub(crate) async fn ensure_dead_letter_stream(js: &jetstream::Context, replicas: usize) -> Result<(), EventError> {
     let stream = js
         .get_or_create_stream(stream::Config {
             name: subjects::DEAD_LETTER_STREAM.to_owned(),

@@ -11,6 +11,7 @@ mod registration;
 mod serve;
 mod service;
 pub mod trace;
+pub(crate) mod unreadable;
 
 pub use client::{CallError, CallOptions, ServiceClient};
 pub use context::{Context, Propagation};

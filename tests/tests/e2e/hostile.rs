@@ -817,7 +817,7 @@ async fn stop_bus(bus: Bus) {
 
 /// Sends `HPUB subject` with a header value holding a lone carriage return
 /// over a bare TCP connection; the server forwards it as it is.
-async fn raw_publish_lone_carriage_return(server: &NatsServer, subject: &str) {
+pub(crate) async fn raw_publish_lone_carriage_return(server: &NatsServer, subject: &str) {
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", server.port()))
         .await
         .unwrap();
@@ -912,4 +912,73 @@ async fn a_header_the_client_library_cannot_parse_stops_the_service_loudly() {
         matches!(error, bus_services::runtime::EventError::ConsumerEnded { .. }),
         "{error:?}"
     );
+
+    // Started again, the consumer would be given the same stored event and
+    // stop again. Instead it moves it to the dead letters unread, deletes it
+    // from the stream, and handles what follows.
+    let watcher = server.client().await.unwrap();
+    let mut dead_letters = watcher.subscribe("soa.dlq.>").await.unwrap();
+    watcher.flush().await.unwrap();
+    let handled = Arc::new(AtomicUsize::new(0));
+    let stop = CancellationToken::new();
+    let restarted = tokio::spawn(consume_json(
+        server.client().await.unwrap(),
+        base_document(),
+        "noted",
+        ConsumerConfig::new("hostile-lone-cr"),
+        {
+            let handled = Arc::clone(&handled);
+            move |_ctx, _payload| {
+                handled.fetch_add(1, Ordering::SeqCst);
+                async { Ok(()) }
+            }
+        },
+        stop.clone(),
+    ));
+    let letter = tokio::time::timeout(Duration::from_secs(20), dead_letters.next())
+        .await
+        .expect("the unreadable event never reached the dead letters")
+        .unwrap();
+    let reason = wire::header(letter.headers.as_ref(), "Soa-Dead-Letter-Reason").unwrap_or_default();
+    assert!(reason.contains("lone carriage return"), "{reason}");
+    assert_eq!(
+        wire::header(letter.headers.as_ref(), "X-Hostile"),
+        Some("a b"),
+        "the dead letter keeps the header, made readable"
+    );
+    assert_eq!(letter.payload.as_ref(), br#"{"id":"note-1","text":"hello","count":1}"#);
+    let sequence: u64 = wire::header(letter.headers.as_ref(), "Soa-Dead-Letter-Sequence")
+        .and_then(|text| text.parse().ok())
+        .expect("the dead letter names its sequence");
+    let js = async_nats::jetstream::new(watcher.clone());
+    let base = base_document();
+    let stream_name = contracts::subjects::event_stream(&base.service, base.version.major());
+    let mut stream = js.get_stream(stream_name).await.unwrap();
+    assert!(
+        stream.get_raw_message(sequence).await.is_err(),
+        "the unreadable event is still in its stream"
+    );
+    assert_eq!(stream.info().await.unwrap().state.messages, 0);
+
+    watcher
+        .publish("corpus.hostile.v1.noted", valid_note().into())
+        .await
+        .unwrap();
+    watcher.flush().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while handled.load(Ordering::SeqCst) == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        handled.load(Ordering::SeqCst),
+        1,
+        "the restarted consumer handled no valid event"
+    );
+    assert!(!restarted.is_finished(), "the restarted consumer stopped");
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(15), restarted)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
 }

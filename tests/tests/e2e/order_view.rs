@@ -7,6 +7,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use futures::StreamExt;
+
 use bus_services::order_view::{OrderViewConfig, OrderViewService, differences};
 use bus_services::runtime::{CallOptions, ServiceClient};
 use bus_services::shop::{Audit, ShopConfig};
@@ -357,6 +359,50 @@ async fn a_restarted_view_loses_nothing() {
         .await
         .unwrap();
     assert_eq!(view.all(500).await, views);
+    view.stop().await;
+    bus.stop().await.unwrap();
+}
+
+/// An event whose headers async-nats cannot read (a value with a lone
+/// carriage return) kills the view's connection, and it would again after
+/// every restart; the view started again moves it to the dead letters
+/// unread, deletes it from its stream, and goes on with what follows.
+#[tokio::test]
+async fn a_restarted_view_sets_aside_an_event_the_client_library_cannot_read() {
+    tests::init_tracing();
+    let config = failing_config();
+    let outcomes = pick_outcomes(&config, 1);
+    let bus = ShopBus::start(config).await.unwrap();
+    let view = RunningView::start(&bus).await;
+    view.caught_up().await;
+    // Only the view reads the notifications' events.
+    crate::hostile::raw_publish_lone_carriage_return(&bus.server, "shop.notifications.v1.sent").await;
+    // Its connection is dead now: stop it without waiting.
+    view.shutdown.cancel();
+    view.task.abort();
+
+    let watcher = bus.server.client().await.unwrap();
+    let mut dead_letters = watcher.subscribe("soa.dlq.>").await.unwrap();
+    watcher.flush().await.unwrap();
+    let view = RunningView::start(&bus).await;
+    let letter = tokio::time::timeout(Duration::from_secs(20), dead_letters.next())
+        .await
+        .expect("the unreadable event never reached the dead letters")
+        .unwrap();
+    let reason = bus_services::wire::header(letter.headers.as_ref(), "Soa-Dead-Letter-Reason").unwrap_or_default();
+    assert!(reason.contains("lone carriage return"), "{reason}");
+    assert!(
+        letter.subject.as_str().ends_with(".order-view-notifications"),
+        "{}",
+        letter.subject
+    );
+
+    let ids = place_every_outcome(&bus, &outcomes).await;
+    let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let audit = bus.settled(&id_refs, SETTLE).await.unwrap();
+    view.caught_up().await;
+    let views = view.all(500).await;
+    assert_matches(&views, &audit, &ids);
     view.stop().await;
     bus.stop().await.unwrap();
 }
