@@ -174,6 +174,10 @@ pub fn service_permissions(
             format!("CONSUMER.CREATE.{stream}.*"),
             format!("CONSUMER.CREATE.{stream}.*.>"),
             format!("CONSUMER.MSG.NEXT.{stream}.*"),
+            // Reading what it was given and did not ack, and deleting an
+            // event no client library can read once it is a dead letter.
+            format!("STREAM.MSG.GET.{stream}"),
+            format!("STREAM.MSG.DELETE.{stream}"),
         ] {
             publish.insert(subjects::jetstream_api(&path));
         }

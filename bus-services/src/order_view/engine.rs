@@ -737,9 +737,7 @@ async fn open_consumer(
         filter: ">",
         durable: &durable,
     };
-    unreadable::set_aside(js, &window, info)
-        .await
-        .map_err(jetstream_error)?;
+    unreadable::set_aside_or_warn(js, &window, info).await;
     let floor = info.ack_floor.stream_sequence;
     let unsettled = info.num_ack_pending > 0 || info.delivered.stream_sequence > floor;
     if info.config.ack_policy == wanted.ack_policy && !unsettled {

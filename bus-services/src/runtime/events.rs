@@ -515,10 +515,7 @@ where
         filter: &subject,
         durable: &config.durable_name,
     };
-    let moved = unreadable::set_aside(&js, &window, consumer.cached_info()).await?;
-    if moved > 0 {
-        tracing::warn!(durable = %config.durable_name, moved, "Moved unreadable events to the dead letters before consuming.");
-    }
+    unreadable::set_aside_or_warn(&js, &window, consumer.cached_info()).await;
     // Batches no larger than what is handled at once: a large prefetch would
     // sit past the ack wait and be redelivered while still queued here.
     let max_in_flight = config.max_in_flight.max(1);

@@ -63,14 +63,29 @@ pub(crate) struct Window<'a> {
     pub durable: &'a str,
 }
 
+/// [`set_aside`], saying what it moved; a failure is logged and the consumer
+/// starts anyway (the look is a safety net, not a condition to start).
+pub(crate) async fn set_aside_or_warn(js: &jetstream::Context, window: &Window<'_>, info: &consumer::Info) {
+    match set_aside(js, window, info).await {
+        Ok(0) => {}
+        Ok(moved) => tracing::warn!(
+            durable = window.durable,
+            moved,
+            "Moved events async-nats cannot read to the dead letters before consuming."
+        ),
+        Err(error) => tracing::warn!(
+            durable = window.durable,
+            error = %error,
+            "Could not look for events async-nats cannot read among the unacked ones; consuming anyway. \
+             Grant the consumer's user $JS.API.STREAM.MSG.GET and .DELETE on the stream (`soa contract permissions`)."
+        ),
+    }
+}
+
 /// Moves the messages `info`'s consumer was given and has not acked whose
 /// headers async-nats cannot read to the dead-letter stream, deleting them
 /// from `window.stream`. Returns how many it moved.
-pub(crate) async fn set_aside(
-    js: &jetstream::Context,
-    window: &Window<'_>,
-    info: &consumer::Info,
-) -> Result<usize, EventError> {
+async fn set_aside(js: &jetstream::Context, window: &Window<'_>, info: &consumer::Info) -> Result<usize, EventError> {
     let last = info.delivered.stream_sequence;
     let mut next = info.ack_floor.stream_sequence.saturating_add(1);
     let mut moved = 0;
@@ -147,7 +162,13 @@ async fn move_to_dead_letters(
     wire::insert_header(&mut map, headers::DEAD_LETTER_SUBJECT, &stored.subject);
     wire::insert_header(&mut map, headers::DEAD_LETTER_CONSUMER, window.durable);
     wire::insert_header(&mut map, headers::DEAD_LETTER_SEQUENCE, &stored.seq.to_string());
-    wire::insert_header(&mut map, headers::MESSAGE_ID, &wire::new_message_id());
+    // The same id each time: a restart that set it aside before but could
+    // not delete it stores no second dead letter.
+    wire::insert_header(
+        &mut map,
+        headers::MESSAGE_ID,
+        &format!("unreadable-{}-{}", window.stream, stored.seq),
+    );
     js.publish_with_headers(
         subjects::dead_letter(window.stream, window.durable),
         map,
