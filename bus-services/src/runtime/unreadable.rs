@@ -37,6 +37,7 @@ struct NextRequest<'a> {
     next_by_subj: &'a str,
 }
 
+/// A `STREAM.MSG.GET` reply.
 #[derive(Deserialize)]
 struct Stored {
     message: StoredMessage,
@@ -194,7 +195,7 @@ async fn move_to_dead_letters(
 /// `NATS/1.0` line with an optional status, then `name: value` lines whose
 /// names are valid and whose values (continuation lines joined, ends
 /// trimmed) hold no carriage return or line feed.
-pub(crate) fn unreadable(block: &[u8]) -> Option<&'static str> {
+fn unreadable(block: &[u8]) -> Option<&'static str> {
     let Ok(text) = std::str::from_utf8(block) else {
         return Some("the header block is not UTF-8");
     };
@@ -230,7 +231,8 @@ pub(crate) fn unreadable(block: &[u8]) -> Option<&'static str> {
 
 /// The headers of `block` that can be kept, control characters in values
 /// made spaces; lines that are not `name: value` with a valid name, and
-/// JetStream's own `Nats-` headers, are left out.
+/// JetStream's own `Nats-` headers, are left out (the original
+/// `Nats-Msg-Id` is kept as `Soa-Dead-Letter-Message-Id`, for a replay).
 fn readable_headers(block: &[u8]) -> HeaderMap {
     let mut map = HeaderMap::new();
     let text = String::from_utf8_lossy(block);
@@ -241,10 +243,12 @@ fn readable_headers(block: &[u8]) -> HeaderMap {
         let Ok(name) = name.parse::<HeaderName>() else {
             continue;
         };
-        if name.to_string().to_ascii_lowercase().starts_with("nats-") {
-            continue;
+        let lowercase = name.to_string().to_ascii_lowercase();
+        if lowercase == headers::MESSAGE_ID.to_ascii_lowercase() {
+            wire::insert_header(&mut map, headers::DEAD_LETTER_MESSAGE_ID, value.trim());
+        } else if !lowercase.starts_with("nats-") {
+            wire::append_header(&mut map, name, value.trim());
         }
-        wire::append_header(&mut map, name, value.trim());
     }
     map
 }
@@ -293,6 +297,7 @@ mod tests {
         assert_eq!(wire::header(Some(&map), "X-Hostile"), Some("a b"));
         assert_eq!(wire::header(Some(&map), headers::EVENT), Some("noted"));
         assert_eq!(wire::header(Some(&map), headers::MESSAGE_ID), None);
-        assert_eq!(map.len(), 2);
+        assert_eq!(wire::header(Some(&map), headers::DEAD_LETTER_MESSAGE_ID), Some("abc"));
+        assert_eq!(map.len(), 3);
     }
 }
