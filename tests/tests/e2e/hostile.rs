@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::HeaderMap;
 use bus_services::runtime::{ConsumerConfig, consume_json, ensure_event_stream};
-use bus_services::runtime::{Service, ServiceConfig};
+use bus_services::runtime::{Service, ServiceConfig, serve};
 use bus_services::wire;
 use contracts::compat::{Mode, check_history, diff_contracts};
 use contracts::registry_api::{ListRequest, RegisterRequest, RegistryRequest, ops};
@@ -947,18 +947,21 @@ async fn a_header_the_client_library_cannot_parse_stops_the_service_loudly() {
         "the dead letter keeps the header, made readable"
     );
     assert_eq!(letter.payload.as_ref(), br#"{"id":"note-1","text":"hello","count":1}"#);
-    let sequence: u64 = wire::header(letter.headers.as_ref(), "Soa-Dead-Letter-Sequence")
-        .and_then(|text| text.parse().ok())
-        .expect("the dead letter names its sequence");
+    assert!(
+        wire::header(letter.headers.as_ref(), "Soa-Dead-Letter-Sequence")
+            .is_some_and(|text| text.parse::<u64>().is_ok()),
+        "the dead letter names its sequence"
+    );
+    // Deleted from its stream (which held nothing else) once stored as a dead letter.
     let js = async_nats::jetstream::new(watcher.clone());
     let base = base_document();
     let stream_name = contracts::subjects::event_stream(&base.service, base.version.major());
     let mut stream = js.get_stream(stream_name).await.unwrap();
-    assert!(
-        stream.get_raw_message(sequence).await.is_err(),
-        "the unreadable event is still in its stream"
-    );
-    assert_eq!(stream.info().await.unwrap().state.messages, 0);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while stream.info().await.unwrap().state.messages > 0 {
+        assert!(Instant::now() < deadline, "the unreadable event is still in its stream");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     watcher
         .publish("corpus.hostile.v1.noted", valid_note().into())
@@ -977,6 +980,54 @@ async fn a_header_the_client_library_cannot_parse_stops_the_service_loudly() {
     assert!(!restarted.is_finished(), "the restarted consumer stopped");
     stop.cancel();
     tokio::time::timeout(Duration::from_secs(15), restarted)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
+
+/// `serve` replaces a connection that died under its services: after a
+/// request whose header kills async-nats' connection task, the service
+/// answers again on a new connection, without a supervisor.
+#[tokio::test]
+async fn serve_connects_again_when_a_header_kills_the_connection() {
+    tests::harness::init_tracing();
+    let server = NatsServer::start().await.unwrap();
+    let service = Service::builder(base_document())
+        .config(ServiceConfig {
+            registration: None,
+            ..ServiceConfig::default()
+        })
+        .handle_json("echo", |_ctx, request: Value| async move { Ok(request) })
+        .build()
+        .unwrap();
+    let stop = CancellationToken::new();
+    let served = {
+        let (config, stop) = (server.connect_config(), stop.clone());
+        tokio::spawn(async move { serve(&config, vec![service], stop).await })
+    };
+    let probe = server.client().await.unwrap();
+    let answers = || async {
+        request(&probe, "corpus.hostile.v1.echo", HeaderMap::new(), valid_note())
+            .await
+            .is_ok()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !answers().await {
+        assert!(Instant::now() < deadline, "the service did not come up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    raw_publish_lone_carriage_return(&server, "corpus.hostile.v1.echo").await;
+    // The connection is dead now; a new one comes after a short pause.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !answers().await {
+        assert!(!served.is_finished(), "serve stopped instead of connecting again");
+        assert!(Instant::now() < deadline, "the service never answered again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(20), served)
         .await
         .unwrap()
         .unwrap()
