@@ -318,54 +318,60 @@ impl Engine {
     /// consumer's next ack flush then covers it); an unreadable event goes
     /// to the dead letters and is settled.
     async fn process(self: &Arc<Self>, source: &Source, message: jetstream::Message) {
-        let stamp = message.info().map(|info| Stamp {
-            at_us: u64::try_from(info.published.unix_timestamp_nanos() / 1_000).unwrap_or(0),
-            sequence: info.stream_sequence,
-        });
-        let sequence = stamp.as_ref().ok().map(|stamp| stamp.sequence);
-        if let Some(sequence) = sequence {
-            lock(&source.floor).take(sequence);
-        }
-        let applied = match stamp {
-            Ok(stamp) => self
-                .apply(source, &message, stamp)
-                .map(|unsaved| (unsaved, stamp.sequence)),
-            Err(error) => Err(format!("no JetStream metadata: {error}")),
+        let stamp = match message.info() {
+            Ok(info) => Stamp {
+                at_us: u64::try_from(info.published.unix_timestamp_nanos() / 1_000).unwrap_or(0),
+                sequence: info.stream_sequence,
+            },
+            Err(error) => {
+                let reason = format!("no JetStream metadata: {error}");
+                return self.send_to_dead_letters(source, message, None, &reason).await;
+            }
         };
-        let outcome = match applied {
-            Ok((Some(Unsaved { order, settled }), sequence)) => {
+        lock(&source.floor).take(stamp.sequence);
+        match self.apply(source, &message, stamp) {
+            Ok(Some(Unsaved { order, settled })) => {
                 let delivery = Delivery {
                     floor: Arc::clone(&source.floor),
-                    sequence,
+                    sequence: stamp.sequence,
                     message,
                 };
                 self.store_later(order, delivery, settled);
-                return;
             }
-            Ok((None, sequence)) => {
-                lock(&source.floor).settle(sequence, message);
-                return;
-            }
+            Ok(None) => lock(&source.floor).settle(stamp.sequence, message),
             Err(reason) => {
-                tracing::warn!(stream = %source.stream, reason = %reason, "The order view cannot read an event; it goes to the dead letters.");
-                match dead_letter(&self.js, &message, &source.stream, &source.durable, &reason).await {
-                    Ok(()) => {
-                        lock(&self.counters).dead_letters += 1;
-                        match sequence {
-                            // Settled: the consumer's next ack covers it. (A
-                            // `Term` would ack every delivery before it too.)
-                            Some(sequence) => {
-                                lock(&source.floor).settle(sequence, message);
-                                return;
-                            }
-                            None => message.ack_with(AckKind::Term).await,
-                        }
+                self.send_to_dead_letters(source, message, Some(stamp.sequence), &reason)
+                    .await
+            }
+        }
+    }
+
+    /// Stores an event the view can never apply as a dead letter, then
+    /// settles it (its consumer's next ack covers it; a `Term` would ack
+    /// every delivery before it too) or, without a `sequence` to settle,
+    /// terminates it; naks it when the dead letter cannot be stored.
+    async fn send_to_dead_letters(
+        &self,
+        source: &Source,
+        message: jetstream::Message,
+        sequence: Option<u64>,
+        reason: &str,
+    ) {
+        tracing::warn!(stream = %source.stream, reason = %reason, "The order view cannot read an event; it goes to the dead letters.");
+        let outcome = match dead_letter(&self.js, &message, &source.stream, &source.durable, reason).await {
+            Ok(()) => {
+                lock(&self.counters).dead_letters += 1;
+                match sequence {
+                    Some(sequence) => {
+                        lock(&source.floor).settle(sequence, message);
+                        return;
                     }
-                    Err(error) => {
-                        tracing::error!(error = %error, "Could not store the dead letter; the event will be redelivered.");
-                        message.ack_with(AckKind::Nak(Some(RETRY_PAUSE))).await
-                    }
+                    None => message.ack_with(AckKind::Term).await,
                 }
+            }
+            Err(error) => {
+                tracing::error!(error = %error, "Could not store the dead letter; the event will be redelivered.");
+                message.ack_with(AckKind::Nak(Some(RETRY_PAUSE))).await
             }
         };
         if let Err(error) = outcome {

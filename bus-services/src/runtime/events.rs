@@ -577,47 +577,93 @@ pub async fn dead_letter(
     consumer: &str,
     reason: &str,
 ) -> Result<(), EventError> {
+    let info = message.info().ok();
+    let origin = Origin {
+        stream,
+        consumer,
+        subject: message.subject.as_str(),
+        reason,
+        deliveries: info.as_ref().map(|info| info.delivered),
+        sequence: info.as_ref().map(|info| info.stream_sequence),
+        message_id: None,
+    };
+    store_dead_letter(js, message.headers.as_ref(), message.payload.clone(), &origin).await
+}
+
+/// Where a dead letter came from and why.
+pub(crate) struct Origin<'a> {
+    /// The stream the original was taken from.
+    pub(crate) stream: &'a str,
+    /// The consumer that gave up on it.
+    pub(crate) consumer: &'a str,
+    /// The original's subject.
+    pub(crate) subject: &'a str,
+    /// Why it is a dead letter.
+    pub(crate) reason: &'a str,
+    /// How many times it was delivered, when known.
+    pub(crate) deliveries: Option<i64>,
+    /// Its sequence in `stream`, when known.
+    pub(crate) sequence: Option<u64>,
+    /// The dead letter's own `Nats-Msg-Id`; a fresh one when `None`.
+    pub(crate) message_id: Option<String>,
+}
+
+/// Stores `payload` as a dead letter of `origin`, with the headers of
+/// [`dead_letter_headers`].
+pub(crate) async fn store_dead_letter(
+    js: &jetstream::Context,
+    original: Option<&HeaderMap>,
+    payload: bytes::Bytes,
+    origin: &Origin<'_>,
+) -> Result<(), EventError> {
     ensure_dead_letter_stream(js, 1).await?;
-    // Keep the message's own headers, but none of JetStream's publish
-    // expectations (`Nats-Expected-*`, `Nats-Rollup`, ...), which would make
-    // the dead letter itself refused.
+    js.publish_with_headers(
+        subjects::dead_letter(origin.stream, origin.consumer),
+        dead_letter_headers(original, origin),
+        payload,
+    )
+    .await
+    .map_err(jetstream_error)?
+    .await
+    .map_err(jetstream_error)?;
+    Ok(())
+}
+
+/// A dead letter's headers: the original's own, but none of JetStream's
+/// publish expectations (`Nats-Expected-*`, `Nats-Rollup`, ...), which would
+/// make the dead letter itself refused; the reason and where it came from;
+/// the original's `Nats-Msg-Id` kept for a replay, and an id of its own (a
+/// dead letter is a new message, not a duplicate to drop).
+pub(crate) fn dead_letter_headers(original: Option<&HeaderMap>, origin: &Origin<'_>) -> HeaderMap {
     let mut map = HeaderMap::new();
-    for (name, values) in message.headers.iter().flat_map(HeaderMap::iter) {
+    for (name, values) in original.iter().flat_map(|map| map.iter()) {
         if !name.to_string().to_ascii_lowercase().starts_with("nats-") {
             for value in values {
                 map.append(name.clone(), value.clone());
             }
         }
     }
-    let reason: String = reason.chars().take(MAX_REASON_CHARS).collect();
+    let reason: String = origin.reason.chars().take(MAX_REASON_CHARS).collect();
     wire::insert_header(&mut map, headers::DEAD_LETTER_REASON, &reason);
-    wire::insert_header(&mut map, headers::DEAD_LETTER_SUBJECT, message.subject.as_str());
-    wire::insert_header(&mut map, headers::DEAD_LETTER_CONSUMER, consumer);
-    if let Ok(info) = message.info() {
-        wire::insert_header(&mut map, headers::DEAD_LETTER_DELIVERIES, &info.delivered.to_string());
-        wire::insert_header(
-            &mut map,
-            headers::DEAD_LETTER_SEQUENCE,
-            &info.stream_sequence.to_string(),
-        );
+    wire::insert_header(&mut map, headers::DEAD_LETTER_SUBJECT, origin.subject);
+    wire::insert_header(&mut map, headers::DEAD_LETTER_CONSUMER, origin.consumer);
+    if let Some(deliveries) = origin.deliveries {
+        wire::insert_header(&mut map, headers::DEAD_LETTER_DELIVERIES, &deliveries.to_string());
     }
-    // A dead letter is a new message: a fresh id, so it is not dropped as a
-    // duplicate; the original id is kept for a replay.
-    if let Some(original) = wire::header(message.headers.as_ref(), headers::MESSAGE_ID) {
-        wire::insert_header(&mut map, headers::DEAD_LETTER_MESSAGE_ID, original);
+    if let Some(sequence) = origin.sequence {
+        wire::insert_header(&mut map, headers::DEAD_LETTER_SEQUENCE, &sequence.to_string());
     }
-    wire::insert_header(&mut map, headers::MESSAGE_ID, &wire::new_message_id());
-    js.publish_with_headers(subjects::dead_letter(stream, consumer), map, message.payload.clone())
-        .await
-        .map_err(jetstream_error)?
-        .await
-        .map_err(jetstream_error)?;
-    Ok(())
+    if let Some(id) = wire::header(original, headers::MESSAGE_ID) {
+        wire::insert_header(&mut map, headers::DEAD_LETTER_MESSAGE_ID, id);
+    }
+    let own_id = origin.message_id.clone().unwrap_or_else(wire::new_message_id);
+    wire::insert_header(&mut map, headers::MESSAGE_ID, &own_id);
+    map
 }
 
 /// Creates the dead-letter stream when it is missing, with `replicas`
 /// copies, or raises an existing one with fewer.
-pub(crate) async fn ensure_dead_letter_stream(js: &jetstream::Context, replicas: usize) -> Result<(), EventError> {
+async fn ensure_dead_letter_stream(js: &jetstream::Context, replicas: usize) -> Result<(), EventError> {
     let stream = js
         .get_or_create_stream(stream::Config {
             name: subjects::DEAD_LETTER_STREAM.to_owned(),

@@ -16,11 +16,9 @@ use async_nats::jetstream::{self, consumer, response::Response};
 use async_nats::{HeaderMap, HeaderName, StatusCode};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use contracts::envelope::headers;
-use contracts::subjects;
 use serde::{Deserialize, Serialize};
 
-use super::events::{EventError, ensure_dead_letter_stream, jetstream_error};
+use super::events::{EventError, Origin, jetstream_error, store_dead_letter};
 use crate::wire;
 
 /// The most unacked messages looked at before a consumer starts (a
@@ -157,28 +155,8 @@ async fn move_to_dead_letters(
         problem,
         "An event's headers would stop every consumer that reads it; moving it to the dead letters."
     );
-    ensure_dead_letter_stream(js, 1).await?;
-    let mut map = readable_headers(block);
-    wire::insert_header(&mut map, headers::DEAD_LETTER_REASON, &reason);
-    wire::insert_header(&mut map, headers::DEAD_LETTER_SUBJECT, &stored.subject);
-    wire::insert_header(&mut map, headers::DEAD_LETTER_CONSUMER, window.durable);
-    wire::insert_header(&mut map, headers::DEAD_LETTER_SEQUENCE, &stored.seq.to_string());
-    // The same id each time: a restart that set it aside before but could
-    // not delete it stores no second dead letter.
-    wire::insert_header(
-        &mut map,
-        headers::MESSAGE_ID,
-        &format!("unreadable-{}-{}", window.stream, stored.seq),
-    );
-    js.publish_with_headers(
-        subjects::dead_letter(window.stream, window.durable),
-        map,
-        payload.into(),
-    )
-    .await
-    .map_err(jetstream_error)?
-    .await
-    .map_err(jetstream_error)?;
+    let origin = origin(window, stored, &reason);
+    store_dead_letter(js, Some(&readable_headers(block)), payload.into(), &origin).await?;
     let stream = js.get_stream(window.stream).await.map_err(jetstream_error)?;
     stream.delete_message(stored.seq).await.map_err(|error| {
         EventError::JetStream(format!(
@@ -188,6 +166,21 @@ async fn move_to_dead_letters(
         ))
     })?;
     Ok(())
+}
+
+/// Where the dead letter of `stored` comes from. Its id is the same each
+/// time: a restart that set it aside before but could not delete it stores
+/// no second dead letter.
+fn origin<'a>(window: &Window<'a>, stored: &'a StoredMessage, reason: &'a str) -> Origin<'a> {
+    Origin {
+        stream: window.stream,
+        consumer: window.durable,
+        subject: &stored.subject,
+        reason,
+        deliveries: None,
+        sequence: Some(stored.seq),
+        message_id: Some(format!("unreadable-{}-{}", window.stream, stored.seq)),
+    }
 }
 
 /// Why async-nats 0.51 cannot read header block `block` when it delivers
@@ -229,10 +222,9 @@ fn unreadable(block: &[u8]) -> Option<&'static str> {
     None
 }
 
-/// The headers of `block` that can be kept, control characters in values
-/// made spaces; lines that are not `name: value` with a valid name, and
-/// JetStream's own `Nats-` headers, are left out (the original
-/// `Nats-Msg-Id` is kept as `Soa-Dead-Letter-Message-Id`, for a replay).
+/// The headers of `block` that can be read, control characters in values
+/// made spaces; lines that are not `name: value` with a valid name are left
+/// out.
 fn readable_headers(block: &[u8]) -> HeaderMap {
     let mut map = HeaderMap::new();
     let text = String::from_utf8_lossy(block);
@@ -240,13 +232,7 @@ fn readable_headers(block: &[u8]) -> HeaderMap {
         let Some((name, value)) = line.split_once(':') else {
             continue;
         };
-        let Ok(name) = name.parse::<HeaderName>() else {
-            continue;
-        };
-        let lowercase = name.to_string().to_ascii_lowercase();
-        if lowercase == headers::MESSAGE_ID.to_ascii_lowercase() {
-            wire::insert_header(&mut map, headers::DEAD_LETTER_MESSAGE_ID, value.trim());
-        } else if !lowercase.starts_with("nats-") {
+        if let Ok(name) = name.parse::<HeaderName>() {
             wire::append_header(&mut map, name, value.trim());
         }
     }
@@ -255,7 +241,10 @@ fn readable_headers(block: &[u8]) -> HeaderMap {
 
 #[cfg(test)]
 mod tests {
+    use contracts::envelope::headers;
+
     use super::*;
+    use crate::runtime::events::dead_letter_headers;
 
     #[test]
     fn headers_async_nats_reads_are_readable() {
@@ -292,12 +281,27 @@ mod tests {
 
     #[test]
     fn a_dead_letter_keeps_the_readable_headers_and_cleans_the_rest() {
-        let map =
-            readable_headers(b"NATS/1.0\r\nX-Hostile: a\rb\r\nSoa-Event: noted\r\nNats-Msg-Id: abc\r\nbroken\r\n\r\n");
+        let block = b"NATS/1.0\r\nX-Hostile: a\rb\r\nSoa-Event: noted\r\nNats-Msg-Id: abc\r\nbroken\r\n\r\n";
+        let stored = StoredMessage {
+            subject: "corpus.hostile.v1.noted".to_owned(),
+            seq: 7,
+            hdrs: None,
+            data: String::new(),
+        };
+        let window = Window {
+            stream: "SOA_EVENTS_CORPUS_V1",
+            filter: "corpus.hostile.v1.noted",
+            durable: "noted",
+        };
+        let map = dead_letter_headers(Some(&readable_headers(block)), &origin(&window, &stored, "unreadable"));
         assert_eq!(wire::header(Some(&map), "X-Hostile"), Some("a b"));
         assert_eq!(wire::header(Some(&map), headers::EVENT), Some("noted"));
-        assert_eq!(wire::header(Some(&map), headers::MESSAGE_ID), None);
         assert_eq!(wire::header(Some(&map), headers::DEAD_LETTER_MESSAGE_ID), Some("abc"));
-        assert_eq!(map.len(), 3);
+        assert_eq!(
+            wire::header(Some(&map), headers::MESSAGE_ID),
+            Some("unreadable-SOA_EVENTS_CORPUS_V1-7")
+        );
+        assert_eq!(wire::header(Some(&map), headers::DEAD_LETTER_SEQUENCE), Some("7"));
+        assert!(map.iter().all(|(name, _)| name.to_string() != "broken"));
     }
 }

@@ -578,7 +578,6 @@ impl Inventory {
     }
 }
 
-/// A reservation or release task that panicked or was cancelled.
 /// A new order's reservation as its first attempt settles it: `held`,
 /// naming by product the attempt whose hold counts, or `refused` with the
 /// product that ran short.
@@ -599,6 +598,7 @@ fn settled_record(order_id: &OrderId, items: &[StockLine], taken: Taken) -> Rese
     }
 }
 
+/// A reservation or release task that panicked or was cancelled.
 fn task_failed(order: &str, doing: &str, error: &tokio::task::JoinError) -> StoreError {
     StoreError {
         bucket: RESERVATIONS_BUCKET.to_owned(),

@@ -366,14 +366,7 @@ async fn start_bus() -> Bus {
     assert!(created.created);
 
     let base = base_document();
-    let service = Service::builder(base.clone())
-        .config(ServiceConfig {
-            registration: None,
-            ..ServiceConfig::default()
-        })
-        .handle_json("echo", |_ctx, request: Value| async move { Ok(request) })
-        .build()
-        .unwrap();
+    let service = echo_service();
     let service_stop = CancellationToken::new();
     let service_task = tokio::spawn({
         let service = service.clone();
@@ -424,14 +417,31 @@ async fn start_bus() -> Bus {
     };
     // Up once it echoes.
     for _ in 0..200 {
-        if let Ok(reply) = request(&bus.nats, "corpus.hostile.v1.echo", HeaderMap::new(), valid_note()).await
-            && wire::decode_error(reply.headers.as_ref(), &reply.payload).is_none()
-        {
+        if echoes(&bus.nats).await {
             return bus;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     panic!("the corpus service did not come up");
+}
+
+/// The corpus service: the base contract's `echo`, not registered.
+fn echo_service() -> Service {
+    Service::builder(base_document())
+        .config(ServiceConfig {
+            registration: None,
+            ..ServiceConfig::default()
+        })
+        .handle_json("echo", |_ctx, request: Value| async move { Ok(request) })
+        .build()
+        .unwrap()
+}
+
+/// Whether the corpus service echoes a valid note now.
+async fn echoes(nats: &async_nats::Client) -> bool {
+    request(nats, "corpus.hostile.v1.echo", HeaderMap::new(), valid_note())
+        .await
+        .is_ok_and(|reply| wire::decode_error(reply.headers.as_ref(), &reply.payload).is_none())
 }
 
 fn valid_note() -> Vec<u8> {
@@ -852,23 +862,13 @@ async fn a_header_the_client_library_cannot_parse_stops_the_service_loudly() {
     tests::harness::init_tracing();
     let server = NatsServer::start().await.unwrap();
     let base = base_document();
-    let service = Service::builder(base.clone())
-        .config(ServiceConfig {
-            registration: None,
-            ..ServiceConfig::default()
-        })
-        .handle_json("echo", |_ctx, request: Value| async move { Ok(request) })
-        .build()
-        .unwrap();
+    let service = echo_service();
     let service_nats = server.client().await.unwrap();
     let service_task = tokio::spawn(service.run(service_nats.clone(), CancellationToken::new()));
     let probe = server.client().await.unwrap();
     let mut up = false;
     for _ in 0..100 {
-        if request(&probe, "corpus.hostile.v1.echo", HeaderMap::new(), valid_note())
-            .await
-            .is_ok()
-        {
+        if echoes(&probe).await {
             up = true;
             break;
         }
@@ -993,27 +993,15 @@ async fn a_header_the_client_library_cannot_parse_stops_the_service_loudly() {
 async fn serve_connects_again_when_a_header_kills_the_connection() {
     tests::harness::init_tracing();
     let server = NatsServer::start().await.unwrap();
-    let service = Service::builder(base_document())
-        .config(ServiceConfig {
-            registration: None,
-            ..ServiceConfig::default()
-        })
-        .handle_json("echo", |_ctx, request: Value| async move { Ok(request) })
-        .build()
-        .unwrap();
+    let service = echo_service();
     let stop = CancellationToken::new();
     let served = {
         let (config, stop) = (server.connect_config(), stop.clone());
         tokio::spawn(async move { serve(&config, vec![service], stop).await })
     };
     let probe = server.client().await.unwrap();
-    let answers = || async {
-        request(&probe, "corpus.hostile.v1.echo", HeaderMap::new(), valid_note())
-            .await
-            .is_ok()
-    };
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !answers().await {
+    while !echoes(&probe).await {
         assert!(Instant::now() < deadline, "the service did not come up");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -1021,7 +1009,7 @@ async fn serve_connects_again_when_a_header_kills_the_connection() {
     raw_publish_lone_carriage_return(&server, "corpus.hostile.v1.echo").await;
     // The connection is dead now; a new one comes after a short pause.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !answers().await {
+    while !echoes(&probe).await {
         assert!(!served.is_finished(), "serve stopped instead of connecting again");
         assert!(Instant::now() < deadline, "the service never answered again");
         tokio::time::sleep(Duration::from_millis(50)).await;
